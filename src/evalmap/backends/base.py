@@ -1,0 +1,130 @@
+"""The Backend contract: what any inference engine must answer.
+
+Shaped like lm-eval's LM interface (generate / loglikelihood) so tasks never know
+the engine. Requests are plain frozen dataclasses with a stable `key()` so the
+response cache can be keyed by (model fingerprint, request hash) regardless of
+batch size, concurrency or rank count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Protocol, runtime_checkable
+
+
+def _stable_hash(payload: dict) -> str:
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Generate a continuation.
+
+    `prompt` is raw text for completion-style requests; `messages` (OpenAI chat
+    format) is used instead when `chat` is true and the backend applies the model's
+    own chat template.
+    """
+
+    prompt: str = ""
+    messages: tuple[tuple[str, str], ...] = ()
+    chat: bool = False
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+
+    kind = "generate"
+
+    def key(self) -> str:
+        return _stable_hash({"kind": self.kind, **asdict(self)})
+
+    def chat_messages(self) -> list[dict[str, str]]:
+        return [{"role": role, "content": content} for role, content in self.messages]
+
+
+@dataclass(frozen=True)
+class LoglikelihoodRequest:
+    """Log P(continuation | context), summed over the continuation's tokens."""
+
+    context: str
+    continuation: str
+
+    kind = "loglikelihood"
+
+    def key(self) -> str:
+        return _stable_hash({"kind": self.kind, **asdict(self)})
+
+
+Request = GenerationRequest | LoglikelihoodRequest
+
+
+@dataclass
+class Generation:
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = "stop"
+    latency_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class LogLikelihood:
+    logprob: float
+    is_greedy: bool
+    continuation_tokens: int = 0
+    context_tokens: int = 0
+    latency_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+Response = Generation | LogLikelihood
+
+
+def response_from_dict(kind: str, data: dict) -> Response:
+    return Generation(**data) if kind == "generate" else LogLikelihood(**data)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    chat_template: bool = True
+    logprobs: bool = True
+    images: bool = False
+    tools: bool = False
+    max_context: int = 2048
+
+
+@dataclass
+class BackendInfo:
+    """Recorded with every score: the same weights score slightly differently per engine."""
+
+    name: str
+    version: str
+    model: str
+    fingerprint: str
+    extra: dict = field(default_factory=dict)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    info: BackendInfo
+    capabilities: Capabilities
+
+    def generate(self, requests: list[GenerationRequest]) -> list[Generation]: ...
+
+    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[LogLikelihood]: ...
+
+    def close(self) -> None: ...
+
+
+def length_sorted(indices_and_lengths: list[tuple[int, int]], descending: bool = True) -> list[int]:
+    """Order request indices by length: long first finds OOM early and pads least."""
+    return [i for i, _ in sorted(indices_and_lengths, key=lambda t: (-t[1] if descending else t[1], t[0]))]

@@ -1,0 +1,230 @@
+"""Typed shape of the catalog: models, datasets and the guide's mapping.
+
+Every YAML file evalmap reads is validated against these classes, so a typo in a
+user's catalog is reported with its file, line and field instead of surfacing as
+a KeyError deep inside a run.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CATEGORIES = ("coding", "math", "text", "multimodal", "efficiency", "genomics")
+TASK_TYPES = (
+    "coding",
+    "mathematics",
+    "reasoning",
+    "knowledge",
+    "instruction_following",
+    "multimodal",
+    "life_science",
+    "efficiency",
+    "function_calling",
+)
+
+Category = Literal["coding", "math", "text", "multimodal", "efficiency", "genomics"]
+TaskType = Literal[
+    "coding",
+    "mathematics",
+    "reasoning",
+    "knowledge",
+    "instruction_following",
+    "multimodal",
+    "life_science",
+    "efficiency",
+    "function_calling",
+]
+BackendName = Literal["transformers", "llamacpp", "openai", "vllm"]
+RequestKind = Literal["generate", "loglikelihood", "execute", "judge", "latency"]
+
+
+class Strict(BaseModel):
+    """Base for catalog records: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GGUFSource(Strict):
+    """Where a GGUF file lives: a hub repo + file, a local path, or inside a Python package."""
+
+    repo: str | None = None
+    file: str
+    package: str | None = Field(
+        default=None, description="Python package whose installed files contain `file`."
+    )
+    path: str | None = None
+
+
+class RunHints(Strict):
+    """How the model is usually served; `--backend` overrides `default_backend`."""
+
+    default_backend: BackendName = "transformers"
+    hf: str | None = Field(default=None, description="HF repo id or local folder for transformers/vLLM.")
+    gguf: GGUFSource | None = None
+    server_model: str | None = Field(
+        default=None, description="Model name to send to an OpenAI-compatible server."
+    )
+    dtype: str = "auto"
+    tensor_parallel: int = Field(default=1, ge=1)
+    trust_remote_code: bool = False
+
+
+class Model(Strict):
+    id: str = Field(pattern=r"^[a-z0-9_]+$")
+    name: str
+    categories: list[Category] = Field(min_length=1)
+    hf_repo: str | None = Field(description="Published HF repo id; null for private fine-tunes.")
+    base_model: str | None = Field(
+        default=None, description="HF repo id of the base, for fine-tunes."
+    )
+    user_weights: bool = Field(
+        default=False,
+        description="True when the weights are the team's own: set run.hf to a local path or repo.",
+    )
+    params_b: float = Field(gt=0, description="Total parameters, billions.")
+    active_params_b: float | None = Field(default=None, gt=0, description="Active parameters (MoE).")
+    modality: Literal["text", "vision-language"] = "text"
+    context_length: int = Field(gt=0)
+    license: str
+    gated: bool = False
+    chat_template: bool = True
+    in_guide: bool = Field(default=False, description="Named in the user's mapping guide.")
+    unverified: list[str] = Field(
+        default_factory=list, description="Fields not confirmed by a primary source."
+    )
+    run: RunHints = RunHints()
+    notes: str = ""
+
+    @property
+    def compute_params_b(self) -> float:
+        """Parameters touched per token: what drives FLOPs and so time."""
+        return self.active_params_b or self.params_b
+
+
+class HFSource(Strict):
+    id: str
+    config: str | None = None
+    split: str
+    revision: str | None = None
+
+
+class LocalFiles(Strict):
+    """Layout under a `--data-dir` folder (same as `../shared/datasets`)."""
+
+    folder: str
+    files: list[str] = Field(min_length=1)
+    format: Literal["jsonl", "jsonl.gz", "json", "json.gz", "csv", "csv.gz", "txt", "mixed"]
+
+
+class Variant(Strict):
+    """A named subset or alternative split (e.g. mbpp `sanitized`, bigcodebench `hard`)."""
+
+    name: str
+    count: int = Field(gt=0)
+    description: str = ""
+    source: HFSource | None = None
+
+
+class Status(str, Enum):
+    ready = "ready"
+    expansion = "expansion"
+
+
+class Dataset(Strict):
+    id: str = Field(pattern=r"^[a-z0-9_]+$")
+    name: str
+    task_type: TaskType
+    description: str = ""
+    source: HFSource
+    local: LocalFiles | None = None
+    count: int = Field(gt=0, description="Items in the evaluation split.")
+    guide_count: int | None = Field(
+        default=None, description="The figure the guide uses, where it differs from `count`."
+    )
+    status: Status
+    request_kind: RequestKind
+    metrics: list[str] = Field(min_length=1)
+    license: str
+    variants: list[Variant] = Field(default_factory=list)
+    prompt_tokens: int = Field(default=200, gt=0, description="Typical prompt length (cost model).")
+    answer_tokens: int = Field(default=64, gt=0, description="Typical answer length (cost model).")
+    choices: int | None = Field(
+        default=None, ge=2, description="Options per item for log-likelihood tasks."
+    )
+    notes: str = ""
+
+
+class Tier(Strict):
+    """One priority row of a guide section: a tier name and the datasets it adds."""
+
+    name: str
+    datasets: list[str] | Literal["all"]
+    guide_samples: int | str | None = None
+
+
+class Group(Strict):
+    """The guide's recommendation for a category: a named dataset group in priority tiers."""
+
+    category: Category
+    title: str
+    group: str
+    priority: str
+    guide_models: list[str] = Field(description="Models the guide lists in this section.")
+    tiers: list[Tier] = Field(min_length=1)
+    task_types: list[TaskType] = Field(
+        description="Task types whose datasets make up the 'all' tier."
+    )
+    strategy: str = ""
+    guide_samples: int | str | None = None
+
+    def tier_of(self, dataset: str) -> str | None:
+        for tier in self.tiers:
+            if tier.datasets != "all" and dataset in tier.datasets:
+                return tier.name
+        return None
+
+
+class PoolRow(Strict):
+    """A row of the guide's evaluation matrix or usage statistics: models × datasets.
+
+    `models` and `datasets` are explicit lists or selectors resolved against the
+    catalog: `"category:coding"`, `"task_type:mathematics"`, `"status:ready"`, `"all"`.
+    """
+
+    label: str
+    category: Category
+    group: str
+    models: list[str]
+    datasets: list[str]
+    guide_models: int | None = None
+    guide_datasets: int | None = None
+    guide_samples: int | str | None = None
+    sample_note: str = ""
+
+
+class Mapping(Strict):
+    groups: list[Group]
+    ready_matrix: list[PoolRow]
+    expansion_matrix: list[PoolRow]
+    usage_immediate: list[PoolRow]
+    usage_comprehensive: list[PoolRow]
+    guide_totals: dict[str, int]
+    notes: list[str] = Field(default_factory=list)
+
+
+class PlanJob(Strict):
+    models: list[str] = Field(min_length=1)
+    datasets: list[str] = Field(min_length=1)
+    samples: int | None = Field(default=None, gt=0)
+
+
+class Plan(Strict):
+    """A saved selection of models × datasets × sample limit (the guide's Plans A, B, C)."""
+
+    id: str
+    name: str
+    description: str = ""
+    steps: list[PlanJob] = Field(min_length=1)

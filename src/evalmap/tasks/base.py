@@ -1,0 +1,85 @@
+"""The Task contract: what a dataset needs (Inspect's dataset + solver + scorer).
+
+A family module (code, math, multiple_choice, ...) holds several datasets as
+small declarative `TaskSpec`s plus the few functions that differ; `build_task`
+turns a spec and a run's `TaskConfig` into a `Task`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from evalmap.backends.base import Request, Response
+from evalmap.metrics.stats import Score
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Per-run options that change prompts or scoring; recorded with the run."""
+
+    data_dir: str | None = None
+    chat: bool | None = None  # None: the dataset spec's default
+    num_fewshot: int | None = None  # None: the dataset spec's standard count
+    mode: str | None = None  # e.g. "loglikelihood" | "generate"; None: spec default
+    n_samples: int = 1  # generations per item (pass@k)
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int | None = None
+    seed: int = 1234
+
+
+@dataclass
+class Item:
+    """One dataset item: a stable id and the raw fields of its source record."""
+
+    id: str
+    data: dict[str, Any]
+
+
+@dataclass
+class SampleResult:
+    """The outcome of scoring one item."""
+
+    metrics: dict[str, float]
+    extracted: Any = None
+    target: Any = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Task(Protocol):
+    dataset_id: str
+    config: TaskConfig
+
+    def items(self, limit: int | None = None, seed: int = 1234) -> list[Item]: ...
+
+    def requests(self, item: Item) -> list[Request]: ...
+
+    def score(self, item: Item, responses: list[Response]) -> SampleResult: ...
+
+    def aggregate(self, samples: list[SampleResult]) -> list[Score]: ...
+
+    def prompt_hash(self) -> str: ...
+
+
+def deterministic_subset(items: list[Item], limit: int | None, seed: int) -> list[Item]:
+    """The same `--samples N` and seed pick the same items on every machine.
+
+    Items are ranked by a hash of (seed, item id) rather than `random.sample` over
+    positions, so adding items to a dataset does not reshuffle an existing subset.
+    """
+    if limit is None or limit >= len(items):
+        return list(items)
+
+    def rank(item: Item) -> str:
+        return hashlib.sha256(f"{seed}:{item.id}".encode()).hexdigest()
+
+    chosen = sorted(items, key=rank)[:limit]
+    order = {id(it): i for i, it in enumerate(items)}
+    return sorted(chosen, key=lambda it: order[id(it)])
+
+
+def seeded_rng(seed: int, *parts: str) -> random.Random:
+    return random.Random(hashlib.sha256(":".join([str(seed), *parts]).encode()).hexdigest())
