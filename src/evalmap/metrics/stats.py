@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from statistics import NormalDist
 
 Z95 = NormalDist().inv_cdf(0.975)
+NAN = float("nan")
 
 
 @dataclass(frozen=True)
 class Score:
-    """One metric over a job's samples."""
+    """One metric over a job's samples.
+
+    `n` is the number of units the stderr was computed over (samples, or problems
+    for pass@k); `method` says how the CI was made ("wilson", "normal", ...), so a
+    report can tell a small-n binomial interval from a normal approximation.
+    """
 
     name: str
     value: float
@@ -28,7 +35,39 @@ class Score:
         return f"{self.value:.{digits}f} ± {self.stderr:.{digits}f} (n={self.n})"
 
 
-def mean_score(name: str, values: list[float]) -> Score:
+def empty_score(name: str, method: str = "normal") -> Score:
+    """A score over no samples: NaN everywhere and n=0, never a made-up zero."""
+    return Score(name, NAN, NAN, NAN, NAN, 0, method)
+
+
+def is_binary(values: Sequence[float]) -> bool:
+    """True when every value is 0 or 1 (bools included): such data gets binomial methods."""
+    return all(v == 0 or v == 1 for v in values)
+
+
+def sample_stderr(values: Sequence[float], mean: float | None = None) -> float:
+    """Standard error of the mean with ddof=1 (as lm-eval reports); NaN below 2 values.
+
+    One value says nothing about spread, so NaN is more honest than 0.
+    """
+    n = len(values)
+    if n < 2:
+        return NAN
+    if mean is None:
+        mean = math.fsum(values) / n
+    var = math.fsum((v - mean) ** 2 for v in values) / (n - 1)
+    return math.sqrt(var / n)
+
+
+def normal_ci(value: float, stderr: float, z: float = Z95) -> tuple[float, float]:
+    """value ± z·stderr; NaN when the stderr is unknown."""
+    if math.isnan(stderr):
+        return NAN, NAN
+    half = z * stderr
+    return value - half, value + half
+
+
+def mean_score(name: str, values: Sequence[float]) -> Score:
     """Mean with the sample standard error (ddof=1, as lm-eval reports) and a 95% CI.
 
     For 0/1 metrics the CI is Wilson's, which stays inside [0, 1] and is honest at
@@ -36,22 +75,28 @@ def mean_score(name: str, values: list[float]) -> Score:
     """
     n = len(values)
     if n == 0:
-        return Score(name, float("nan"), float("nan"), float("nan"), float("nan"), 0)
-    mean = sum(values) / n
-    if n > 1:
-        var = sum((v - mean) ** 2 for v in values) / (n - 1)
-        stderr = math.sqrt(var / n)
-    else:
-        stderr = float("nan")
-    if all(v in (0.0, 1.0) for v in values):
+        return empty_score(name)
+    mean = math.fsum(values) / n
+    stderr = sample_stderr(values, mean)
+    if is_binary(values):
         low, high = wilson_interval(mean, n)
         return Score(name, mean, stderr, low, high, n, "wilson")
-    half = Z95 * stderr if n > 1 else float("nan")
-    return Score(name, mean, stderr, mean - half, mean + half, n, "normal")
+    low, high = normal_ci(mean, stderr)
+    return Score(name, mean, stderr, low, high, n, "normal")
 
 
 def wilson_interval(p: float, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a proportion `p` observed over `n` trials.
+
+    Unlike p ± z·se it never leaves [0, 1] and keeps a sensible width at p = 0 or 1,
+    which matters for the 5- and 20-sample runs evalmap allows.
+    """
+    if n <= 0:
+        return NAN, NAN
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    half = z * math.sqrt(max(p * (1 - p), 0.0) / n + z * z / (4 * n * n)) / denom
+    # At p = 0 (or 1) the bound is exactly 0 (or 1); say so rather than leave rounding noise.
+    low = 0.0 if p <= 0.0 else max(0.0, centre - half)
+    high = 1.0 if p >= 1.0 else min(1.0, centre + half)
+    return low, high
