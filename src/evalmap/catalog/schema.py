@@ -158,10 +158,16 @@ class Dataset(Strict):
 
 
 class Tier(Strict):
-    """One priority row of a guide section: a tier name and the datasets it adds."""
+    """One priority row of a guide section: a tier name and the datasets it adds.
+
+    `datasets` holds ids or selectors (`status:ready`, `task_type:coding`, `all`);
+    `sample_limit` is the per-dataset sample count the tier asks for (the guide's
+    efficiency tiers run "2-5" or "10-20" samples per dataset).
+    """
 
     name: str
-    datasets: list[str] | Literal["all"]
+    datasets: list[str]
+    sample_limit: int | None = Field(default=None, gt=0)
     guide_samples: int | str | None = None
 
 
@@ -174,51 +180,51 @@ class Group(Strict):
     priority: str
     guide_models: list[str] = Field(description="Models the guide lists in this section.")
     tiers: list[Tier] = Field(min_length=1)
-    task_types: list[TaskType] = Field(
-        description="Task types whose datasets make up the 'all' tier."
-    )
     strategy: str = ""
     guide_samples: int | str | None = None
 
-    def tier_of(self, dataset: str) -> str | None:
-        for tier in self.tiers:
-            if tier.datasets != "all" and dataset in tier.datasets:
-                return tier.name
-        return None
 
+class Pool(Strict):
+    """A cell block of the guide's evaluation matrix or usage statistics: models × datasets.
 
-class PoolRow(Strict):
-    """A row of the guide's evaluation matrix or usage statistics: models × datasets.
-
-    `models` and `datasets` are explicit lists or selectors resolved against the
-    catalog: `"category:coding"`, `"task_type:mathematics"`, `"status:ready"`, `"all"`.
+    Models are ids or selectors (`guide:coding` = the guide's models of that section,
+    `category:coding` = every catalog model in it); datasets are ids or selectors as
+    in `Tier`. The `guide_*` fields keep the guide's own figures to show beside ours.
     """
 
+    key: str
     label: str
-    category: Category
+    category: Category | Literal["general"]
     group: str
     models: list[str]
     datasets: list[str]
+    catalog_models: list[str] | None = Field(
+        default=None,
+        description="Models for the whole-catalog figure; default: `guide:X` widened to `category:X`.",
+    )
+    sample_limit: tuple[int, int] | None = None
     guide_models: int | None = None
     guide_datasets: int | None = None
     guide_samples: int | str | None = None
-    sample_note: str = ""
+    note: str = ""
 
 
 class Mapping(Strict):
     groups: list[Group]
-    ready_matrix: list[PoolRow]
-    expansion_matrix: list[PoolRow]
-    usage_immediate: list[PoolRow]
-    usage_comprehensive: list[PoolRow]
+    pools: list[Pool]
+    ready_matrix: list[str]
+    expansion_matrix: list[str]
+    usage_immediate: list[str]
+    usage_comprehensive: list[str]
     guide_totals: dict[str, int]
     notes: list[str] = Field(default_factory=list)
 
 
-class PlanJob(Strict):
+class PlanStep(Strict):
     models: list[str] = Field(min_length=1)
     datasets: list[str] = Field(min_length=1)
     samples: int | None = Field(default=None, gt=0)
+    comment: str = ""
 
 
 class Plan(Strict):
@@ -227,4 +233,4 @@ class Plan(Strict):
     id: str
     name: str
     description: str = ""
-    steps: list[PlanJob] = Field(min_length=1)
+    steps: list[PlanStep] = Field(min_length=1)

@@ -1,0 +1,261 @@
+"""Load the packaged catalog, merge the user's override files, validate everything.
+
+Overrides (`--catalog FILE`, or `EVALMAP_CATALOG` with paths joined by `:`) may
+add models, datasets and plans, or change fields of existing ones by id: a
+mapping for an existing id is deep-merged into it, so a user can point a team
+fine-tune at its weights with three lines of YAML.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from evalmap.catalog.schema import Dataset, Mapping, Model, Plan
+from evalmap.errors import EvalmapError, UnknownIdError
+
+PACKAGE_FILES = ("models.yaml", "datasets.yaml", "mapping.yaml")
+SECTIONS = {"models": Model, "datasets": Dataset, "plans": Plan}
+
+
+class CatalogError(EvalmapError):
+    """A catalog file is malformed: names the file, line and field."""
+
+
+@dataclass
+class _Located:
+    """Parsed YAML plus the line of every mapping/sequence node, keyed by path."""
+
+    data: Any
+    file: str
+    lines: dict[tuple, int] = field(default_factory=dict)
+
+    def line_of(self, path: tuple) -> int | None:
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return self.lines.get(())
+
+
+def _construct(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> Any:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            out[key] = _construct(value_node, (*path, key), lines)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(child, (*path, i), lines) for i, child in enumerate(node.value)]
+    return yaml.SafeLoader("").construct_object(node, deep=True)
+
+
+def _read_yaml(text: str, file: str) -> _Located:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise CatalogError(f"Invalid YAML in {file}{where}: {problem}.") from None
+    located = _Located(None, file)
+    located.data = _construct(node, (), located.lines) if node is not None else {}
+    if not isinstance(located.data, dict):
+        raise CatalogError(f"Invalid catalog file {file} line 1: the top level must be a mapping.")
+    return located
+
+
+def _validate(cls: type[BaseModel], data: Any, located: _Located, path: tuple) -> Any:
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function-")))
+        line = located.line_of((*path, *loc))
+        field_name = ".".join(str(x) for x in loc) or "(record)"
+        ident = data.get("id") if isinstance(data, dict) else None
+        who = f" ({ident})" if ident else ""
+        raise CatalogError(
+            f"Invalid catalog file {located.file} line {line}{who}, field {field_name!r}: {err['msg']}."
+        ) from None
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@dataclass
+class Catalog:
+    models: dict[str, Model]
+    datasets: dict[str, Dataset]
+    mapping: Mapping
+    plans: dict[str, Plan]
+    sources: list[str]
+    version: str
+
+    def model(self, model_id: str) -> Model:
+        if model_id not in self.models:
+            raise UnknownIdError("model", model_id, list(self.models))
+        return self.models[model_id]
+
+    def dataset(self, dataset_id: str) -> Dataset:
+        if dataset_id not in self.datasets:
+            raise UnknownIdError("dataset", dataset_id, list(self.datasets))
+        return self.datasets[dataset_id]
+
+    def plan(self, plan_id: str) -> Plan:
+        key = plan_id.lower()
+        key = key if key in self.plans else f"plan_{key}"
+        if key not in self.plans:
+            raise UnknownIdError("plan", plan_id, list(self.plans))
+        return self.plans[key]
+
+    def select_datasets(self, selectors: list[str]) -> list[str]:
+        """Resolve dataset ids and selectors (`all`, `status:ready`, `task_type:X`) in catalog order."""
+        chosen: list[str] = []
+        for sel in selectors:
+            if sel == "all":
+                ids = list(self.datasets)
+            elif sel.startswith("status:"):
+                ids = [d.id for d in self.datasets.values() if d.status.value == sel.split(":", 1)[1]]
+            elif sel.startswith("task_type:"):
+                ids = [d.id for d in self.datasets.values() if d.task_type == sel.split(":", 1)[1]]
+            else:
+                ids = [self.dataset(sel).id]
+            chosen.extend(i for i in ids if i not in chosen)
+        return chosen
+
+    def select_models(self, selectors: list[str]) -> list[str]:
+        """Resolve model ids and selectors (`all`, `guide`, `guide:CAT`, `category:CAT`) in catalog order."""
+        chosen: list[str] = []
+        for sel in selectors:
+            if sel == "all":
+                ids = list(self.models)
+            elif sel == "guide":
+                ids = [m.id for m in self.models.values() if m.in_guide]
+            elif sel.startswith("guide:"):
+                cat = sel.split(":", 1)[1]
+                group = next((g for g in self.mapping.groups if g.category == cat), None)
+                ids = list(group.guide_models) if group else []
+            elif sel.startswith("category:"):
+                cat = sel.split(":", 1)[1]
+                ids = [m.id for m in self.models.values() if cat in m.categories]
+            else:
+                ids = [self.model(sel).id]
+            chosen.extend(i for i in ids if i not in chosen)
+        return chosen
+
+
+def _override_paths(extra: list[str] | None) -> list[Path]:
+    paths = [p for p in os.environ.get("EVALMAP_CATALOG", "").split(os.pathsep) if p]
+    paths += list(extra or [])
+    out = []
+    for p in paths:
+        path = Path(p).expanduser()
+        if not path.is_file():
+            raise CatalogError(f"Catalog file {path} does not exist.")
+        out.append(path)
+    return out
+
+
+def load_catalog(overrides: list[str] | None = None) -> Catalog:
+    """The packaged catalog plus the user's override files, validated."""
+    package = resources.files("evalmap.catalog")
+    raw: dict[str, dict[str, tuple[dict, _Located, tuple]]] = {s: {} for s in SECTIONS}
+    mapping_src: tuple[dict, _Located] | None = None
+    sources: list[str] = []
+    texts: list[str] = []
+
+    def absorb(located: _Located) -> None:
+        nonlocal mapping_src
+        data = located.data
+        unknown = set(data) - {*SECTIONS, "mapping", "version"}
+        if unknown:
+            key = sorted(unknown)[0]
+            raise CatalogError(
+                f"Invalid catalog file {located.file} line {located.line_of((key,))}: unknown section "
+                f"{key!r} (expected models, datasets, plans or mapping)."
+            )
+        for section in SECTIONS:
+            entries = data.get(section) or []
+            if not isinstance(entries, list):
+                raise CatalogError(
+                    f"Invalid catalog file {located.file} line {located.line_of((section,))}: "
+                    f"{section!r} must be a list."
+                )
+            for i, entry in enumerate(entries):
+                if not isinstance(entry, dict) or "id" not in entry:
+                    raise CatalogError(
+                        f"Invalid catalog file {located.file} line {located.line_of((section, i))}: "
+                        f"every {section} entry needs an 'id'."
+                    )
+                previous = raw[section].get(entry["id"])
+                merged = _deep_merge(previous[0], entry) if previous else entry
+                raw[section][entry["id"]] = (merged, located, (section, i))
+        if "mapping" in data:
+            mapping_src = (data["mapping"], located)
+
+    for name in PACKAGE_FILES:
+        text = package.joinpath(name).read_text(encoding="utf-8")
+        texts.append(text)
+        absorb(_read_yaml(text, f"evalmap/catalog/{name}"))
+        sources.append(f"evalmap/catalog/{name}")
+    plans_dir = resources.files("evalmap.plans")
+    for entry in sorted(plans_dir.iterdir(), key=lambda p: p.name):
+        if entry.name.endswith(".yaml"):
+            text = entry.read_text(encoding="utf-8")
+            texts.append(text)
+            absorb(_read_yaml(text, f"evalmap/plans/{entry.name}"))
+    for path in _override_paths(overrides):
+        text = path.read_text(encoding="utf-8")
+        texts.append(text)
+        absorb(_read_yaml(text, str(path)))
+        sources.append(str(path))
+
+    built: dict[str, dict] = {}
+    for section, cls in SECTIONS.items():
+        built[section] = {
+            key: _validate(cls, data, located, path) for key, (data, located, path) in raw[section].items()
+        }
+    if mapping_src is None:
+        raise CatalogError("No mapping section found in the catalog files.")
+    mapping = _validate(Mapping, mapping_src[0], mapping_src[1], ("mapping",))
+    version = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:12]
+    catalog = Catalog(built["models"], built["datasets"], mapping, built["plans"], sources, version)
+    _check_references(catalog)
+    return catalog
+
+
+def _check_references(catalog: Catalog) -> None:
+    """Every id the mapping and plans mention must exist: fail at load, not mid-run."""
+    for group in catalog.mapping.groups:
+        catalog.select_models(group.guide_models)
+        for tier in group.tiers:
+            catalog.select_datasets(tier.datasets)
+    for pool in catalog.mapping.pools:
+        catalog.select_models(pool.models)
+        catalog.select_models(pool.catalog_models or [])
+        catalog.select_datasets(pool.datasets)
+    keys = {p.key for p in catalog.mapping.pools}
+    for listing in ("ready_matrix", "expansion_matrix", "usage_immediate", "usage_comprehensive"):
+        for key in getattr(catalog.mapping, listing):
+            if key not in keys:
+                raise UnknownIdError("pool", key, sorted(keys))
+    for plan in catalog.plans.values():
+        for step in plan.steps:
+            catalog.select_models(step.models)
+            catalog.select_datasets(step.datasets)

@@ -1,0 +1,317 @@
+"""Recommendations, the evaluation matrix, usage statistics, plans and their cost.
+
+Everything here is computed from the catalog; nothing runs a model. The cost
+model is deliberately simple and stated in docs/cost_model.md: prefill is
+compute-bound (2 FLOPs per active parameter per token), decoding is bound by
+reading the weights once per step, shared by the batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from evalmap.catalog.loader import Catalog
+from evalmap.catalog.schema import Dataset, Model, Pool
+
+# ---------------------------------------------------------------- recommend
+
+
+@dataclass
+class Recommendation:
+    category: str
+    group: str
+    priority: str
+    tier: str
+    dataset: str
+    task_type: str
+    status: str
+    samples: int
+    sample_limit: int | None
+
+
+def recommend(catalog: Catalog, model_id: str) -> list[Recommendation]:
+    """The datasets a model should be run on: its categories' groups, tier by tier.
+
+    A dataset appears once per category, under the first (highest) tier naming it;
+    a tier with a per-dataset sample limit (the efficiency tiers) reports that limit.
+    """
+    model = catalog.model(model_id)
+    out: list[Recommendation] = []
+    for group in catalog.mapping.groups:
+        if group.category not in model.categories:
+            continue
+        seen: set[str] = set()
+        for tier in group.tiers:
+            for ds_id in catalog.select_datasets(tier.datasets):
+                if ds_id in seen:
+                    continue
+                seen.add(ds_id)
+                ds = catalog.datasets[ds_id]
+                samples = min(ds.count, tier.sample_limit) if tier.sample_limit else ds.count
+                out.append(
+                    Recommendation(
+                        group.category, group.group, group.priority, tier.name, ds_id,
+                        ds.task_type, ds.status.value, samples, tier.sample_limit,
+                    )
+                )
+    return out
+
+
+# ---------------------------------------------------------------- matrix and usage
+
+
+@dataclass
+class PoolFigures:
+    key: str
+    label: str
+    group: str
+    models: list[str]
+    datasets: list[str]
+    samples: int
+    samples_range: tuple[int, int] | None
+    guide_models: int | None
+    guide_datasets: int | None
+    guide_samples: int | str | None
+    guide_view_samples: int | None
+    note: str
+
+    @property
+    def combinations(self) -> int:
+        return len(self.models) * len(self.datasets)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "combinations": self.combinations}
+
+
+def _guide_count(ds: Dataset) -> int:
+    return ds.guide_count if ds.guide_count is not None else ds.count
+
+
+def pool_figures(catalog: Catalog, pool: Pool, whole_catalog: bool = False) -> PoolFigures:
+    if whole_catalog:
+        selectors = pool.catalog_models or [s.replace("guide:", "category:") for s in pool.models]
+    else:
+        selectors = pool.models
+    models = catalog.select_models(selectors)
+    datasets = catalog.select_datasets(pool.datasets)
+    counts = [catalog.datasets[d].count for d in datasets]
+    samples_range = None
+    if pool.sample_limit:
+        low, high = pool.sample_limit
+        samples_range = (sum(min(c, low) for c in counts), sum(min(c, high) for c in counts))
+    return PoolFigures(
+        key=pool.key,
+        label=pool.label,
+        group=pool.group,
+        models=models,
+        datasets=datasets,
+        samples=sum(counts),
+        samples_range=samples_range,
+        guide_models=pool.guide_models,
+        guide_datasets=pool.guide_datasets,
+        guide_samples=pool.guide_samples,
+        guide_view_samples=sum(_guide_count(catalog.datasets[d]) for d in datasets),
+        note=pool.note,
+    )
+
+
+def _pools(catalog: Catalog, keys: list[str]) -> list[Pool]:
+    by_key = {p.key: p for p in catalog.mapping.pools}
+    return [by_key[k] for k in keys]
+
+
+def matrix(catalog: Catalog, which: str = "ready", whole_catalog: bool = False) -> list[PoolFigures]:
+    """The guide's "Ready-to-Use" (`ready`) or "Expansion" (`expansion`) table, computed."""
+    keys = catalog.mapping.ready_matrix if which == "ready" else catalog.mapping.expansion_matrix
+    return [pool_figures(catalog, p, whole_catalog) for p in _pools(catalog, keys)]
+
+
+@dataclass
+class Usage:
+    scope: str
+    immediate: list[PoolFigures]
+    comprehensive: list[PoolFigures]
+    guide_totals: dict[str, int]
+
+    @property
+    def immediate_total(self) -> int:
+        return sum(p.combinations for p in self.immediate)
+
+    @property
+    def comprehensive_total(self) -> int:
+        return sum(p.combinations for p in self.comprehensive)
+
+    def to_dict(self) -> dict:
+        return {
+            "scope": self.scope,
+            "immediate_total": self.immediate_total,
+            "comprehensive_total": self.comprehensive_total,
+            "guide_totals": self.guide_totals,
+            "immediate": [p.to_dict() for p in self.immediate],
+            "comprehensive": [p.to_dict() for p in self.comprehensive],
+        }
+
+
+def usage(catalog: Catalog, whole_catalog: bool = False) -> Usage:
+    """The guide's usage statistics (models × datasets per pool), for its models or the catalog's."""
+    m = catalog.mapping
+    return Usage(
+        scope="catalog" if whole_catalog else "guide",
+        immediate=[pool_figures(catalog, p, whole_catalog) for p in _pools(catalog, m.usage_immediate)],
+        comprehensive=[
+            pool_figures(catalog, p, whole_catalog) for p in _pools(catalog, m.usage_comprehensive)
+        ],
+        guide_totals=dict(m.guide_totals),
+    )
+
+
+# ---------------------------------------------------------------- plans and cost
+
+
+@dataclass(frozen=True)
+class EngineProfile:
+    """Throughput assumptions for one engine on its reference hardware (docs/cost_model.md)."""
+
+    name: str
+    hardware: str
+    flops: float  # sustained FLOP/s for prefill (peak × utilisation)
+    bandwidth: float  # sustained bytes/s reading weights during decode
+    bytes_per_param: float
+    batch: int  # sequences decoded together
+    memory_gb: float  # per device
+    devices_per_tp: bool = True  # tensor parallel multiplies the devices
+
+
+ENGINES: dict[str, EngineProfile] = {
+    "transformers-cpu": EngineProfile("transformers-cpu", "2-core CPU, fp32", 6e10, 8e9, 4.0, 8, 24),
+    "llamacpp": EngineProfile("llamacpp", "2-core CPU, Q4 GGUF", 8e10, 8e9, 0.6, 1, 24),
+    "transformers": EngineProfile("transformers", "1× H100 80GB, bf16", 989e12 * 0.3, 3.35e12 * 0.5, 2.0, 16, 80),
+    "vllm": EngineProfile("vllm", "1× H100 80GB per TP rank, bf16", 989e12 * 0.5, 3.35e12 * 0.75, 2.0, 128, 80),
+}
+SANDBOX_SECONDS_PER_PROGRAM = 0.1
+
+
+@dataclass
+class JobEstimate:
+    model: str
+    dataset: str
+    samples: int
+    requests: int
+    prompt_tokens: int
+    generated_tokens: int
+    seconds: dict[str, float | None] = field(default_factory=dict)
+    gpus: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def gpus_needed(model: Model) -> int:
+    """The reference table's estimate: bf16 weights + 20% on 80 GB cards (MoE: total params)."""
+    return max(1, math.ceil(model.params_b * 2 * 1.2 / 80))
+
+
+def _engine_seconds(
+    profile: EngineProfile, model: Model, prefill_tokens: int, gen_tokens: int, sequences: int
+) -> float | None:
+    weights_gb = model.params_b * profile.bytes_per_param
+    devices = max(model.run.tensor_parallel, 1) if profile.devices_per_tp else 1
+    if weights_gb * 1.2 > profile.memory_gb * devices:
+        return None  # does not fit
+    active = model.compute_params_b * 1e9
+    prefill = 2 * active * prefill_tokens / (profile.flops * devices)
+    if gen_tokens == 0:
+        return prefill
+    batch = max(1, min(profile.batch, sequences))
+    step_bytes = model.params_b * 1e9 * profile.bytes_per_param / devices
+    step = max(step_bytes / profile.bandwidth, 2 * active * batch / (profile.flops * devices))
+    decode = gen_tokens / batch * step
+    return prefill + decode
+
+
+def estimate_job(
+    catalog: Catalog, model_id: str, dataset_id: str, samples: int | None, n_samples: int = 1
+) -> JobEstimate:
+    model, ds = catalog.model(model_id), catalog.dataset(dataset_id)
+    items = min(samples, ds.count) if samples else ds.count
+    if ds.request_kind == "loglikelihood":
+        choices = ds.choices or 4
+        requests = items * choices
+        # one forward over the shared context, then each choice's continuation
+        prompt = items * (ds.prompt_tokens + choices * ds.answer_tokens)
+        generated = 0
+    else:
+        turns = 2 if ds.request_kind == "judge" else 1
+        requests = items * n_samples * turns
+        prompt = items * n_samples * ds.prompt_tokens * turns
+        generated = items * n_samples * ds.answer_tokens * turns
+    est = JobEstimate(model_id, dataset_id, items, requests, prompt, generated, gpus=gpus_needed(model))
+    for name, profile in ENGINES.items():
+        seconds = _engine_seconds(profile, model, prompt, generated, requests)
+        if seconds is not None and ds.request_kind == "execute":
+            seconds += items * n_samples * SANDBOX_SECONDS_PER_PROGRAM
+        est.seconds[name] = seconds
+    if model.run.tensor_parallel < est.gpus:
+        est.warnings.append(
+            f"{model_id} needs about {est.gpus} 80 GB GPUs in bf16 but its catalog entry sets "
+            f"tensor_parallel={model.run.tensor_parallel}"
+        )
+    if model.user_weights and not model.run.hf:
+        est.warnings.append(f"{model_id} is a team fine-tune: set run.hf to its weights in a catalog override")
+    if ds.request_kind == "judge":
+        est.warnings.append(f"{dataset_id} also needs judge-model calls, not included")
+    return est
+
+
+@dataclass
+class PlanEstimate:
+    name: str
+    jobs: list[JobEstimate]
+
+    def total(self, key: str) -> int:
+        return sum(getattr(j, key) for j in self.jobs)
+
+    def seconds(self, engine: str) -> float | None:
+        values = [j.seconds.get(engine) for j in self.jobs]
+        return None if any(v is None for v in values) else sum(values)  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "jobs": [j.to_dict() for j in self.jobs],
+            "totals": {
+                "jobs": len(self.jobs),
+                "samples": self.total("samples"),
+                "requests": self.total("requests"),
+                "prompt_tokens": self.total("prompt_tokens"),
+                "generated_tokens": self.total("generated_tokens"),
+                "seconds": {e: self.seconds(e) for e in ENGINES},
+            },
+        }
+
+
+def plan_pairs(
+    catalog: Catalog, models: list[str], datasets: list[str], samples: int | None = None
+) -> list[tuple[str, str, int | None]]:
+    """(model, dataset, samples) jobs of an ad-hoc selection, in model-major order."""
+    model_ids = catalog.select_models(models)
+    dataset_ids = catalog.select_datasets(datasets)
+    return [(m, d, samples) for m in model_ids for d in dataset_ids]
+
+
+def named_plan_pairs(catalog: Catalog, plan_id: str) -> tuple[str, list[tuple[str, str, int | None]]]:
+    plan = catalog.plan(plan_id)
+    pairs: list[tuple[str, str, int | None]] = []
+    for step in plan.steps:
+        for pair in plan_pairs(catalog, step.models, step.datasets, step.samples):
+            if pair[:2] not in {p[:2] for p in pairs}:
+                pairs.append(pair)
+    return plan.name, pairs
+
+
+def estimate_plan(
+    catalog: Catalog, name: str, pairs: list[tuple[str, str, int | None]], n_samples: int = 1
+) -> PlanEstimate:
+    return PlanEstimate(name, [estimate_job(catalog, m, d, s, n_samples) for m, d, s in pairs])
