@@ -1,0 +1,265 @@
+"""llama.cpp through llama-cpp-python: GGUF models fast on a CPU.
+
+Generation goes through `create_completion` (completion prompts) or
+`create_chat_completion` with the model's own chat template from the GGUF metadata
+(chat requests). Every request starts from an empty KV cache and is seeded with its
+own `seed`, so an answer depends on the request alone, never on its neighbours or on
+the batch it came in.
+
+Log-likelihoods are read from the model's own logits: the context is `eval()`-ed,
+then the continuation, and `Llama.scores` (one row of logits per position, kept
+because the model is built with `logits_all=True`) gives log-softmax at the positions
+that predict each continuation token. We never use `create_completion(echo=True,
+logprobs=...)`: its prompt logprobs are shifted by one token upstream.
+
+Every log-likelihood is computed the same canonical way -- `eval(prefix)` from an
+empty cache, then `eval(continuation[:-1])` on top -- so requests that share a context
+reuse the context's KV cache and logits (they are sorted so identical contexts are
+adjacent) and still get bit-identical answers in any order or batch.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from evalmap.backends.base import (
+    BackendInfo,
+    Capabilities,
+    Generation,
+    GenerationRequest,
+    LogLikelihood,
+    LoglikelihoodRequest,
+)
+from evalmap.backends.weights import file_fingerprint
+from evalmap.errors import BackendUnavailableError
+
+_INSTALL_HINT = (
+    "llama-cpp-python is not installed; install it with `pip install 'evalmap[llamacpp]'` (compiles ~8 min)."
+)
+
+
+def _import_llama_cpp():
+    try:
+        import llama_cpp
+    except ImportError as exc:  # missing package or a wheel built for another CPU / Python
+        raise BackendUnavailableError(_INSTALL_HINT) from exc
+    return llama_cpp
+
+
+def _default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _log_softmax_at(logits: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Log-probabilities of `targets` under each row of `logits`, and each row's argmax."""
+    rows = logits.astype(np.float64)
+    peak = rows.max(axis=1, keepdims=True)
+    lse = peak[:, 0] + np.log(np.exp(rows - peak).sum(axis=1))
+    picked = rows[np.arange(len(targets)), targets] - lse
+    return picked, rows.argmax(axis=1)
+
+
+class LlamaCppBackend:
+    """A GGUF model run in process by llama.cpp (CPU by default)."""
+
+    def __init__(
+        self,
+        gguf_path: str,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+        seed: int = 0,
+        chat_format: str | None = None,
+    ):
+        llama_cpp = _import_llama_cpp()
+        path = Path(os.path.expanduser(str(gguf_path)))
+        if not path.is_file():
+            raise BackendUnavailableError(f"GGUF file {path} does not exist.")
+        threads = n_threads or _default_threads()
+        try:
+            self._llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_batch=n_batch,
+                n_ubatch=n_batch,
+                n_threads=threads,
+                n_threads_batch=threads,
+                seed=seed,
+                logits_all=True,
+                chat_format=chat_format,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:  # llama.cpp could not load the file
+            raise BackendUnavailableError(
+                f"llama.cpp could not load {path} ({exc}); check that it is a complete GGUF file."
+            ) from exc
+
+        metadata = dict(self._llm.metadata or {})
+        has_template = "tokenizer.chat_template" in metadata
+        if chat_format is None and has_template:
+            # Use the model's own Jinja template, not a built-in format guessed from it
+            # (a guess can drop e.g. the default system prompt the template adds).
+            self._llm.chat_format = "chat_template.default"
+        self._chat_ok = has_template or chat_format is not None
+
+        self.path = path
+        self.n_threads = threads
+        self.info = BackendInfo(
+            name="llamacpp",
+            version=llama_cpp.__version__,
+            model=str(path),
+            fingerprint=file_fingerprint(path),
+            extra={
+                "n_ctx": self._llm.n_ctx(),
+                "chat_format": self._llm.chat_format,
+                "architecture": metadata.get("general.architecture", ""),
+            },
+        )
+        self.capabilities = Capabilities(
+            chat_template=self._chat_ok,
+            logprobs=True,
+            images=False,
+            tools=False,
+            max_context=self._llm.n_ctx(),
+        )
+
+        bos, eos = self._llm.token_bos(), self._llm.token_eos()
+        # Tokens the model puts before any text (BOS for most models, nothing for some).
+        self._special_prefix = self._llm.tokenize(b"", add_bos=True, special=True)
+        self._empty_context = self._special_prefix or [bos if bos >= 0 else eos]
+        # Prefix whose KV cache and last-row logits are the canonical ones (None: unknown).
+        self._ll_prefix: tuple[int, ...] | None = None
+
+    # ------------------------------------------------------------------ generation
+
+    def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
+        return [self._generate_one(request) for request in requests]
+
+    def _generate_one(self, request: GenerationRequest) -> Generation:
+        llm = self._llm
+        # Start from an empty cache: an answer must not depend on the previous request.
+        llm.reset()
+        self._ll_prefix = None
+        kwargs = dict(
+            max_tokens=request.max_tokens,
+            temperature=max(0.0, float(request.temperature)),
+            top_p=float(request.top_p),
+            # OpenAI semantics: only temperature and top_p shape the distribution.
+            top_k=0,
+            min_p=0.0,
+            repeat_penalty=1.0,
+            stop=list(request.stop) or None,
+            seed=int(request.seed),
+        )
+        start = time.perf_counter()
+        try:
+            if request.chat:
+                if not self._chat_ok:
+                    raise BackendUnavailableError(
+                        f"The GGUF file {self.path.name} has no chat template; pass chat_format=... "
+                        "to LlamaCppBackend or use completion prompts."
+                    )
+                out = llm.create_chat_completion(messages=request.chat_messages(), **kwargs)
+                text = out["choices"][0]["message"].get("content") or ""
+            else:
+                out = llm.create_completion(prompt=request.prompt, **kwargs)
+                text = out["choices"][0]["text"]
+        except ValueError as exc:
+            if "context window" in str(exc):
+                raise ValueError(f"{exc}; raise n_ctx (now {llm.n_ctx()}) or shorten the prompt.") from exc
+            raise
+        latency = time.perf_counter() - start
+        usage = out.get("usage") or {}
+        return Generation(
+            text=text,
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            finish_reason=out["choices"][0].get("finish_reason") or "stop",
+            latency_s=latency,
+        )
+
+    # -------------------------------------------------------------- log-likelihood
+
+    def _tokenize(self, text: str) -> list[int]:
+        if not text:
+            return []
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """lm-eval's split: (tokens fed before the continuation, continuation tokens).
+
+        Trailing whitespace of the context moves to the continuation; context+continuation
+        is encoded whole and split at the length of the context's own encoding.
+        """
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces:
+            continuation = context[-n_spaces:] + continuation
+            context = context[:-n_spaces]
+        context_tokens = self._tokenize(context)
+        whole = self._tokenize(context + continuation)
+        continuation_tokens = whole[len(context_tokens) :]
+        prefix = self._special_prefix + context_tokens if context_tokens else list(self._empty_context)
+        room = self._llm.n_ctx() - len(continuation_tokens) + 1
+        if room < 1:
+            raise ValueError(
+                f"The continuation has {len(continuation_tokens)} tokens, "
+                f"more than n_ctx={self._llm.n_ctx()} allows."
+            )
+        return prefix[-room:], continuation_tokens
+
+    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[LogLikelihood]:
+        llm = self._llm
+        pairs = [self.encode_pair(r.context, r.continuation) for r in requests]
+        # Identical contexts adjacent (and a deterministic order for any input order).
+        order = sorted(range(len(pairs)), key=lambda i: (pairs[i][0], pairs[i][1]))
+        results: list[LogLikelihood | None] = [None] * len(pairs)
+        for i in order:
+            prefix, continuation = pairs[i]
+            start = time.perf_counter()
+            key = tuple(prefix)
+            if self._ll_prefix != key or llm.n_tokens < len(prefix):
+                llm.reset()
+                self._ll_prefix = None
+                llm.eval(prefix)
+                self._ll_prefix = key
+            else:
+                # Keep the context's cache and logits; eval() drops the old continuation.
+                llm.n_tokens = len(prefix)
+            if continuation:
+                if len(continuation) > 1:
+                    llm.eval(continuation[:-1])
+                first = len(prefix) - 1
+                logits = llm.scores[first : first + len(continuation)]
+                targets = np.asarray(continuation, dtype=np.int64)
+                picked, argmax = _log_softmax_at(logits, targets)
+                logprob, greedy = float(picked.sum()), bool((argmax == targets).all())
+            else:
+                logprob, greedy = 0.0, True
+            results[i] = LogLikelihood(
+                logprob=logprob,
+                is_greedy=greedy,
+                continuation_tokens=len(continuation),
+                context_tokens=len(prefix),
+                latency_s=time.perf_counter() - start,
+            )
+        return [r for r in results if r is not None]
+
+    def close(self) -> None:
+        llm = getattr(self, "_llm", None)
+        if llm is not None:
+            llm.close()
+            self._llm = None
+
+    def __enter__(self) -> LlamaCppBackend:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,425 @@
+"""Any OpenAI-compatible server: vLLM, SGLang, TGI, Ollama, llama.cpp's servers.
+
+httpx.AsyncClient with a semaphore bounds the requests in flight; the public API is
+synchronous (one event loop per batch). Prompt requests go to `/v1/completions`,
+chat requests to `/v1/chat/completions`. Requests that fail with 429, 5xx, a timeout
+or a dropped connection are retried with exponential backoff and jitter, honouring
+`Retry-After`.
+
+Log-likelihoods come from prompt logprobs (`echo=True, logprobs=1`), which only some
+servers compute correctly: vLLM does; llama.cpp's (llama-cpp-python's) server returns
+them shifted by one token, so it is refused unless `loglikelihood_mode="force"`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import email.utils
+import hashlib
+import json
+import logging
+import os
+import random
+import time
+import warnings
+
+import httpx
+
+from evalmap.backends.base import (
+    BackendInfo,
+    Capabilities,
+    Generation,
+    GenerationRequest,
+    LogLikelihood,
+    LoglikelihoodRequest,
+)
+from evalmap.errors import BackendUnavailableError
+
+log = logging.getLogger(__name__)
+
+LOGLIKELIHOOD_MODES = ("auto", "force", "off")
+# Servers known to compute echo prompt logprobs correctly.
+_CORRECT_PROMPT_LOGPROBS = {"vllm"}
+# `owned_by` of /v1/models -> server kind.
+_OWNED_BY = {
+    "vllm": "vllm",
+    "sglang": "sglang",
+    "llamacpp": "llama.cpp",  # llama.cpp's own C++ llama-server
+    "me": "llama-cpp-python",  # python -m llama_cpp.server
+    "library": "ollama",
+    "ollama": "ollama",
+    "tgi": "tgi",
+    "text-generation-inference": "tgi",
+    "openai": "openai",
+    "system": "openai",
+    "openai-internal": "openai",
+}
+_LLAMA_CPP_KINDS = {"llama.cpp", "llama-cpp-python"}
+
+
+class RequestRejectedError(BackendUnavailableError):
+    """The server answered a request with a client error (4xx other than 429)."""
+
+
+def _retry_after_s(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _run_sync(coro):
+    """asyncio.run, or the same in a helper thread when a loop already runs here (Jupyter)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+class OpenAIBackend:
+    """A model behind an OpenAI-compatible HTTP server."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key_env: str | None = None,
+        concurrency: int = 8,
+        timeout_s: float = 120,
+        max_retries: int = 5,
+        loglikelihood_mode: str = "auto",
+        backoff_base_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+    ):
+        if loglikelihood_mode not in LOGLIKELIHOOD_MODES:
+            raise ValueError(
+                f"loglikelihood_mode must be one of {LOGLIKELIHOOD_MODES}, not {loglikelihood_mode!r}."
+            )
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1.")
+        self.base_url = base_url.rstrip("/")
+        self._api = self.base_url if self.base_url.endswith("/v1") else self.base_url + "/v1"
+        self.model = model
+        self.concurrency = concurrency
+        self.timeout_s = float(timeout_s)
+        self.max_retries = max_retries
+        self.loglikelihood_mode = loglikelihood_mode
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+
+        self._headers = {"Content-Type": "application/json"}
+        if api_key_env:
+            key = os.environ.get(api_key_env)
+            if not key:
+                raise BackendUnavailableError(
+                    f"The environment variable {api_key_env} (api_key_env) is not set; "
+                    "export the API key there."
+                )
+            self._headers["Authorization"] = f"Bearer {key}"
+
+        listing = self._probe()
+        entries = [e for e in listing.get("data") or [] if isinstance(e, dict)]
+        entry = next((e for e in entries if e.get("id") == model), entries[0] if entries else {})
+        server_model_id = str(entry.get("id", ""))
+        owned_by = str(entry.get("owned_by", ""))
+        self.server_kind = _OWNED_BY.get(owned_by.lower(), "unknown")
+        if self.server_kind == "unknown":
+            self.server_kind = self._probe_version()
+
+        fingerprint = hashlib.sha256(
+            json.dumps([self.base_url, model, server_model_id, owned_by]).encode("utf-8")
+        ).hexdigest()[:16]
+        self.info = BackendInfo(
+            name="openai",
+            version=f"httpx {httpx.__version__}",
+            model=model,
+            fingerprint=fingerprint,
+            extra={"server": self.server_kind, "server_model_id": server_model_id, "owned_by": owned_by},
+        )
+        self._loglikelihood_refusal = self._refusal()
+        if loglikelihood_mode == "force" and self.server_kind not in _CORRECT_PROMPT_LOGPROBS:
+            why = "are shifted by one token" if self.server_kind in _LLAMA_CPP_KINDS else "are not verified"
+            message = (
+                f"Log-likelihoods are forced on the {self.server_kind} server at {self.base_url}, whose echo "
+                f"prompt logprobs {why}; its log-likelihood scores may be wrong."
+            )
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            log.warning(message)
+        self.capabilities = Capabilities(
+            chat_template=True,
+            logprobs=self._loglikelihood_refusal is None,
+            images=False,
+            tools=False,
+            max_context=int(entry.get("max_model_len") or 0) or Capabilities().max_context,
+        )
+
+    # ------------------------------------------------------------------ probing
+
+    def _probe(self) -> dict:
+        """GET /v1/models once: fails fast (one sentence) when nobody listens."""
+        url = f"{self._api}/models"
+        timeout = httpx.Timeout(min(self.timeout_s, 10.0))
+        try:
+            with httpx.Client(timeout=timeout, headers=self._headers) as client:
+                response = client.get(url)
+        except httpx.ConnectError as exc:
+            raise BackendUnavailableError(
+                f"Cannot reach the server at {self.base_url} ({type(exc).__name__}); is it running?"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise BackendUnavailableError(
+                f"The server at {self.base_url} did not answer GET /v1/models ({type(exc).__name__}); "
+                "is it running and reachable?"
+            ) from exc
+        if response.status_code in (401, 403):
+            raise BackendUnavailableError(
+                f"The server at {self.base_url} refused the credentials (HTTP {response.status_code}); "
+                "set api_key_env to the variable holding a valid key."
+            )
+        if response.status_code >= 400:
+            # Some servers have no /v1/models; generation may still work.
+            log.info("GET %s answered HTTP %s", url, response.status_code)
+            return {}
+        try:
+            data = response.json()
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _probe_version(self) -> str:
+        """vLLM answers GET /version; anything else stays 'unknown'."""
+        root = self._api[: -len("/v1")]
+        try:
+            with httpx.Client(timeout=httpx.Timeout(min(self.timeout_s, 5.0)), headers=self._headers) as c:
+                response = c.get(f"{root}/version")
+        except httpx.TransportError:
+            return "unknown"
+        if response.status_code == 200:
+            try:
+                data = response.json()
+            except ValueError:
+                return "unknown"
+            if isinstance(data, dict) and set(data) == {"version"}:
+                return "vllm"
+        return "unknown"
+
+    def _refusal(self) -> str | None:
+        """Why log-likelihoods are refused here (None: they are served)."""
+        if self.loglikelihood_mode == "off":
+            return "Log-likelihoods are off for this backend (loglikelihood_mode='off')."
+        if self.loglikelihood_mode == "force" or self.server_kind in _CORRECT_PROMPT_LOGPROBS:
+            return None
+        if self.server_kind in _LLAMA_CPP_KINDS:
+            return (
+                f"The {self.server_kind} server at {self.base_url} returns echo prompt logprobs shifted "
+                "by one token, so evalmap refuses log-likelihood requests there; use the llamacpp backend "
+                "on the GGUF file instead (or loglikelihood_mode='force' to accept wrong scores)."
+            )
+        return (
+            f"The {self.server_kind} server at {self.base_url} is not known to compute echo prompt logprobs "
+            "correctly (only vLLM is), so evalmap refuses log-likelihood requests; pass "
+            "loglikelihood_mode='force' if you have checked it."
+        )
+
+    # ------------------------------------------------------------------ transport
+
+    def _sampling_extras(self) -> dict:
+        # llama.cpp's servers default to top_k=40, min_p=0.05, repeat_penalty=1.1; OpenAI
+        # semantics (what vLLM does) is temperature and top_p only.
+        if self.server_kind in _LLAMA_CPP_KINDS:
+            return {"top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0}
+        return {}
+
+    def _delay(self, attempt: int, response: httpx.Response | None) -> float:
+        backoff = min(self.backoff_max_s, self.backoff_base_s * (2**attempt))
+        delay = backoff * random.uniform(0.5, 1.0)
+        retry_after = _retry_after_s(response) if response is not None else None
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, max(self.backoff_max_s, 300.0)))
+        return delay
+
+    async def _post(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, path: str, payload: dict):
+        """POST with retries; returns (json body, seconds of the successful attempt)."""
+        url = f"{self._api}{path}"
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            response = None
+            async with sem:
+                start = time.perf_counter()
+                try:
+                    response = await client.post(url, json=payload)
+                except httpx.TransportError as exc:  # timeouts, refused or dropped connections
+                    last = type(exc).__name__
+                elapsed = time.perf_counter() - start
+            if response is not None:
+                status = response.status_code
+                if status < 400:
+                    try:
+                        return response.json(), elapsed
+                    except ValueError:
+                        last = "a reply that is not JSON"
+                elif status == 429 or status >= 500:
+                    last = f"HTTP {status}"
+                else:
+                    raise RequestRejectedError(
+                        f"The server at {self.base_url} rejected POST {path} with HTTP {status}: "
+                        f"{_short(response.text)}"
+                    )
+            if attempt < self.max_retries:
+                delay = self._delay(attempt, response)
+                log.debug("POST %s failed (%s); retry %d in %.2fs", path, last, attempt + 1, delay)
+                await asyncio.sleep(delay)
+        raise BackendUnavailableError(
+            f"The server at {self.base_url} failed POST {path} {self.max_retries + 1} times (last: {last}); "
+            "check that it is healthy and not overloaded."
+        )
+
+    def _client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            headers=self._headers,
+            timeout=httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 10.0)),
+            limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
+        )
+
+    async def _gather(self, make_calls):
+        sem = asyncio.Semaphore(self.concurrency)
+        async with self._client() as client:
+            return await asyncio.gather(*make_calls(client, sem))
+
+    # ------------------------------------------------------------------ generation
+
+    def _generation_payload(self, request: GenerationRequest) -> tuple[str, dict]:
+        payload: dict = {
+            "model": self.model,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "seed": request.seed,
+            **self._sampling_extras(),
+        }
+        if request.stop:
+            payload["stop"] = list(request.stop)
+        if request.chat:
+            payload["messages"] = request.chat_messages()
+            return "/chat/completions", payload
+        payload["prompt"] = request.prompt
+        return "/completions", payload
+
+    async def _generate_one(self, client, sem, request: GenerationRequest) -> Generation:
+        path, payload = self._generation_payload(request)
+        body, latency = await self._post(client, sem, path, payload)
+        try:
+            choice = body["choices"][0]
+            text = (choice.get("message") or {}).get("content") if request.chat else choice.get("text")
+        except (KeyError, IndexError, TypeError) as exc:
+            raise BackendUnavailableError(
+                f"The server at {self.base_url} answered POST {path} without choices: "
+                f"{_short(json.dumps(body))}"
+            ) from exc
+        usage = body.get("usage") or {}
+        return Generation(
+            text=text or "",
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            finish_reason=choice.get("finish_reason") or "stop",
+            latency_s=latency,
+        )
+
+    def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
+        if not requests:
+            return []
+        return _run_sync(
+            self._gather(lambda client, sem: [self._generate_one(client, sem, r) for r in requests])
+        )
+
+    # -------------------------------------------------------------- log-likelihood
+
+    async def _loglikelihood_one(self, client, sem, request: LoglikelihoodRequest) -> LogLikelihood:
+        context, continuation = request.context, request.continuation
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces:  # lm-eval: trailing whitespace of the context belongs to the continuation
+            continuation = context[-n_spaces:] + continuation
+            context = context[:-n_spaces]
+        if not context:
+            raise ValueError("Prompt-logprob log-likelihoods need a non-empty context.")
+        text = context + continuation
+        payload = {
+            "model": self.model,
+            "prompt": text,
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "echo": True,
+            "logprobs": 1,
+        }
+        body, latency = await self._post(client, sem, "/completions", payload)
+        try:
+            logprobs = body["choices"][0]["logprobs"]
+            offsets = logprobs["text_offset"]
+            token_logprobs = logprobs["token_logprobs"]
+            tops = logprobs.get("top_logprobs") or [None] * len(token_logprobs)
+        except (KeyError, IndexError, TypeError) as exc:
+            raise BackendUnavailableError(
+                f"The server at {self.base_url} returned no echo prompt logprobs; "
+                "it cannot serve log-likelihoods."
+            ) from exc
+        n_prompt = int((body.get("usage") or {}).get("prompt_tokens") or len(offsets))
+        # Continuation tokens: those starting inside the continuation's text span.
+        span = [i for i in range(min(n_prompt, len(offsets))) if len(context) <= offsets[i] < len(text)]
+        total, greedy = 0.0, True
+        for i in span:
+            value = token_logprobs[i]
+            if value is None:
+                raise BackendUnavailableError(
+                    f"The server at {self.base_url} gave no logprob for prompt token {i}; "
+                    "it cannot serve this log-likelihood."
+                )
+            total += float(value)
+            top = tops[i]
+            if top:
+                best = max(float(v) for v in top.values())
+                greedy = greedy and float(value) >= best - 1e-6
+        return LogLikelihood(
+            logprob=total,
+            is_greedy=greedy,
+            continuation_tokens=len(span),
+            context_tokens=(span[0] if span else n_prompt),
+            latency_s=latency,
+        )
+
+    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[LogLikelihood]:
+        if not requests:
+            return []
+        if self._loglikelihood_refusal is not None:
+            raise BackendUnavailableError(self._loglikelihood_refusal)
+        return _run_sync(
+            self._gather(lambda client, sem: [self._loglikelihood_one(client, sem, r) for r in requests])
+        )
+
+    def close(self) -> None:
+        """Nothing held between calls: each batch opens and closes its own client."""
+
+    def __enter__(self) -> OpenAIBackend:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:  # never shows headers (the API key)
+        return f"OpenAIBackend(base_url={self.base_url!r}, model={self.model!r}, server={self.server_kind!r})"

@@ -1,0 +1,324 @@
+"""`evalmap ...`: a thin Typer + Rich layer over the catalog, planner, runner and report.
+
+Every command takes `--format json` for scripts. Errors a user can cause print one
+sentence and exit 2; tables degrade to plain ASCII when stdout is not a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from evalmap import planner
+from evalmap.catalog.loader import Catalog, load_catalog
+from evalmap.errors import EvalmapError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Turn a model-to-dataset mapping guide into evaluations that really run.",
+    pretty_exceptions_enable=False,
+)
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, soft_wrap=True)
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+CatalogOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--catalog", help="Extra catalog YAML (models, datasets, plans); repeatable.", show_default=False),
+]
+FormatOpt = Annotated[Format, typer.Option("--format", help="table for people, json for scripts.")]
+
+
+def _catalog(paths: list[Path] | None) -> Catalog:
+    return load_catalog([str(p) for p in paths or []])
+
+
+def _split(values: list[str] | None) -> list[str]:
+    """Accept both `--models a,b` and `--models a --models b`."""
+    return [v.strip() for raw in values or [] for v in raw.split(",") if v.strip()]
+
+
+def _table(title: str, columns: list[str], rows: list[list], caption: str | None = None) -> Table:
+    terminal = out.is_terminal
+    table = Table(
+        title=title, caption=caption, box=box.SIMPLE_HEAVY if terminal else box.ASCII,
+        header_style="bold" if terminal else "", title_justify="left", caption_justify="left",
+    )
+    for col in columns:
+        numeric = col.startswith(
+            ("#", "n ", "samples", "params", "context", "count", "guide", "requests", "prompt", "gen ")
+        )
+        table.add_column(col, justify="right" if numeric else "left", overflow="fold")
+    for row in rows:
+        table.add_row(*["" if v is None else str(v) for v in row])
+    return table
+
+
+def _json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _n(value: int | None) -> str:
+    return "" if value is None else f"{value:,}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "does not fit"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+# ---------------------------------------------------------------- catalog listings
+
+
+@app.command()
+def models(
+    category: Annotated[str | None, typer.Option(help="Only this category.")] = None,
+    catalog: CatalogOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """List the catalog's models."""
+    cat = _catalog(catalog)
+    rows = [m for m in cat.models.values() if category is None or category in m.categories]
+    if fmt is Format.json:
+        return _json([m.model_dump(mode="json") for m in rows])
+    out.print(
+        _table(
+            f"Models ({len(rows)})",
+            ["id", "name", "categories", "params (B)", "context", "license", "backend", "weights"],
+            [
+                [
+                    m.id, m.name, ",".join(m.categories),
+                    f"{m.params_b:g}" + (f" ({m.active_params_b:g} act.)" if m.active_params_b else ""),
+                    _n(m.context_length), m.license + (" (gated)" if m.gated else ""), m.run.default_backend,
+                    m.hf_repo or (m.run.hf or f"user-supplied (base {m.base_model})"),
+                ]
+                for m in rows
+            ],
+        )
+    )
+
+
+@app.command()
+def datasets(
+    task_type: Annotated[str | None, typer.Option("--task-type", help="Only this task type.")] = None,
+    status: Annotated[str | None, typer.Option(help="ready or expansion.")] = None,
+    catalog: CatalogOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """List the catalog's datasets."""
+    cat = _catalog(catalog)
+    rows = [
+        d for d in cat.datasets.values()
+        if (task_type is None or d.task_type == task_type) and (status is None or d.status.value == status)
+    ]
+    if fmt is Format.json:
+        return _json([d.model_dump(mode="json") for d in rows])
+    out.print(
+        _table(
+            f"Datasets ({len(rows)})",
+            ["id", "task type", "status", "count", "guide count", "request", "metrics", "source"],
+            [
+                [
+                    d.id, d.task_type, d.status.value, _n(d.count), _n(d.guide_count), d.request_kind,
+                    ", ".join(d.metrics), f"{d.source.id}:{d.source.split}",
+                ]
+                for d in rows
+            ],
+        )
+    )
+
+
+# ---------------------------------------------------------------- planner views
+
+
+@app.command()
+def recommend(
+    model: Annotated[str, typer.Argument(help="Model id, e.g. qwen25_7b.")],
+    catalog: CatalogOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """The datasets a model should be run on, by category, tier and status."""
+    cat = _catalog(catalog)
+    recs = planner.recommend(cat, model)
+    if fmt is Format.json:
+        return _json({"model": model, "recommendations": [r.__dict__ for r in recs]})
+    m = cat.model(model)
+    rows = [
+        [r.category, r.tier, r.dataset, r.task_type, r.status, _n(r.samples)
+         + (f" (limit {r.sample_limit}/dataset)" if r.sample_limit else "")]
+        for r in recs
+    ]
+    ready = sum(r.samples for r in recs if r.status == "ready")
+    total = sum(r.samples for r in recs)
+    out.print(
+        _table(
+            f"Recommended for {model} ({m.name}; categories: {', '.join(m.categories)})",
+            ["category", "tier", "dataset", "task type", "status", "samples"],
+            rows,
+            caption=f"{len(recs)} recommendations; {ready:,} samples on ready datasets, {total:,} in all.",
+        )
+    )
+
+
+def _pool_rows(figures: list[planner.PoolFigures]) -> list[list]:
+    rows = []
+    for f in figures:
+        samples = (
+            f"{f.samples_range[0]:,}-{f.samples_range[1]:,} (limits)" if f.samples_range else _n(f.samples)
+        )
+        rows.append(
+            [f.label, f.group, len(f.models), _n(f.guide_models), len(f.datasets), _n(f.guide_datasets),
+             samples, f.guide_samples if isinstance(f.guide_samples, str) else _n(f.guide_samples)]
+        )
+    return rows
+
+
+@app.command()
+def matrix(
+    whole_catalog: Annotated[bool, typer.Option("--whole-catalog", help="Use every catalog model.")] = False,
+    catalog: CatalogOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """The guide's Ready-to-Use and Expansion tables, computed from the catalog."""
+    cat = _catalog(catalog)
+    ready = planner.matrix(cat, "ready", whole_catalog)
+    expansion = planner.matrix(cat, "expansion", whole_catalog)
+    if fmt is Format.json:
+        return _json({"ready": [f.to_dict() for f in ready], "expansion": [f.to_dict() for f in expansion]})
+    cols = ["model type", "dataset group", "models", "guide", "datasets", "guide", "samples", "guide samples"]
+    scope = "whole catalog" if whole_catalog else "guide's models"
+    out.print(_table(f"Ready-to-Use combinations ({scope})", cols, _pool_rows(ready)))
+    out.print(_table(f"Expansion opportunities ({scope})", cols, _pool_rows(expansion)))
+    notes = [f"{f.label}/{f.group}: {f.note}" for f in ready + expansion if f.note]
+    for line in dict.fromkeys(notes + cat.mapping.notes):
+        out.print(f"- {line}", highlight=False)
+
+
+@app.command()
+def stats(catalog: CatalogOpt = None, fmt: FormatOpt = Format.table) -> None:
+    """The guide's usage statistics (67 immediate, 429 comprehensive), and the whole catalog's."""
+    cat = _catalog(catalog)
+    guide, whole = planner.usage(cat), planner.usage(cat, whole_catalog=True)
+    if fmt is Format.json:
+        return _json({"guide": guide.to_dict(), "catalog": whole.to_dict()})
+    for usage_ in (guide, whole):
+        title = "the guide's models" if usage_.scope == "guide" else "the whole catalog"
+        for label, rows, total, guide_total in (
+            ("Current usage (ready datasets)", usage_.immediate, usage_.immediate_total,
+             usage_.guide_totals.get("immediate")),
+            ("Full implementation (all datasets)", usage_.comprehensive, usage_.comprehensive_total,
+             usage_.guide_totals.get("comprehensive")),
+        ):
+            out.print(
+                _table(
+                    f"{label}: {title}",
+                    ["models", "pool", "datasets", "× models", "= combinations"],
+                    [[f.label, f.group, len(f.datasets), len(f.models), f.combinations] for f in rows],
+                    caption=f"Total: {total} evaluation combinations"
+                    + (f" (the guide says ~{guide_total})" if usage_.scope == "guide" else ""),
+                )
+            )
+
+
+@app.command("plans")
+def list_plans(catalog: CatalogOpt = None, fmt: FormatOpt = Format.table) -> None:
+    """List the named plans (the guide's A, B, C and any from --catalog files)."""
+    cat = _catalog(catalog)
+    if fmt is Format.json:
+        return _json([p.model_dump(mode="json") for p in cat.plans.values()])
+    rows = [
+        [p.id, p.name, len(planner.named_plan_pairs(cat, p.id)[1]), p.description] for p in cat.plans.values()
+    ]
+    out.print(_table("Plans", ["id", "name", "jobs", "description"], rows))
+
+
+@app.command()
+def plan(
+    name: Annotated[str | None, typer.Argument(help="A named plan: A, B, C or a plan id.")] = None,
+    models_: Annotated[list[str] | None, typer.Option("--models", help="Model ids or selectors.")] = None,
+    datasets_: Annotated[list[str] | None, typer.Option("--datasets", help="Dataset ids or selectors.")] = None,
+    samples: Annotated[int | None, typer.Option(help="Items per dataset (default: all).", min=1)] = None,
+    n_samples: Annotated[int, typer.Option("--n-samples", help="Generations per item.", min=1)] = 1,
+    catalog: CatalogOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """The jobs of a plan with requests, tokens and estimated time per engine."""
+    cat = _catalog(catalog)
+    if name:
+        title, pairs = planner.named_plan_pairs(cat, name)
+    else:
+        if not models_ or not datasets_:
+            raise EvalmapError("Give a plan name (A, B, C) or both --models and --datasets.")
+        title = "Ad-hoc plan"
+        pairs = planner.plan_pairs(cat, _split(models_), _split(datasets_), samples)
+    if name and samples:
+        pairs = [(m, d, samples) for m, d, _ in pairs]
+    est = planner.estimate_plan(cat, title, pairs, n_samples)
+    if fmt is Format.json:
+        return _json(est.to_dict())
+    print_plan(est)
+
+
+def print_plan(est: planner.PlanEstimate) -> None:
+    engines = list(planner.ENGINES)
+    rows = [
+        [j.model, j.dataset, _n(j.samples), _n(j.requests), _n(j.prompt_tokens), _n(j.generated_tokens),
+         j.gpus, *[_duration(j.seconds[e]) for e in engines]]
+        for j in est.jobs
+    ]
+    rows.append(
+        ["total", f"{len(est.jobs)} jobs", _n(est.total("samples")), _n(est.total("requests")),
+         _n(est.total("prompt_tokens")), _n(est.total("generated_tokens")), "",
+         *[_duration(est.seconds(e)) for e in engines]]
+    )
+    out.print(
+        _table(
+            est.name,
+            ["model", "dataset", "samples", "requests", "prompt tok", "gen tok", "GPUs", *engines],
+            rows,
+            caption="Time estimates follow docs/cost_model.md (reference hardware per engine); "
+            "'does not fit' = weights exceed that engine's memory.",
+        )
+    )
+    for warning in dict.fromkeys(w for j in est.jobs for w in j.warnings):
+        err.print(f"warning: {warning}", highlight=False)
+
+
+def main() -> None:
+    """Entry point: user errors become one sentence and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except EvalmapError as exc:
+        err.print(f"error: {exc}", highlight=False, markup=False)
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:
+        err.print("Aborted.")
+        raise SystemExit(130) from None
+    except (typer.BadParameter, typer.Exit) as exc:
+        raise SystemExit(getattr(exc, "exit_code", 2)) from None
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            raise SystemExit(exc.exit_code) from None
+        raise
