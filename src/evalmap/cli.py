@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -31,7 +31,7 @@ out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, soft_wrap=True)
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     json = "json"
 
@@ -301,6 +301,95 @@ def print_plan(est: planner.PlanEstimate) -> None:
     )
     for warning in dict.fromkeys(w for j in est.jobs for w in j.warnings):
         err.print(f"warning: {warning}", highlight=False)
+
+
+# ---------------------------------------------------------------- run
+
+
+@app.command()
+def run(
+    models_: Annotated[list[str] | None, typer.Option("--models", help="Model ids (comma-separated).")] = None,
+    datasets_: Annotated[list[str] | None, typer.Option("--datasets", help="Dataset ids (comma-separated).")] = None,
+    samples: Annotated[int | None, typer.Option(help="Deterministic subset of N items per dataset.", min=1)] = None,
+    plan_name: Annotated[str | None, typer.Option("--plan", help="Run a named plan (A, B, C, ...).")] = None,
+    backend: Annotated[str | None, typer.Option(help="transformers, llamacpp, openai or vllm.")] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible server URL.")] = None,
+    api_key_env: Annotated[
+        str | None, typer.Option("--api-key-env", help="Name of the env var holding the API key.")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Local dataset folder (default $EVALMAP_DATA_DIR, else hub).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option(help="Write results.json and samples.jsonl here.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
+    concurrency: Annotated[int, typer.Option(min=1, help="Parallel requests to a server.")] = 8,
+    seed: Annotated[int, typer.Option()] = 1234,
+    chat: Annotated[bool | None, typer.Option("--chat/--no-chat", help="Use the chat template.")] = None,
+    num_fewshot: Annotated[int | None, typer.Option("--num-fewshot", min=0)] = None,
+    n_samples: Annotated[int, typer.Option("--n-samples", min=1, help="Generations per item (pass@k).")] = 1,
+    temperature: Annotated[float, typer.Option(min=0.0)] = 0.0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    dtype: Annotated[str | None, typer.Option(help="auto, float32, bfloat16, float16.")] = None,
+    store_path: Annotated[Path | None, typer.Option("--store", help="SQLite store (default ~/.cache/evalmap).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    catalog: CatalogOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Evaluate models on datasets; resumable, cached, every score with n and stderr."""
+    from evalmap.backends import BackendOptions
+    from evalmap.executors.local import RunOptions, run_plan, write_outputs
+    from evalmap.report.terminal import RichReporter, score_table
+    from evalmap.store import Store
+    from evalmap.tasks.base import TaskConfig
+
+    cat = _catalog(catalog)
+    if plan_name:
+        _, pairs = planner.named_plan_pairs(cat, plan_name)
+        if samples:
+            pairs = [(m, d, samples) for m, d, _ in pairs]
+    else:
+        pairs = planner.plan_pairs(
+            cat, _split(models_) or ["smollm2_135m"], _split(datasets_) or ["humaneval"], samples
+        )
+    options = RunOptions(
+        samples=samples,
+        seed=seed,
+        backend=BackendOptions(
+            backend=backend, base_url=base_url, api_key_env=api_key_env, batch_size=batch_size,
+            concurrency=concurrency, device=device, dtype=dtype,
+        ),
+        task=TaskConfig(
+            data_dir=str(data_dir) if data_dir else None, chat=chat, num_fewshot=num_fewshot,
+            n_samples=n_samples, temperature=temperature, seed=seed,
+        ),
+    )
+    store = Store(store_path)
+    args = {"pairs": pairs, "backend": backend, "base_url": base_url, "samples": samples, "seed": seed}
+    progress_console = Console(stderr=True)
+    try:
+        with RichReporter(progress_console, quiet=quiet or fmt is Format.json) as reporter:
+            summary = run_plan(cat, pairs, options, store, reporter, args=args)
+    except KeyboardInterrupt:
+        err.print("Interrupted: finished samples are saved; run the same command again to resume.")
+        raise SystemExit(130) from None
+    if output:
+        results_path, samples_path = write_outputs(summary, store, output)
+    if fmt is Format.json:
+        return _json({**summary.metadata, "jobs": [
+            {"model": r.model, "dataset": r.dataset, "n": r.n, "scores": [s.to_dict() for s in r.scores],
+             "model_calls": r.model_calls, "cache_hits": r.cache_hits, "wall_seconds": r.wall_seconds}
+            for r in summary.results
+        ]})
+    out.print(score_table(summary, out.is_terminal))
+    calls = summary.model_calls
+    out.print(
+        f"{calls} model calls, {summary.cache_hits} cache hits"
+        + (" (everything came from the cache)" if calls == 0 and summary.cache_hits else "")
+        + f"; store: {store.path}",
+        highlight=False,
+    )
+    if output:
+        out.print(f"results: {results_path}\nsamples: {samples_path}", highlight=False)
 
 
 def main() -> None:

