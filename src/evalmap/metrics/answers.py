@@ -63,10 +63,7 @@ def normalize_number(text: str | None) -> str | None:
         return s.lower()
     if not value.is_finite():
         return s.lower()
-    if value == value.to_integral_value():
-        out = str(int(value))
-    else:
-        out = format(value.normalize(), "f")
+    out = str(int(value)) if value == value.to_integral_value() else format(value.normalize(), "f")
     return "0" if out == "-0" else out
 
 
