@@ -1,0 +1,167 @@
+"""vLLM's offline engine for GPUs (an optional extra: its wheel pins its own torch).
+
+vLLM schedules and batches internally, so requests go in whole; log-likelihoods
+come from `prompt_logprobs`, which vLLM computes at the right positions (unlike
+llama.cpp's echo logprobs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+from evalmap.backends.base import (
+    BackendInfo,
+    Capabilities,
+    Generation,
+    GenerationRequest,
+    LogLikelihood,
+    LoglikelihoodRequest,
+)
+from evalmap.errors import BackendUnavailableError
+
+
+def _split_context(context: str, continuation: str) -> tuple[str, str]:
+    """Move the context's trailing spaces onto the continuation, as lm-eval does."""
+    stripped = context.rstrip(" ")
+    return stripped, context[len(stripped) :] + continuation
+
+
+class VLLMBackend:
+    def __init__(
+        self,
+        model_ref: str,
+        *,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.9,
+        dtype: str = "auto",
+        max_model_len: int | None = None,
+        trust_remote_code: bool = False,
+        seed: int = 0,
+    ):
+        try:
+            import vllm
+        except ImportError as exc:
+            raise BackendUnavailableError(
+                "vLLM is not installed; on a GPU machine install it on its own with `pip install 'evalmap[vllm]'` "
+                "(it pins its own torch and transformers)."
+            ) from exc
+        self._vllm = vllm
+        self.llm = vllm.LLM(
+            model=model_ref,
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            dtype=dtype,
+            max_model_len=max_model_len,
+            trust_remote_code=trust_remote_code,
+            seed=seed,
+        )
+        self.tokenizer = self.llm.get_tokenizer()
+        config = self.llm.llm_engine.model_config
+        self.capabilities = Capabilities(
+            chat_template=getattr(self.tokenizer, "chat_template", None) is not None,
+            logprobs=True,
+            max_context=config.max_model_len,
+        )
+        revision = getattr(config, "revision", None) or _folder_digest(model_ref)
+        self.info = BackendInfo(
+            name="vllm",
+            version=vllm.__version__,
+            model=model_ref,
+            fingerprint=hashlib.sha256(f"{model_ref}@{revision}:{dtype}".encode()).hexdigest()[:16],
+            extra={"tensor_parallel_size": tensor_parallel_size, "dtype": str(config.dtype)},
+        )
+
+    def _prompt(self, request: GenerationRequest) -> str:
+        if request.chat:
+            return self.tokenizer.apply_chat_template(
+                request.chat_messages(), add_generation_prompt=True, tokenize=False
+            )
+        return request.prompt
+
+    def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
+        if not requests:
+            return []
+        params = [
+            self._vllm.SamplingParams(
+                max_tokens=r.max_tokens,
+                temperature=r.temperature,
+                top_p=r.top_p if r.temperature > 0 else 1.0,
+                stop=list(r.stop) or None,
+                seed=r.seed if r.temperature > 0 else None,
+            )
+            for r in requests
+        ]
+        began = time.perf_counter()
+        outputs = self.llm.generate([self._prompt(r) for r in requests], params, use_tqdm=False)
+        per_request = (time.perf_counter() - began) / len(requests)
+        results = []
+        for out in outputs:
+            completion = out.outputs[0]
+            results.append(
+                Generation(
+                    text=completion.text,
+                    prompt_tokens=len(out.prompt_token_ids),
+                    completion_tokens=len(completion.token_ids),
+                    finish_reason="length" if completion.finish_reason == "length" else "stop",
+                    latency_s=per_request,
+                )
+            )
+        return results
+
+    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[LogLikelihood]:
+        if not requests:
+            return []
+        token_lists, context_lengths = [], []
+        for r in requests:
+            context, continuation = _split_context(r.context, r.continuation)
+            whole = self.tokenizer.encode(context + continuation, add_special_tokens=False)
+            n_ctx = len(self.tokenizer.encode(context, add_special_tokens=False))
+            n_ctx = min(n_ctx, len(whole) - 1)
+            if n_ctx == 0 and self.tokenizer.bos_token_id is not None:
+                whole, n_ctx = [self.tokenizer.bos_token_id, *whole], 1
+            token_lists.append(whole)
+            context_lengths.append(n_ctx)
+        params = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=1)
+        prompts = [{"prompt_token_ids": tokens} for tokens in token_lists]
+        began = time.perf_counter()
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        per_request = (time.perf_counter() - began) / len(requests)
+        results = []
+        for out, tokens, n_ctx in zip(outputs, token_lists, context_lengths, strict=True):
+            total, greedy = 0.0, True
+            for pos in range(n_ctx, len(tokens)):
+                candidates = out.prompt_logprobs[pos]
+                chosen = candidates[tokens[pos]]
+                total += chosen.logprob
+                best = max(candidates.values(), key=lambda lp: lp.logprob)
+                greedy = greedy and chosen.logprob >= best.logprob
+            results.append(
+                LogLikelihood(
+                    logprob=total,
+                    is_greedy=greedy,
+                    continuation_tokens=len(tokens) - n_ctx,
+                    context_tokens=n_ctx,
+                    latency_s=per_request,
+                )
+            )
+        return results
+
+    def close(self) -> None:
+        del self.llm
+
+
+def _folder_digest(model_ref: str) -> str:
+    """For local folders: a digest of config.json and weight file sizes; for repo ids, the id."""
+    if not os.path.isdir(model_ref):
+        return "hub"
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(model_ref)):
+        path = os.path.join(model_ref, name)
+        if name == "config.json":
+            with open(path, "rb") as fh:
+                digest.update(fh.read())
+        elif name.endswith((".safetensors", ".bin")):
+            digest.update(f"{name}:{os.path.getsize(path)}".encode())
+    return digest.hexdigest()[:16]
