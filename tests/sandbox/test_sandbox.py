@@ -1,0 +1,388 @@
+"""The sandbox against hostile programs: each test records what the program got to do."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import textwrap
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from evalmap.sandbox import (
+    ExecResult,
+    Limits,
+    SandboxPool,
+    SandboxUnavailableError,
+    isolation,
+    isolation_available,
+    run_python,
+)
+from evalmap.sandbox.cgroup import pids_root
+from evalmap.sandbox.output import CappedBuffer, exception_name
+
+HAS_BWRAP = isolation_available() == "bwrap"
+bwrap_only = pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap cannot run here: hostile tests need it")
+CAN_CAP_PROCESSES = pids_root() is not None or os.geteuid() != 0
+
+
+@pytest.fixture(autouse=True)
+def _auto_isolation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stray EVALMAP_SANDBOX=rlimit must not send the hostile programs to the host."""
+    monkeypatch.delenv(isolation.ENV_VAR, raising=False)
+
+
+def run(code: str, **kwargs: Any) -> ExecResult:
+    return run_python(textwrap.dedent(code), **kwargs)
+
+
+def sandbox_processes() -> list[psutil.Process]:
+    return psutil.Process().children(recursive=True)
+
+
+def pgrep(marker: str) -> str:
+    return subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.strip()
+
+
+# --- ordinary programs -------------------------------------------------------------------------
+
+
+def test_passing_program() -> None:
+    result = run("print('hello')")
+    assert (result.status, result.exit_code, result.stdout, result.error_type) == ("passed", 0, "hello\n", None)
+    assert result.isolation == isolation_available()
+
+
+def test_failing_assertion() -> None:
+    result = run("def add(a, b):\n    return a - b\nassert add(1, 2) == 3\n")
+    assert (result.status, result.exit_code, result.error_type) == ("failed", 1, "AssertionError")
+
+
+def test_other_exceptions_are_errors() -> None:
+    assert run("raise ValueError('bad input')").error_type == "ValueError"
+    syntax = run("def f(:\n    pass\n")
+    assert (syntax.status, syntax.error_type) == ("error", "SyntaxError")
+    assert run("import sys; sys.exit(3)").status == "failed"
+
+
+def test_stdin_echo() -> None:
+    text = "line one\nline two\n" + "x" * 200_000  # larger than a pipe: must not deadlock
+    result = run("import sys; sys.stdout.write(sys.stdin.read())", stdin=text, limits=Limits(max_output_bytes=1 << 20))
+    assert (result.status, result.stdout, result.truncated) == ("passed", text, False)
+
+
+def test_files_beside_main() -> None:
+    files = {"helper.py": "def twice(x):\n    return 2 * x\n", "data/in.txt": "21"}
+    result = run("import helper; print(helper.twice(int(open('data/in.txt').read())))", files=files)
+    assert result.stdout == "42\n"
+
+
+@pytest.mark.parametrize("name", ["../escape.py", "/etc/passwd", "main.py", "."])
+def test_file_names_must_stay_inside(name: str) -> None:
+    with pytest.raises(ValueError, match="relative path"):
+        run_python("pass", files={name: "x"})
+
+
+def test_site_packages_importable() -> None:
+    result = run("import numpy as np; print(int(np.arange(10).sum()))")
+    assert (result.status, result.stdout) == ("passed", "45\n"), result.stderr
+
+
+# --- hostile programs --------------------------------------------------------------------------
+
+
+@bwrap_only
+def test_network_is_unreachable() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        code = f"""
+            import socket
+            try:
+                socket.create_connection(("127.0.0.1", {port}), timeout=2)
+                print("CONNECTED")
+            except OSError as exc:
+                print("REFUSED", type(exc).__name__)
+        """
+        blocked = run(code)
+        server.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            server.accept()
+        allowed = run(code, network=True)
+    assert blocked.stdout.startswith("REFUSED"), blocked
+    assert allowed.stdout == "CONNECTED\n"  # network=True really shares the host's network
+
+
+@bwrap_only
+def test_cannot_write_outside_its_dir(tmp_path: Path) -> None:
+    name = f"evalmap_escape_{uuid.uuid4().hex}"
+    targets = [tmp_path / name, Path.cwd() / name, Path("/root") / name, Path("/usr") / name, Path("/") / name]
+    code = f"""
+        for path in {[str(t) for t in targets]!r}:
+            try:
+                open(path, "w").write("pwned")
+                print("WROTE", path)
+            except OSError as exc:
+                print("BLOCKED", type(exc).__name__)
+        open("inside.txt", "w").write("fine")
+        print(open("inside.txt").read())
+    """
+    try:
+        result = run(code)
+        assert [t for t in targets if t.exists()] == []
+    finally:
+        for target in targets:
+            target.unlink(missing_ok=True)
+    assert "WROTE" not in result.stdout and result.stdout.endswith("fine\n"), result.stdout
+
+
+@bwrap_only
+def test_home_and_caller_files_are_invisible(tmp_path: Path) -> None:
+    secret = f"s3cret-{uuid.uuid4().hex}"
+    in_home = Path("/root") / f".evalmap_test_secret_{uuid.uuid4().hex}"
+    in_tmp = tmp_path / "secret.txt"
+    in_store = Path.cwd() / "pyproject.toml"  # the caller's cwd: where a run keeps its store
+    code = f"""
+        import os
+        for path in {[str(in_home), str(in_tmp), str(in_store), "/root/.ssh/id_rsa"]!r}:
+            try:
+                print("READ", open(path).read())
+            except OSError as exc:
+                print("DENIED", type(exc).__name__)
+        print("HOME", os.path.expanduser("~"), os.listdir("/root"))
+    """
+    in_tmp.write_text(secret)
+    in_home.write_text(secret)
+    try:
+        result = run(code)
+    finally:
+        in_home.unlink()
+    assert result.status == "passed", result.stderr
+    assert "READ" not in result.stdout and secret not in result.stdout
+    assert in_home.name not in result.stdout
+    assert "HOME /tmp" in result.stdout
+
+
+@bwrap_only
+def test_environment_secrets_do_not_leak(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = f"hunter2-{uuid.uuid4().hex}"
+    monkeypatch.setenv("EVALMAP_TEST_SECRET", secret)
+    result = run("""
+        import glob, os
+        print(dict(os.environ))
+        for path in glob.glob("/proc/*/environ"):
+            try:
+                print(open(path, "rb").read())
+            except OSError:
+                pass
+    """)
+    assert result.status == "passed" and "HOME" in result.stdout
+    assert secret not in result.stdout and "EVALMAP_TEST_SECRET" not in result.stdout
+
+
+@bwrap_only
+@pytest.mark.skipif(not CAN_CAP_PROCESSES, reason="root without a writable pids cgroup: no process cap")
+def test_fork_count_is_capped() -> None:
+    result = run(
+        """
+        import os, time
+        forked = 0
+        try:
+            for _ in range(500):
+                if os.fork() == 0:
+                    time.sleep(30)
+                    os._exit(0)
+                forked += 1
+        except OSError as exc:
+            print(type(exc).__name__)
+        print(forked)
+        """,
+        limits=Limits(wall_s=10, max_processes=16),
+    )
+    blocked, forked = result.stdout.split()
+    assert blocked == "BlockingIOError" and int(forked) < 16, result
+    assert result.status == "passed" and result.wall_s < 5  # the sleepers died with the sandbox
+
+
+@bwrap_only
+@pytest.mark.skipif(not CAN_CAP_PROCESSES, reason="root without a writable pids cgroup: no process cap")
+def test_fork_bomb_is_contained() -> None:
+    marker = f"evalmap_bomb_{uuid.uuid4().hex}"
+    result = run(
+        f"""
+        import os, sys
+        if sys.argv[1:] != ["{marker}"]:
+            os.execv(sys.executable, [sys.executable, "main.py", "{marker}"])
+        while True:
+            try:
+                os.fork()
+            except OSError:
+                pass
+        """,
+        limits=Limits(wall_s=5, max_processes=32),
+    )
+    assert result.status == "timeout" and 5 <= result.wall_s < 8
+    assert pgrep(marker) == "" and sandbox_processes() == []
+    assert run("print(1)").stdout == "1\n"  # and the machine still runs programs
+
+
+def test_memory_bomb() -> None:
+    result = run("block = bytearray(4 * 1024**3)")
+    assert (result.status, result.error_type) == ("memory", "MemoryError")
+    assert result.wall_s < 5
+
+
+def test_infinite_loop_times_out() -> None:
+    result = run("while True:\n    pass\n", limits=Limits(wall_s=1))
+    assert (result.status, result.exit_code, result.error_type) == ("timeout", None, "TimeoutError")
+    assert 1 <= result.wall_s < 2.5
+
+
+def test_cpu_limit_stops_a_busy_program_before_the_wall_limit() -> None:
+    result = run("while True:\n    pass\n", limits=Limits(wall_s=20, cpu_s=1))
+    assert (result.status, result.error_type) == ("timeout", "TimeoutError")
+    assert result.wall_s < 6
+
+
+def test_huge_output_is_capped() -> None:
+    result = run("""
+        import sys
+        chunk = "x" * (1 << 20)
+        for _ in range(100):
+            sys.stdout.write(chunk)
+        sys.stdout.write("END")
+    """)
+    assert result.status == "passed" and result.truncated
+    assert result.stdout.startswith("x") and result.stdout.endswith("xEND")
+    assert len(result.stdout) < 65536 + 100 and "bytes truncated" in result.stdout
+    assert result.wall_s < 8
+
+
+def test_file_size_is_limited() -> None:
+    result = run("open('big.bin', 'wb').write(b'x' * (3 << 20))", limits=Limits(max_file_mb=1))
+    assert result.status == "error" and result.error_type == "OSError", result
+
+
+@bwrap_only
+def test_killing_its_parent_harms_nobody() -> None:
+    result = run("""
+        import os, time
+        os.kill(os.getppid(), 9)
+        time.sleep(0.2)
+        print("parent", os.getppid())
+    """)
+    # The parent is the sandbox's pid-1 init, which the kernel shields from its own namespace.
+    assert (result.status, result.stdout) == ("passed", "parent 1\n")
+    assert psutil.Process().is_running()
+
+
+@bwrap_only
+def test_daemon_does_not_outlive_the_run() -> None:
+    marker = f"evalmap_daemon_{uuid.uuid4().hex}"
+    result = run(f"""
+        import os, sys, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                late = "import time; time.sleep(60); open('/tmp/late', 'w').write('x')"
+                os.execv(sys.executable, [sys.executable, "-c", late, "{marker}"])
+            os._exit(0)
+        time.sleep(0.5)
+        print("daemon started")
+    """)
+    assert result.status == "passed" and result.wall_s < 5
+    assert pgrep(marker) == "" and sandbox_processes() == []
+
+
+# --- pool, cleanup, fallback -------------------------------------------------------------------
+
+
+def test_pool_preserves_order() -> None:
+    jobs = [(f"import time; time.sleep({(8 - i) * 0.03}); print({i})", "", Limits()) for i in range(8)]
+    with SandboxPool(workers=4) as pool:
+        results = pool.map(jobs)
+    assert [r.stdout for r in results] == [f"{i}\n" for i in range(8)]
+
+
+def _footprint() -> tuple[int, int, list[str], int]:
+    cgroups = sorted(p.name for p in pids_root().glob(f"evalmap-{os.getpid()}-*")) if pids_root() else []
+    tmp = len(list(Path("/tmp").glob("evalmap-sandbox-*")))
+    return len(sandbox_processes()), tmp, cgroups, len(os.listdir("/proc/self/fd"))
+
+
+def _assert_no_leaks(runs: int) -> None:
+    before = _footprint()
+    codes = ["print(1)", "assert False", "import os; os.fork(); print(2)", "raise SystemExit(4)"]
+    with SandboxPool() as pool:
+        results = pool.map([(codes[i % len(codes)], "", Limits(wall_s=10)) for i in range(runs)])
+    assert [r.status for r in results[:4]] == ["passed", "failed", "passed", "failed"]
+    assert all(r.status in ("passed", "failed") for r in results)
+    assert _footprint() == before
+
+
+def test_no_leaks_after_many_runs() -> None:
+    _assert_no_leaks(200)
+
+
+@pytest.mark.slow
+def test_no_leaks_after_a_thousand_runs(request: pytest.FixtureRequest) -> None:
+    if os.environ.get("EVALMAP_SLOW") != "1" and "slow" not in str(request.config.getoption("markexpr")):
+        pytest.skip("slow: set EVALMAP_SLOW=1 or run with -m slow")
+    _assert_no_leaks(1000)
+
+
+def test_rlimit_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(isolation.ENV_VAR, "rlimit")
+    monkeypatch.setenv("EVALMAP_TEST_SECRET", "hunter2")
+    isolation._warn_fallback.cache_clear()
+    tmp_before = len(list(Path("/tmp").glob("evalmap-sandbox-*")))
+    with pytest.warns(RuntimeWarning, match="resource limits ONLY"):
+        assert isolation_available() == "rlimit"
+    echo = run("import os, sys; print(sys.stdin.read(), 'EVALMAP_TEST_SECRET' in os.environ)", stdin="hi")
+    assert (echo.status, echo.stdout, echo.isolation) == ("passed", "hi False\n", "rlimit")
+    assert run("assert 1 == 2").error_type == "AssertionError"
+    assert run("x = bytearray(4 * 1024**3)").status == "memory"
+    loop = run("while True:\n    pass\n", limits=Limits(wall_s=1))
+    assert loop.status == "timeout" and loop.wall_s < 2.5
+    assert len(list(Path("/tmp").glob("evalmap-sandbox-*"))) == tmp_before
+
+
+def test_broken_bwrap_falls_back_or_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(isolation, "_bwrap_problem", lambda: "bwrap failed to start: test")
+    with pytest.warns(RuntimeWarning, match="bwrap failed to start: test"):
+        assert isolation_available() == "rlimit"
+    monkeypatch.setenv(isolation.ENV_VAR, "bwrap")
+    with pytest.raises(SandboxUnavailableError, match="install bubblewrap"):
+        isolation_available()
+    monkeypatch.setenv(isolation.ENV_VAR, "none")
+    with pytest.raises(SandboxUnavailableError, match="not one of"):
+        isolation_available()
+
+
+# --- output parsing ----------------------------------------------------------------------------
+
+
+def test_capped_buffer_keeps_head_and_tail() -> None:
+    buffer = CappedBuffer(8)
+    for chunk in (b"abc", b"defgh", b"ijkl"):
+        buffer.feed(chunk)
+    assert buffer.truncated and buffer.total == 12
+    assert buffer.text() == "abcd\n... [4 bytes truncated] ...\nijkl"
+
+
+@pytest.mark.parametrize(
+    ("stderr", "expected"),
+    [
+        ("Traceback (most recent call last):\n  File ...\nAssertionError\n", "AssertionError"),
+        ("Traceback (most recent call last):\nnumpy.core._exceptions._ArrayMemoryError: big\n", "_ArrayMemoryError"),
+        ('  File "main.py", line 1\n    def f(:\nSyntaxError: invalid syntax\n', "SyntaxError"),
+        ("Traceback (most recent call last):\nKeyboardInterrupt\n", "KeyboardInterrupt"),
+        ("Warning: something odd\n", None),
+        ("", None),
+    ],
+)
+def test_exception_name(stderr: str, expected: str | None) -> None:
+    assert exception_name(stderr) == expected
