@@ -16,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import email.utils
+import functools
 import hashlib
 import json
 import logging
 import os
 import random
+import ssl
 import time
 import warnings
 
@@ -82,6 +84,12 @@ def _short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """One TLS context per process: building it costs ~0.1 s, every client reuses it."""
+    return httpx.create_ssl_context()
+
+
 def _run_sync(coro):
     """asyncio.run, or the same in a helper thread when a loop already runs here (Jupyter)."""
     try:
@@ -109,9 +117,7 @@ class OpenAIBackend:
         backoff_max_s: float = 30.0,
     ):
         if loglikelihood_mode not in LOGLIKELIHOOD_MODES:
-            raise ValueError(
-                f"loglikelihood_mode must be one of {LOGLIKELIHOOD_MODES}, not {loglikelihood_mode!r}."
-            )
+            raise ValueError(f"loglikelihood_mode must be one of {LOGLIKELIHOOD_MODES}, not {loglikelihood_mode!r}.")
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1.")
         self.base_url = base_url.rstrip("/")
@@ -129,8 +135,7 @@ class OpenAIBackend:
             key = os.environ.get(api_key_env)
             if not key:
                 raise BackendUnavailableError(
-                    f"The environment variable {api_key_env} (api_key_env) is not set; "
-                    "export the API key there."
+                    f"The environment variable {api_key_env} (api_key_env) is not set; export the API key there."
                 )
             self._headers["Authorization"] = f"Bearer {key}"
 
@@ -161,7 +166,6 @@ class OpenAIBackend:
                 f"prompt logprobs {why}; its log-likelihood scores may be wrong."
             )
             warnings.warn(message, RuntimeWarning, stacklevel=2)
-            log.warning(message)
         self.capabilities = Capabilities(
             chat_template=True,
             logprobs=self._loglikelihood_refusal is None,
@@ -173,21 +177,34 @@ class OpenAIBackend:
     # ------------------------------------------------------------------ probing
 
     def _probe(self) -> dict:
-        """GET /v1/models once: fails fast (one sentence) when nobody listens."""
+        """GET /v1/models: fails fast (one sentence) when nobody listens.
+
+        A server that is still loading (429/5xx) or slow to answer is retried like any
+        request; a refused connection is not.
+        """
         url = f"{self._api}/models"
         timeout = httpx.Timeout(min(self.timeout_s, 10.0))
-        try:
-            with httpx.Client(timeout=timeout, headers=self._headers) as client:
-                response = client.get(url)
-        except httpx.ConnectError as exc:
-            raise BackendUnavailableError(
-                f"Cannot reach the server at {self.base_url} ({type(exc).__name__}); is it running?"
-            ) from exc
-        except httpx.TransportError as exc:
-            raise BackendUnavailableError(
-                f"The server at {self.base_url} did not answer GET /v1/models ({type(exc).__name__}); "
-                "is it running and reachable?"
-            ) from exc
+        with httpx.Client(timeout=timeout, headers=self._headers, verify=_ssl_context()) as client:
+            for attempt in range(self.max_retries + 1):
+                response, last = None, ""
+                try:
+                    response = client.get(url)
+                except httpx.ConnectError as exc:
+                    raise BackendUnavailableError(
+                        f"Cannot reach the server at {self.base_url} ({type(exc).__name__}); is it running?"
+                    ) from exc
+                except httpx.TransportError as exc:
+                    last = type(exc).__name__
+                if response is not None:
+                    if response.status_code != 429 and response.status_code < 500:
+                        break
+                    last = f"HTTP {response.status_code}"
+                if attempt == self.max_retries:
+                    raise BackendUnavailableError(
+                        f"The server at {self.base_url} did not answer GET /v1/models ({last}); "
+                        "is it running and healthy?"
+                    )
+                time.sleep(self._delay(attempt, response))
         if response.status_code in (401, 403):
             raise BackendUnavailableError(
                 f"The server at {self.base_url} refused the credentials (HTTP {response.status_code}); "
@@ -207,8 +224,9 @@ class OpenAIBackend:
         """vLLM answers GET /version; anything else stays 'unknown'."""
         root = self._api[: -len("/v1")]
         try:
-            with httpx.Client(timeout=httpx.Timeout(min(self.timeout_s, 5.0)), headers=self._headers) as c:
-                response = c.get(f"{root}/version")
+            timeout = httpx.Timeout(min(self.timeout_s, 5.0))
+            with httpx.Client(timeout=timeout, headers=self._headers, verify=_ssl_context()) as client:
+                response = client.get(f"{root}/version")
         except httpx.TransportError:
             return "unknown"
         if response.status_code == 200:
@@ -294,6 +312,7 @@ class OpenAIBackend:
     def _client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
             headers=self._headers,
+            verify=_ssl_context(),
             timeout=httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 10.0)),
             limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
         )
@@ -330,8 +349,7 @@ class OpenAIBackend:
             text = (choice.get("message") or {}).get("content") if request.chat else choice.get("text")
         except (KeyError, IndexError, TypeError) as exc:
             raise BackendUnavailableError(
-                f"The server at {self.base_url} answered POST {path} without choices: "
-                f"{_short(json.dumps(body))}"
+                f"The server at {self.base_url} answered POST {path} without choices: {_short(json.dumps(body))}"
             ) from exc
         usage = body.get("usage") or {}
         return Generation(
@@ -345,9 +363,7 @@ class OpenAIBackend:
     def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
         if not requests:
             return []
-        return _run_sync(
-            self._gather(lambda client, sem: [self._generate_one(client, sem, r) for r in requests])
-        )
+        return _run_sync(self._gather(lambda client, sem: [self._generate_one(client, sem, r) for r in requests]))
 
     # -------------------------------------------------------------- log-likelihood
 
@@ -376,8 +392,7 @@ class OpenAIBackend:
             tops = logprobs.get("top_logprobs") or [None] * len(token_logprobs)
         except (KeyError, IndexError, TypeError) as exc:
             raise BackendUnavailableError(
-                f"The server at {self.base_url} returned no echo prompt logprobs; "
-                "it cannot serve log-likelihoods."
+                f"The server at {self.base_url} returned no echo prompt logprobs; it cannot serve log-likelihoods."
             ) from exc
         n_prompt = int((body.get("usage") or {}).get("prompt_tokens") or len(offsets))
         # Continuation tokens: those starting inside the continuation's text span.
@@ -408,9 +423,7 @@ class OpenAIBackend:
             return []
         if self._loglikelihood_refusal is not None:
             raise BackendUnavailableError(self._loglikelihood_refusal)
-        return _run_sync(
-            self._gather(lambda client, sem: [self._loglikelihood_one(client, sem, r) for r in requests])
-        )
+        return _run_sync(self._gather(lambda client, sem: [self._loglikelihood_one(client, sem, r) for r in requests]))
 
     def close(self) -> None:
         """Nothing held between calls: each batch opens and closes its own client."""
