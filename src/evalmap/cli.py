@@ -402,12 +402,10 @@ def main() -> None:
     except typer.Abort:
         err.print("Aborted.")
         raise SystemExit(130) from None
-    except (typer.BadParameter, typer.Exit) as exc:
-        raise SystemExit(getattr(exc, "exit_code", 2)) from None
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except Exception as exc:  # usage errors: typer vendors its own click, so match by shape
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             raise SystemExit(exc.exit_code) from None
         raise

@@ -33,20 +33,21 @@ class Recommendation:
 def recommend(catalog: Catalog, model_id: str) -> list[Recommendation]:
     """The datasets a model should be run on: its categories' groups, tier by tier.
 
-    A dataset appears once per category, under the first (highest) tier naming it;
-    a tier with a per-dataset sample limit (the efficiency tiers) reports that limit.
+    A dataset appears once per category and sample limit, under the first (highest)
+    tier naming it; a tier with a per-dataset sample limit (the efficiency tiers, 5
+    and 20 samples) reports that limit, so each limited tier keeps its own rows.
     """
     model = catalog.model(model_id)
     out: list[Recommendation] = []
     for group in catalog.mapping.groups:
         if group.category not in model.categories:
             continue
-        seen: set[str] = set()
+        seen: set[tuple[str, int | None]] = set()
         for tier in group.tiers:
             for ds_id in catalog.select_datasets(tier.datasets):
-                if ds_id in seen:
+                if (ds_id, tier.sample_limit) in seen:
                     continue
-                seen.add(ds_id)
+                seen.add((ds_id, tier.sample_limit))
                 ds = catalog.datasets[ds_id]
                 samples = min(ds.count, tier.sample_limit) if tier.sample_limit else ds.count
                 out.append(
@@ -180,12 +181,12 @@ class EngineProfile:
     bytes_per_param: float
     batch: int  # sequences decoded together
     memory_gb: float  # per device
-    devices_per_tp: bool = True  # tensor parallel multiplies the devices
+    devices_per_tp: bool = True  # tensor parallel multiplies the devices (GPU engines only)
 
 
 ENGINES: dict[str, EngineProfile] = {
-    "transformers-cpu": EngineProfile("transformers-cpu", "2-core CPU, fp32", 6e10, 8e9, 4.0, 8, 24),
-    "llamacpp": EngineProfile("llamacpp", "2-core CPU, Q4 GGUF", 8e10, 8e9, 0.6, 1, 24),
+    "transformers-cpu": EngineProfile("transformers-cpu", "2-core CPU, fp32", 6e10, 8e9, 4.0, 8, 24, False),
+    "llamacpp": EngineProfile("llamacpp", "2-core CPU, Q4 GGUF", 8e10, 8e9, 0.6, 1, 24, False),
     "transformers": EngineProfile("transformers", "1× H100 80GB, bf16", 989e12 * 0.3, 3.35e12 * 0.5, 2.0, 16, 80),
     "vllm": EngineProfile("vllm", "1× H100 80GB per TP rank, bf16", 989e12 * 0.5, 3.35e12 * 0.75, 2.0, 128, 80),
 }

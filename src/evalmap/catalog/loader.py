@@ -22,6 +22,7 @@ from evalmap.catalog.schema import Dataset, Mapping, Model, Plan
 from evalmap.errors import EvalmapError, UnknownIdError
 
 PACKAGE_FILES = ("models.yaml", "datasets.yaml", "mapping.yaml")
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml parses ~15x faster, same line marks
 SECTIONS = {"models": Model, "datasets": Dataset, "plans": Plan}
 
 
@@ -52,6 +53,7 @@ def _construct(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> Any:
         for key_node, value_node in node.value:
             key = key_node.value
             out[key] = _construct(value_node, (*path, key), lines)
+            lines[(*path, key)] = key_node.start_mark.line + 1  # a field's line is its key's line
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_construct(child, (*path, i), lines) for i, child in enumerate(node.value)]
@@ -60,7 +62,7 @@ def _construct(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> Any:
 
 def _read_yaml(text: str, file: str) -> _Located:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
