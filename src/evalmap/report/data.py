@@ -1,0 +1,393 @@
+"""Load runs from the store into flat records that every table, figure and page shares.
+
+One pass over the store: runs, their jobs, each job's scores and a per-job summary
+of its samples (count, model latency, tokens) computed in SQL, so a 25 × 26 × 500
+store loads in well under a second. The samples themselves are read later, job by
+job, only when the report writes the samples browser.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from evalmap.catalog.loader import Catalog
+from evalmap.catalog.schema import CATEGORIES, TASK_TYPES
+from evalmap.errors import EvalmapError
+from evalmap.metrics.stats import NAN, Score, empty_score
+from evalmap.store import Store, default_home
+
+# Metrics where a smaller number is the better one (seconds); everything else is "higher is better".
+LOWER_IS_BETTER_PREFIXES = ("latency",)
+UNCATALOGUED = "uncatalogued"
+
+# The task types a model category is built for: the rest of a transfer row is "away" play.
+HOME_TASK_TYPES: dict[str, tuple[str, ...]] = {
+    "coding": ("coding",),
+    "math": ("mathematics",),
+    "text": ("reasoning", "knowledge", "instruction_following"),
+    "multimodal": ("multimodal",),
+    "efficiency": ("efficiency",),
+    "genomics": ("life_science",),
+}
+
+
+def lower_is_better(metric: str) -> bool:
+    return metric.startswith(LOWER_IS_BETTER_PREFIXES)
+
+
+def _float(value) -> float:
+    return NAN if value is None else float(value)
+
+
+@dataclass
+class RunRecord:
+    id: str
+    created: float
+    finished: float | None
+    status: str
+    seed: int
+    catalog_version: str
+    versions: dict
+    args: dict
+    wall_seconds: float | None
+    n_jobs: int = 0
+    model_calls: int = 0
+    cache_hits: int = 0
+    samples: int = 0
+
+
+@dataclass
+class JobRecord:
+    """One (model, dataset) job of a run, with its scores and a summary of its samples."""
+
+    key: str  # short, file-name-safe id used by the HTML page ("j0007")
+    id: str
+    run_id: str
+    model: str
+    dataset: str
+    status: str
+    backend: dict
+    task_config: dict
+    prompt_hash: str
+    n_items: int
+    wall_seconds: float
+    model_calls: int
+    cache_hits: int
+    prompt_tokens: int
+    completion_tokens: int
+    scores: list[Score] = field(default_factory=list)
+    n_samples: int = 0
+    latency_sum: float = 0.0
+    latency_sq: float = 0.0
+    sample_tokens: int = 0
+    category: str = UNCATALOGUED
+    categories: tuple[str, ...] = ()
+    task_type: str = UNCATALOGUED
+
+    @property
+    def primary(self) -> Score | None:
+        """The job's first score: the dataset's headline metric."""
+        return self.scores[0] if self.scores else None
+
+    @property
+    def value(self) -> float:
+        return self.primary.value if self.primary else NAN
+
+    @property
+    def backend_label(self) -> str:
+        name, version = self.backend.get("name"), self.backend.get("version")
+        return " ".join(str(x) for x in (name, version) if x) or "unknown"
+
+    def seconds_per_sample(self) -> Score:
+        """Mean model latency per sample (as the backend measured it, cached or not) with its stderr.
+
+        Falls back to the job's wall time / samples when the backend reported no latency.
+        """
+        n = self.n_samples
+        if n == 0:
+            return empty_score("seconds_per_sample")
+        if self.latency_sum <= 0:
+            mean = self.wall_seconds / n if self.wall_seconds > 0 else NAN
+            return Score("seconds_per_sample", mean, NAN, NAN, NAN, n, "wall")
+        mean = self.latency_sum / n
+        if n < 2:
+            return Score("seconds_per_sample", mean, NAN, NAN, NAN, n, "latency")
+        var = max(self.latency_sq - n * mean * mean, 0.0) / (n - 1)
+        se = math.sqrt(var / n)
+        return Score("seconds_per_sample", mean, se, mean - 1.96 * se, mean + 1.96 * se, n, "latency")
+
+    def tokens_per_second(self) -> float:
+        """(prompt + completion) tokens per second of model time; NaN when unknown."""
+        if self.latency_sum > 0 and self.sample_tokens > 0:
+            return self.sample_tokens / self.latency_sum
+        tokens = self.prompt_tokens + self.completion_tokens
+        if self.model_calls and self.wall_seconds > 0 and tokens:
+            return tokens / self.wall_seconds
+        return NAN
+
+
+@dataclass
+class ReportData:
+    store_path: str
+    runs: list[RunRecord]
+    jobs: list[JobRecord]
+    cells: dict[tuple[str, str], JobRecord]
+    models: list[str]
+    datasets: list[str]
+    model_categories: dict[str, tuple[str, ...]]
+    dataset_task_type: dict[str, str]
+    recommended: dict[str, dict[str, str]]
+    catalog: Catalog | None = None
+    _bounded: dict[str, bool] = field(default_factory=dict, repr=False)
+
+    def model_category(self, model: str) -> str:
+        cats = self.model_categories.get(model) or (UNCATALOGUED,)
+        return cats[0]
+
+    def primary_metric(self, dataset: str) -> str | None:
+        for m in self.models:
+            job = self.cells.get((m, dataset))
+            if job and job.primary:
+                return job.primary.name
+        return None
+
+    def bounded(self, dataset: str) -> bool:
+        """True when the dataset's headline metric is a 0-1 score where higher is better.
+
+        Only those are averaged into leaderboards and transfer tables; latencies,
+        judge scores on a 1-10 scale and correlations are shown per dataset only.
+        """
+        if dataset not in self._bounded:
+            metric = self.primary_metric(dataset)
+            values = [
+                j.value for m in self.models if (j := self.cells.get((m, dataset))) and not math.isnan(j.value)
+            ]
+            self._bounded[dataset] = (
+                metric is not None and not lower_is_better(metric) and bool(values)
+                and all(0.0 <= v <= 1.0 for v in values)
+            )
+        return self._bounded[dataset]
+
+    def gap(self, model: str, dataset: str) -> str | None:
+        """The catalog's reason to run this pair when it was not run, else None."""
+        if (model, dataset) in self.cells:
+            return None
+        return self.recommended.get(model, {}).get(dataset)
+
+    @property
+    def gaps(self) -> list[tuple[str, str, str]]:
+        return [(m, d, why) for m in self.models for d in self.datasets if (why := self.gap(m, d))]
+
+
+# ---------------------------------------------------------------- store and run selection
+
+
+def open_store(path: str | Path | None) -> Store:
+    """Open an existing store for reading; a missing file is the user's mistake, not a new empty store."""
+    target = Path(path) if path else default_home() / "store.sqlite"
+    if not target.is_file():
+        raise EvalmapError(
+            f"No evalmap store at {target}; run `evalmap run` first or pass --store PATH."
+        )
+    return Store(target)
+
+
+def all_run_ids(store: Store) -> list[str]:
+    """Every run id in the store, newest first."""
+    return [r[0] for r in store.db.execute("SELECT id FROM runs ORDER BY created DESC, rowid DESC")]
+
+
+def resolve_runs(store: Store, selectors: Sequence[str] | None, last: int = 1) -> list[str]:
+    """Turn run ids, unique prefixes, `latest` or `latest~N` into run ids (default: the newest `last` runs)."""
+    known = all_run_ids(store)
+    if not known:
+        raise EvalmapError(f"The store at {store.path} has no runs yet; run `evalmap run` first.")
+    if not selectors:
+        return known[: max(1, last)]
+    chosen: list[str] = []
+    for sel in selectors:
+        run_id = _resolve_one(store, known, sel)
+        if run_id not in chosen:
+            chosen.append(run_id)
+    return chosen
+
+
+def _resolve_one(store: Store, known: list[str], sel: str) -> str:
+    if sel == "latest":
+        return known[0]
+    if sel.startswith("latest~") and sel[7:].isdigit():
+        back = int(sel[7:])
+        if back < len(known):
+            return known[back]
+        raise EvalmapError(f"Run {sel!r} does not exist: the store at {store.path} holds {len(known)} runs.")
+    if sel in known:
+        return sel
+    matches = [r for r in known if r.startswith(sel) or r.endswith(sel)]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise EvalmapError(f"Run id {sel!r} is ambiguous ({', '.join(matches[:4])}); give more of it.")
+    recent = ", ".join(known[:5])
+    raise EvalmapError(f"Unknown run id {sel!r}; the newest runs in {store.path} are: {recent}.")
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _marks(values: Sequence) -> str:
+    return ",".join("?" * len(values))
+
+
+def load_report_data(store: Store, run_ids: Sequence[str], catalog: Catalog | None) -> ReportData:
+    """Runs (in the given order), their jobs, scores and sample summaries, arranged for the report."""
+    runs: list[RunRecord] = []
+    for run_id in run_ids:
+        row = store.run(run_id)
+        if row is None:
+            raise EvalmapError(f"Unknown run id {run_id!r} in {store.path}.")
+        runs.append(
+            RunRecord(
+                id=row["id"], created=row["created"], finished=row["finished"], status=row["status"],
+                seed=row["seed"], catalog_version=row["catalog_version"], versions=row["versions"] or {},
+                args=row["args"] or {}, wall_seconds=row["wall_seconds"],
+            )
+        )
+    jobs: list[JobRecord] = []
+    by_id: dict[str, JobRecord] = {}
+    for run in runs:
+        for row in store.jobs(run.id):
+            job = JobRecord(
+                key=f"j{len(jobs) + 1:04d}", id=row["id"], run_id=row["run_id"], model=row["model"],
+                dataset=row["dataset"], status=row["status"], backend=row["backend"] or {},
+                task_config=row["task_config"] or {}, prompt_hash=row["prompt_hash"], n_items=row["n_items"],
+                wall_seconds=row["wall_seconds"], model_calls=row["model_calls"], cache_hits=row["cache_hits"],
+                prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"],
+            )
+            jobs.append(job)
+            by_id[job.id] = job
+    _attach_scores(store, by_id)
+    _attach_sample_summaries(store, by_id)
+
+    for run in runs:
+        mine = [j for j in jobs if j.run_id == run.id]
+        run.n_jobs = len(mine)
+        run.model_calls = sum(j.model_calls for j in mine)
+        run.cache_hits = sum(j.cache_hits for j in mine)
+        run.samples = sum(j.n_samples for j in mine)
+
+    # The newest run wins a (model, dataset) cell when several selected runs hold it.
+    cells: dict[tuple[str, str], JobRecord] = {}
+    for run in sorted(runs, key=lambda r: r.created):
+        for job in jobs:
+            if job.run_id == run.id:
+                cells[(job.model, job.dataset)] = job
+
+    model_categories: dict[str, tuple[str, ...]] = {}
+    dataset_task_type: dict[str, str] = {}
+    recommended: dict[str, dict[str, str]] = {}
+    run_models = list(dict.fromkeys(j.model for j in jobs))
+    run_datasets = list(dict.fromkeys(j.dataset for j in jobs))
+    for m in run_models:
+        model_categories[m] = tuple(catalog.models[m].categories) if catalog and m in catalog.models else ()
+        recommended[m] = _recommended(catalog, m)
+    wanted = set(run_datasets) | {d for r in recommended.values() for d in r}
+    for d in wanted:
+        dataset_task_type[d] = catalog.datasets[d].task_type if catalog and d in catalog.datasets else UNCATALOGUED
+    for job in jobs:
+        job.categories = model_categories.get(job.model, ())
+        job.category = job.categories[0] if job.categories else UNCATALOGUED
+        job.task_type = dataset_task_type.get(job.dataset, UNCATALOGUED)
+
+    cat_order = {c: i for i, c in enumerate((*CATEGORIES, UNCATALOGUED))}
+    tt_order = {t: i for i, t in enumerate((*TASK_TYPES, UNCATALOGUED))}
+    model_pos = {m: i for i, m in enumerate(catalog.models)} if catalog else {}
+    ds_pos = {d: i for i, d in enumerate(catalog.datasets)} if catalog else {}
+
+    def model_key(m: str) -> tuple:
+        cats = model_categories.get(m) or (UNCATALOGUED,)
+        return (cat_order.get(cats[0], 99), model_pos.get(m, 10_000), m)
+
+    def dataset_key(d: str) -> tuple:
+        return (tt_order.get(dataset_task_type.get(d, UNCATALOGUED), 99), ds_pos.get(d, 10_000), d)
+
+    return ReportData(
+        store_path=str(store.path),
+        runs=runs,
+        jobs=jobs,
+        cells=cells,
+        models=sorted(run_models, key=model_key),
+        datasets=sorted(wanted, key=dataset_key),
+        model_categories=model_categories,
+        dataset_task_type=dataset_task_type,
+        recommended=recommended,
+        catalog=catalog,
+    )
+
+
+def _recommended(catalog: Catalog | None, model: str) -> dict[str, str]:
+    """dataset -> "Group · Tier" for the catalog's recommendations of this model (first tier wins)."""
+    if catalog is None or model not in catalog.models:
+        return {}
+    from evalmap.planner import recommend
+
+    out: dict[str, str] = {}
+    for rec in recommend(catalog, model):
+        out.setdefault(rec.dataset, f"{rec.group} · {rec.tier}")
+    return out
+
+
+def _attach_scores(store: Store, by_id: dict[str, JobRecord]) -> None:
+    ids = list(by_id)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        rows = store.db.execute(
+            f"SELECT job_id, name, value, stderr, ci_low, ci_high, n, method FROM scores "
+            f"WHERE job_id IN ({_marks(chunk)}) ORDER BY rowid",
+            chunk,
+        )
+        for r in rows:
+            by_id[r[0]].scores.append(
+                Score(r[1], _float(r[2]), _float(r[3]), _float(r[4]), _float(r[5]), int(r[6]), r[7])
+            )
+
+
+def _attach_sample_summaries(store: Store, by_id: dict[str, JobRecord]) -> None:
+    ids = list(by_id)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        rows = store.db.execute(
+            f"SELECT job_id, COUNT(*), SUM(latency_s), SUM(latency_s * latency_s), "
+            f"SUM(prompt_tokens + completion_tokens) FROM samples WHERE job_id IN ({_marks(chunk)}) GROUP BY job_id",
+            chunk,
+        )
+        for job_id, n, lat, lat_sq, tokens in rows:
+            job = by_id[job_id]
+            job.n_samples = int(n)
+            job.latency_sum = float(lat or 0.0)
+            job.latency_sq = float(lat_sq or 0.0)
+            job.sample_tokens = int(tokens or 0)
+
+
+def iter_sample_rows(store: Store, job_id: str):
+    """(item_id, prompt, output, extracted, target, metrics, details) with the JSON columns left as JSON text."""
+    return store.db.execute(
+        "SELECT item_id, prompt, output, extracted, target, metrics, details FROM samples "
+        "WHERE job_id=? ORDER BY position",
+        (job_id,),
+    )
+
+
+def item_metric(store: Store, job_id: str, metric: str) -> dict[str, float]:
+    """item_id -> that metric's value for every sample of the job that has it (NaN and missing left out)."""
+    out: dict[str, float] = {}
+    for item_id, metrics in store.db.execute("SELECT item_id, metrics FROM samples WHERE job_id=?", (job_id,)):
+        value = json.loads(metrics).get(metric)
+        if isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, int | float) and not math.isnan(value):
+            out[item_id] = float(value)
+    return out
