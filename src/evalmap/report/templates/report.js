@@ -152,7 +152,7 @@
     head.appendChild(el("span", "metrics", m));
     c.appendChild(head);
     var g = el("div", "grid");
-    field(g, "prompt", r.prompt, null, true);
+    field(g, "prompt", r.prompt, null, (r.prompt || "").length > 400);
     field(g, "output", outputText(r.output));
     field(g, "extracted", show(r.extracted));
     field(g, "target", show(r.target));
