@@ -101,13 +101,24 @@ def _as_number(text: str) -> str | None:
     return out if out is not None and re.fullmatch(r"-?\d+(\.\d+)?", out) else None
 
 
+def _looks_bare(text: str) -> bool:
+    """A bare expression ("2\\sqrt{2}", "x^2+1") rather than prose: no word of 4+ letters
+    outside LaTeX commands."""
+    return len(text) < 300 and not re.search(r"[A-Za-z]{4,}", re.sub(r"\\[A-Za-z]+", "", text))
+
+
 def _parse(text: str, timeout: int | None):
     from math_verify import parse
 
-    parsed = parse(text, parsing_timeout=timeout)
-    if not parsed and "$" not in text and "\\boxed" not in text:
-        parsed = parse(f"${text}$", parsing_timeout=timeout)
-    return parsed
+    if "$" in text or "\\boxed" in text or "\\(" in text or "\\[" in text:
+        return parse(text, parsing_timeout=timeout)
+    # A bare "2\\sqrt{2}" parsed as text yields just 2: read it as LaTeX first.
+    order = [f"${text}$", text] if _looks_bare(text) else [text, f"${text}$"]
+    for candidate in order:
+        parsed = parse(candidate, parsing_timeout=timeout)
+        if parsed:
+            return parsed
+    return []
 
 
 def math_equal(pred: str | None, gold: str | None) -> bool:

@@ -11,7 +11,6 @@ code is taken from the fenced block (or from after any leading prose).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,7 +124,7 @@ class CodeTask:
                 "The code sandbox (evalmap.sandbox.run_python) is not available in this install; "
                 "reinstall evalmap to score code datasets."
             ) from None
-        limits = _limits(Limits, self.spec.timeout_s)
+        limits = Limits(wall_s=self.spec.timeout_s)
         runs = []
         for response in responses:
             text = response.text if isinstance(response, Generation) else ""
@@ -181,16 +180,6 @@ def _pass_at_k(n: int, c: int, k: int) -> float:
     except ImportError:
         return c / n if k == 1 and n else float("nan")
     return pass_at_k(n, c, k)
-
-
-def _limits(limits_cls: Callable[..., Any], timeout_s: float) -> Any:
-    """Limits with our wall-clock budget, whatever the sandbox calls that field."""
-    for name in ("timeout_s", "wall_s", "time_s", "wall_time_s"):
-        try:
-            return limits_cls(**{name: timeout_s})
-        except TypeError:
-            continue
-    return limits_cls()
 
 
 _FENCE = re.compile(r"```[ \t]*([\w+.-]*)[^\n]*\n(.*?)(?:\n[ \t]*```|\Z)", re.S)

@@ -119,8 +119,7 @@ def load_records(dataset: Dataset, data_dir: str | None = None, source: DataSour
             f"Dataset {dataset.id!r} ({source.name} split) is not available: {local_note}, "
             f"{package_note}and the hub dataset {hub_name} could not be loaded ({reason}); "
             f"pass --data-dir with a folder holding {folder}/ (or set ${DATA_DIR_ENV}), "
-            f"or go online so the hub can be reached"
-            "."
+            "or go online so the hub can be reached."
         ) from None
     return _finish(source, rows, "hub")
 

