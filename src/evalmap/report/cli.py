@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich import box
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from evalmap.report.compare import Comparison
@@ -62,7 +63,7 @@ def comparison_table(c: Comparison, terminal: bool) -> Table:
             "n/a" if math.isnan(res.p_value) else f"{res.p_value:.3g}", r.winner or "tie",
         )
     notes = ["better: the run whose score is higher (lower for latencies) at p < 0.05; otherwise tie."]
-    small = [f"{r.dataset} ({r.n_shared})" for r in c.rows if r.n_shared < 30]
+    small = list(dict.fromkeys(f"{r.dataset} (n={r.n_shared})" for r in c.rows if r.n_shared < 30))
     if small:
         notes.append("Few shared items: " + ", ".join(small) + "; treat those differences as rough.")
     table.caption = "\n".join([*notes, *c.notes])
@@ -99,12 +100,18 @@ def register(app: typer.Typer) -> None:
         try:
             run_ids = resolve_runs(store, runs, last=last)
             cat = load_catalog([str(p) for p in catalog or []])
-            if quiet:
-                result = build_report(store, run_ids, out_dir, cat)
-            else:
-                err = Console(stderr=True)
-                with err.status(f"building the report of {', '.join(run_ids)}"):
-                    result = build_report(store, run_ids, out_dir, cat)
+            err = Console(stderr=True)
+            with Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                console=err, transient=True, disable=quiet,
+            ) as progress:
+                bar = progress.add_task(f"report of {', '.join(run_ids)}: samples of each job", total=None)
+
+                def on_job(done: int, total: int) -> None:
+                    progress.update(bar, completed=done, total=total)
+
+                result = build_report(store, run_ids, out_dir, cat, on_job=on_job)
+            if not quiet:
                 data = result.data
                 err.print(
                     f"{len(data.runs)} run(s), {len(data.jobs)} jobs, {sum(j.n_samples for j in data.jobs)} samples, "

@@ -18,6 +18,7 @@ import math
 import multiprocessing as mp
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,7 +86,9 @@ class ReportResult:
 # ---------------------------------------------------------------- samples
 
 
-def write_samples(store: Store, data: ReportData, out_dir: Path) -> None:
+def write_samples(
+    store: Store, data: ReportData, out_dir: Path, on_job: Callable[[int, int], None] | None = None
+) -> None:
     """samples/<key>.js per job: `evalmapSamples(key, [[item, prompt, output, extracted, target, metrics, details]])`.
 
     The JSON columns of the store are spliced in as they are (JSON is valid JavaScript,
@@ -93,7 +96,7 @@ def write_samples(store: Store, data: ReportData, out_dir: Path) -> None:
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     dumps = json.dumps
-    for job in data.jobs:
+    for done, job in enumerate(data.jobs, start=1):
         parts = [f"evalmapSamples({dumps(job.key)},["]
         first = True
         for item_id, prompt, output, extracted, target, metrics, details in iter_sample_rows(store, job.id):
@@ -105,6 +108,8 @@ def write_samples(store: Store, data: ReportData, out_dir: Path) -> None:
             first = False
         parts.append("]);\n")
         (out_dir / f"{job.key}.js").write_text("".join(parts), encoding="utf-8")
+        if on_job:
+            on_job(done, len(data.jobs))
 
 
 # ---------------------------------------------------------------- view models for the template
@@ -298,8 +303,12 @@ def build_report(
     out_dir: str | Path,
     catalog: Catalog | None,
     compare_iters: int = 10000,
+    on_job: Callable[[int, int], None] | None = None,
 ) -> ReportResult:
-    """Write the report folder for these runs and return where index.html is."""
+    """Write the report folder for these runs and return where index.html is.
+
+    `on_job(done, total)` is called after each job's samples file is written (for a progress bar).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -357,7 +366,7 @@ def build_report(
     # figures (in a forked process where possible, while this one writes the samples)
     figure_args = (data, by_category, by_task, overall, per_dataset, transfer_parts, out / "figures")
     worker = _start_figures(figure_args)
-    write_samples(store, data, out / "samples")
+    write_samples(store, data, out / "samples", on_job)
     lap("samples")
     made = _finish_figures(worker, figure_args)
     lap("figures (rest)")
