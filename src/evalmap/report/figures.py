@@ -116,7 +116,7 @@ def heatmap(data: ReportData):
             ax.text(cols - 0.4, i, cat, fontsize=7, ha="left", va="center", fontweight="bold")
             prev = cat
     ax.set_title("Evaluation matrix: headline metric ± stderr" + (" (n under each dataset)" if dense else " (n)")
-                 + "; hatched = recommended, not run", fontsize=9, pad=45)
+                 + "; hatched = recommended, not run", fontsize=9, pad=70)
     return fig
 
 
