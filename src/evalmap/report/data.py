@@ -22,6 +22,8 @@ from evalmap.store import Store, default_home
 
 # Metrics where a smaller number is the better one (seconds); everything else is "higher is better".
 LOWER_IS_BETTER_PREFIXES = ("latency",)
+# Metrics that are not proportions, even when a run's values happen to fall in 0-1: never averaged with accuracies.
+NOT_PROPORTIONS = frozenset({"spearman", "mcc", "judge_score", "tokens_per_second"})
 UNCATALOGUED = "uncatalogued"
 
 # The task types a model category is built for: the rest of a transfer row is "away" play.
@@ -167,7 +169,7 @@ class ReportData:
                 j.value for m in self.models if (j := self.cells.get((m, dataset))) and not math.isnan(j.value)
             ]
             self._bounded[dataset] = (
-                metric is not None and not lower_is_better(metric) and bool(values)
+                metric is not None and not lower_is_better(metric) and metric not in NOT_PROPORTIONS and bool(values)
                 and all(0.0 <= v <= 1.0 for v in values)
             )
         return self._bounded[dataset]
