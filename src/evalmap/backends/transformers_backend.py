@@ -1,0 +1,612 @@
+"""Hugging Face transformers backend: any causal LM (hub repo, local folder or GGUF file) on CPU or GPU.
+
+Design notes
+- GGUF files are dequantized by transformers on load, which is slow (tens of seconds even for a
+  135M model). The first load therefore writes a plain safetensors copy (model + tokenizer) to
+  `<cache_dir>/<gguf fingerprint>` (default `$EVALMAP_CACHE_DIR/converted`, else
+  `~/.cache/evalmap/converted`), atomically (temp folder + rename); later loads read that copy.
+- Generation runs its own decode loop (KV cache, left padding with explicit attention mask and
+  position ids) rather than `model.generate`, so that sampling uses one seeded generator per
+  request (reproducible at any batch size and batch position), per-row stop strings end a row as
+  soon as they appear, and finished rows leave the batch.
+- Log-likelihoods follow lm-eval: context+continuation are encoded whole and split at the
+  context's length (trailing spaces of the context move onto the continuation), the input is
+  truncated from the left, batches are right padded and sorted by length, and a request whose
+  input is a prefix of another request's input (same context: e.g. single-token multiple-choice
+  answers) is read from that request's forward pass instead of getting its own row.
+- Batch invariance: in float32 (the CPU default) greedy texts were identical at batch sizes 1, 4,
+  8 and 16 in every check (SmolLM2-135M on CPU; a random-init SmolLM2 on CPU and on an H100), and
+  log-likelihoods agreed to ~1e-5. In bfloat16 (the CUDA default) matmul kernels chosen per batch
+  shape round differently, so a near-tie can flip a greedy token late in a long generation; pass
+  dtype="float32" where bit-stable greedy output across batch sizes matters more than speed.
+- Generation batches group requests by (max_tokens, temperature, top_p); stop strings are per row.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from evalmap.backends.base import (
+    BackendInfo,
+    Capabilities,
+    Generation,
+    GenerationRequest,
+    LogLikelihood,
+    LoglikelihoodRequest,
+    length_sorted,
+)
+from evalmap.backends.weights import file_fingerprint
+from evalmap.errors import BackendUnavailableError
+
+_INSTALL_HINT = "install the Hugging Face extra with `pip install 'evalmap[hf]'`"
+_MARKER = "evalmap-converted.json"
+_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def _import_deps() -> tuple[Any, Any]:
+    try:
+        import torch
+        import transformers
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"The transformers backend needs torch and transformers ({exc.name} is missing); {_INSTALL_HINT}."
+        ) from exc
+    return torch, transformers
+
+
+def converted_cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where converted (dequantized GGUF -> safetensors) copies live, one folder per GGUF fingerprint."""
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    base = os.environ.get("EVALMAP_CACHE_DIR")
+    root = Path(base).expanduser() if base else Path.home() / ".cache" / "evalmap"
+    return root / "converted"
+
+
+def _folder_fingerprint(folder: Path) -> str:
+    """Content id of a local model folder: its config files' bytes and its weight files' names and sizes."""
+    digest = hashlib.sha256()
+    for name in (
+        "config.json",
+        "generation_config.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+        "model.safetensors.index.json",
+        "pytorch_model.bin.index.json",
+    ):
+        path = folder / name
+        if path.is_file():
+            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for path in sorted(folder.iterdir()):
+        if path.suffix in (".safetensors", ".bin", ".pt", ".pth") and path.is_file():
+            digest.update(f"{path.name}:{path.stat().st_size}\0".encode())
+    return digest.hexdigest()[:16]
+
+
+class TransformersBackend:
+    """A causal LM run in process with torch + transformers (satisfies `evalmap.backends.base.Backend`)."""
+
+    def __init__(
+        self,
+        model_ref: str,
+        *,
+        gguf_file: str | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_size: int = 8,
+        max_length: int | None = None,
+        trust_remote_code: bool = False,
+        revision: str | None = None,
+        cache_dir: str | None = None,
+    ):
+        torch, transformers = _import_deps()
+        self._torch = torch
+        self._transformers = transformers
+        self.model_ref = str(model_ref)
+        self.gguf_file = gguf_file
+        self.batch_size = max(1, int(batch_size))
+        self.trust_remote_code = trust_remote_code
+        self.revision = revision
+        self.cache_dir = cache_dir
+        self.device = self._resolve_device(device)
+        self.dtype = self._resolve_dtype(dtype)
+        if self.device.type == "cpu":
+            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+            torch.set_num_threads(max(1, cpus or 1))
+
+        self.converted_dir: Path | None = None
+        self.loaded_from = ""  # "gguf" (dequantized now), "converted-cache", "local" or "hub"
+        started = time.perf_counter()
+        if gguf_file:
+            model, tokenizer, fingerprint = self._load_gguf(gguf_file)
+        else:
+            model, tokenizer, fingerprint = self._load_hf()
+        self.load_seconds = time.perf_counter() - started
+
+        model.to(self.device)
+        model.eval()
+        self._model = model
+        self.tokenizer = tokenizer
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self._eos_ids = self._eos_token_ids(model, tokenizer)
+        self._add_bos = self._tokenizer_adds_bos(tokenizer)
+        self._keeps_logits = "logits_to_keep" in _forward_params(model)
+
+        config_max = getattr(model.config, "max_position_embeddings", None) or 2048
+        self.max_length = int(max_length or config_max)
+        self.capabilities = Capabilities(
+            chat_template=bool(getattr(tokenizer, "chat_template", None)),
+            logprobs=True,
+            images=False,
+            tools=False,
+            max_context=self.max_length,
+        )
+        self.info = BackendInfo(
+            name="transformers",
+            version=transformers.__version__,
+            model=f"{self.model_ref}/{gguf_file}" if gguf_file else self.model_ref,
+            fingerprint=fingerprint,
+            extra={
+                "device": str(self.device),
+                "dtype": str(self.dtype).removeprefix("torch."),
+                "torch": torch.__version__,
+            },
+        )
+
+    # ------------------------------------------------------------------ loading
+
+    def _resolve_device(self, device: str):
+        torch = self._torch
+        if device in ("auto", "", None):
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            resolved = torch.device(device)
+        except RuntimeError as exc:
+            raise BackendUnavailableError(f"Unknown torch device {device!r}; use auto, cpu, cuda or cuda:N.") from exc
+        if resolved.type == "cuda" and not torch.cuda.is_available():
+            raise BackendUnavailableError(
+                f"Device {device!r} was asked for but torch sees no CUDA GPU; use device='cpu'."
+            )
+        return resolved
+
+    def _resolve_dtype(self, dtype: str):
+        torch = self._torch
+        if dtype in ("auto", "", None):
+            if self.device.type == "cuda":
+                return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return torch.float32
+        name = str(dtype).removeprefix("torch.")
+        name = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16"}.get(name, name)
+        if name not in _DTYPES:
+            raise BackendUnavailableError(f"Unknown dtype {dtype!r}; use auto, float32, float16 or bfloat16.")
+        return getattr(torch, name)
+
+    def _gguf_path(self, gguf_file: str) -> Path:
+        local = Path(self.model_ref).expanduser() / gguf_file
+        if local.is_file():
+            return local
+        if Path(gguf_file).expanduser().is_file():
+            return Path(gguf_file).expanduser()
+        if Path(self.model_ref).expanduser().is_dir():
+            raise BackendUnavailableError(f"GGUF file {local} does not exist.")
+        from huggingface_hub import hf_hub_download
+
+        try:
+            return Path(hf_hub_download(self.model_ref, gguf_file, revision=self.revision))
+        except Exception as exc:  # network, auth, missing file: one sentence for the user
+            raise BackendUnavailableError(
+                f"Could not fetch {gguf_file} from the hub repo {self.model_ref} ({type(exc).__name__}); "
+                "check the network or pass the folder holding the .gguf file as the model."
+            ) from exc
+
+    def _load_gguf(self, gguf_file: str):
+        path = self._gguf_path(gguf_file)
+        fingerprint = file_fingerprint(path)
+        target = converted_cache_root(self.cache_dir) / fingerprint
+        self.converted_dir = target
+        if (target / _MARKER).is_file():
+            try:
+                model, tokenizer = self._from_folder(target)
+                self.loaded_from = "converted-cache"
+                return model, tokenizer, fingerprint
+            except Exception:  # a damaged copy: convert again and replace it
+                pass
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        torch = self._torch
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+        # The weights are plain tensors now; drop the GGUF quantizer so the model saves and casts normally.
+        model.hf_quantizer = None
+        model.config.__dict__.pop("quantization_config", None)
+        self.loaded_from = "gguf"
+        if self._write_converted(model, tokenizer, target, path, fingerprint):
+            # Run from the copy, so the first and every later run use the very same files.
+            try:
+                return (*self._from_folder(target), fingerprint)
+            except Exception:  # unreadable copy (disk trouble): keep going with the model in memory
+                pass
+        return model.to(self.dtype), tokenizer, fingerprint
+
+    def _write_converted(self, model, tokenizer, target: Path, gguf: Path, fingerprint: str) -> bool:
+        """Save model + tokenizer as safetensors under `target`, atomically; False if it could not."""
+        tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            marker = {
+                "source": str(gguf),
+                "gguf_file": gguf.name,
+                "fingerprint": fingerprint,
+                "transformers": self._transformers.__version__,
+                "torch": self._torch.__version__,
+            }
+            (tmp / _MARKER).write_text(json.dumps(marker, indent=2))
+            if target.exists():  # a damaged or concurrent copy: move it aside, then swap
+                aside = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+                os.rename(target, aside)
+                shutil.rmtree(aside, ignore_errors=True)
+            os.rename(tmp, target)
+            return True
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return (target / _MARKER).is_file()  # another process may have won the race
+
+    def _from_folder(self, folder: Path | str, **kwargs):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        common = {"trust_remote_code": self.trust_remote_code, **kwargs}
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), **common)
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=self.dtype, **common)
+        return model, tokenizer
+
+    def _load_hf(self):
+        folder = Path(self.model_ref).expanduser()
+        if folder.is_dir():
+            model, tokenizer = self._from_folder(folder)
+            self.loaded_from = "local"
+            return model, tokenizer, _folder_fingerprint(folder)
+        try:
+            model, tokenizer = self._from_folder(self.model_ref, revision=self.revision)
+        except OSError as exc:
+            raise BackendUnavailableError(
+                f"Could not load the model {self.model_ref!r} from the Hugging Face hub (offline, private or "
+                "misspelled?); check the network or pass a local folder holding its files."
+            ) from exc
+        self.loaded_from = "hub"
+        return model, tokenizer, self._hub_fingerprint()
+
+    def _hub_fingerprint(self) -> str:
+        """The resolved commit of a hub repo (from the snapshot folder), else a hash of the files."""
+        from transformers.utils import cached_file
+
+        try:
+            config = Path(cached_file(self.model_ref, "config.json", revision=self.revision))
+        except Exception:
+            return hashlib.sha256(f"{self.model_ref}@{self.revision}".encode()).hexdigest()[:16]
+        if config.parent.parent.name == "snapshots":
+            return config.parent.name
+        return _folder_fingerprint(config.parent)
+
+    @staticmethod
+    def _eos_token_ids(model, tokenizer) -> set[int]:
+        ids: set[int] = set()
+        if tokenizer.eos_token_id is not None:
+            ids.add(int(tokenizer.eos_token_id))
+        generation_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        if isinstance(generation_eos, int):
+            ids.add(generation_eos)
+        elif generation_eos:
+            ids.update(int(i) for i in generation_eos)
+        return ids
+
+    @staticmethod
+    def _tokenizer_adds_bos(tokenizer) -> bool:
+        bos = tokenizer.bos_token_id
+        if bos is None:
+            return False
+        with_special = tokenizer("x", add_special_tokens=True)["input_ids"]
+        plain = tokenizer("x", add_special_tokens=False)["input_ids"]
+        return len(with_special) > len(plain) and with_special[0] == bos
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def model(self):
+        if self._model is None:
+            raise RuntimeError("This TransformersBackend was closed.")
+        return self._model
+
+    def _encode(self, text: str) -> list[int]:
+        """Plain text -> ids, with BOS only when the tokenizer adds it by default (never EOS)."""
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return [self.tokenizer.bos_token_id, *ids] if self._add_bos else list(ids)
+
+    def _prompt_ids(self, request: GenerationRequest) -> list[int]:
+        if request.chat:
+            text = self.tokenizer.apply_chat_template(
+                request.chat_messages(), add_generation_prompt=True, tokenize=False
+            )
+            # The rendered template carries its own special tokens.
+            return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return self._encode(request.prompt)
+
+    def close(self) -> None:
+        self._model = None
+        gc.collect()
+        if self.device.type == "cuda":
+            self._torch.cuda.empty_cache()
+
+    def __enter__(self) -> TransformersBackend:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ generation
+
+    def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
+        results: list[Generation | None] = [None] * len(requests)
+        prompts = [self._prompt_ids(r) for r in requests]
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for i, r in enumerate(requests):
+            sampling = r.temperature > 0
+            key = (r.max_tokens, float(r.temperature) if sampling else 0.0, float(r.top_p) if sampling else 1.0)
+            groups[key].append(i)
+        for indices in groups.values():
+            order = length_sorted([(i, len(prompts[i])) for i in indices])
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                for i, generation in zip(
+                    batch, self._generate_batch([requests[i] for i in batch], [prompts[i] for i in batch]), strict=True
+                ):
+                    results[i] = generation
+        return results  # type: ignore[return-value]
+
+    def _generate_batch(self, requests: list[GenerationRequest], prompts: list[list[int]]) -> list[Generation]:
+        torch = self._torch
+        started = time.perf_counter()
+        n = len(requests)
+        max_new = max(r.max_tokens for r in requests)
+        if max_new <= 0:
+            return [
+                Generation(text="", prompt_tokens=len(p), completion_tokens=0, finish_reason="length") for p in prompts
+            ]
+        room = max(1, self.max_length - max_new)
+        prompts = [p[-room:] if len(p) > room else p for p in prompts]
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((n, width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        for row, ids in enumerate(prompts):  # LEFT padding: every row's last token is its newest one
+            if ids:
+                input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+                mask[row, width - len(ids) :] = 1
+        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+
+        generators = []
+        for r in requests:
+            if r.temperature > 0:
+                g = torch.Generator(device=self.device)
+                g.manual_seed(int(r.seed))
+                generators.append(g)
+            else:
+                generators.append(None)
+
+        generated: list[list[int]] = [[] for _ in range(n)]
+        finish: list[str] = ["length"] * n
+        used: list[int] = [0] * n  # tokens produced, EOS included
+        active = list(range(n))
+        model = self.model
+        with torch.inference_mode():
+            out = model(
+                input_ids=input_ids,
+                attention_mask=mask,
+                position_ids=positions,
+                use_cache=True,
+                **({"logits_to_keep": 1} if self._keeps_logits else {}),
+            )
+            cache = out.past_key_values
+            logits = out.logits[:, -1, :].float()
+            for _ in range(max_new):
+                chosen = self._pick([requests[i] for i in active], [generators[i] for i in active], logits)
+                keep: list[int] = []
+                for row, i in enumerate(active):
+                    token = int(chosen[row])
+                    used[i] += 1
+                    if token in self._eos_ids:
+                        finish[i] = "stop"
+                        continue
+                    generated[i].append(token)
+                    stops = requests[i].stop
+                    if (
+                        stops
+                        and _find_stop(self.tokenizer.decode(generated[i], skip_special_tokens=True), stops) is not None
+                    ):
+                        finish[i] = "stop"
+                        continue
+                    if used[i] >= requests[i].max_tokens:
+                        continue
+                    keep.append(row)
+                if not keep:
+                    break
+                if len(keep) < len(active):  # finished rows leave the batch
+                    index = torch.tensor(keep, dtype=torch.long, device=self.device)
+                    cache.batch_select_indices(index)
+                    mask, positions, chosen = mask[index], positions[index], chosen[index]
+                    active = [active[row] for row in keep]
+                mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+                positions = positions[:, -1:] + 1
+                out = model(
+                    input_ids=chosen.view(-1, 1).to(self.device),
+                    attention_mask=mask,
+                    position_ids=positions,
+                    past_key_values=cache,
+                    use_cache=True,
+                )
+                cache = out.past_key_values
+                logits = out.logits[:, -1, :].float()
+        latency = (time.perf_counter() - started) / n
+        results = []
+        for i, r in enumerate(requests):
+            text = self.tokenizer.decode(generated[i], skip_special_tokens=True)
+            cut = _find_stop(text, r.stop)
+            if cut is not None:
+                text = text[:cut]
+            results.append(
+                Generation(
+                    text=text,
+                    prompt_tokens=len(prompts[i]),
+                    completion_tokens=used[i],
+                    finish_reason=finish[i],
+                    latency_s=latency,
+                )
+            )
+        return results
+
+    def _pick(self, requests: list[GenerationRequest], generators: list, logits):
+        """Next token per row: argmax when greedy, else a seeded sample with temperature / top-p."""
+        torch = self._torch
+        chosen = logits.argmax(dim=-1)
+        for row, (r, g) in enumerate(zip(requests, generators, strict=True)):
+            if g is None:
+                continue
+            probs = torch.softmax(logits[row] / float(r.temperature), dim=-1)
+            if r.top_p < 1.0:
+                sorted_probs, sorted_ids = probs.sort(descending=True)
+                drop = sorted_probs.cumsum(-1) - sorted_probs > float(r.top_p)
+                sorted_probs = sorted_probs.masked_fill(drop, 0.0)
+                pick = torch.multinomial(sorted_probs, 1, generator=g)
+                chosen[row] = sorted_ids[pick[0]]
+            else:
+                chosen[row] = torch.multinomial(probs, 1, generator=g)[0]
+        return chosen
+
+    # ------------------------------------------------------------------ log-likelihood
+
+    def _split_tokens(self, request: LoglikelihoodRequest) -> tuple[list[int], list[int]]:
+        """lm-eval's encoding: encode context+continuation whole and split at the context's length."""
+        context, continuation = request.context, request.continuation
+        spaces = len(context) - len(context.rstrip())
+        if spaces:
+            continuation = context[-spaces:] + continuation
+            context = context[:-spaces]
+        if not context:  # condition on a lone BOS (or EOS) token, as lm-eval does
+            prefix = self.tokenizer.bos_token_id
+            if prefix is None:
+                prefix = self.tokenizer.eos_token_id
+            return [prefix], list(self.tokenizer(continuation, add_special_tokens=False)["input_ids"])
+        whole = self._encode(context + continuation)
+        context_ids = self._encode(context)
+        return whole[: len(context_ids)], whole[len(context_ids) :]
+
+    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[LogLikelihood]:
+        results: list[LogLikelihood | None] = [None] * len(requests)
+        limit = self.max_length
+        feeds: dict[int, tuple[list[int], int]] = {}  # request -> (model input, continuation length)
+        targets: dict[int, list[int]] = {}  # request -> continuation tokens
+        for i, request in enumerate(requests):
+            context, continuation = self._split_tokens(request)
+            if not continuation:
+                results[i] = LogLikelihood(
+                    logprob=0.0, is_greedy=True, continuation_tokens=0, context_tokens=len(context)
+                )
+                continue
+            continuation = continuation[-limit:]
+            feed = (context + continuation)[-(limit + 1) :][:-1]
+            feeds[i] = (feed, len(continuation))
+            targets[i] = continuation
+
+        # One row per distinct input; a request whose input is a prefix of a longer row with the same
+        # context reads its logits from that row (causal attention: position t only sees tokens <= t).
+        rows: list[list[int]] = []
+        by_context: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        served: dict[int, list[int]] = defaultdict(list)  # row -> requests
+        for i in length_sorted([(i, len(feed)) for i, (feed, _) in feeds.items()]):
+            feed, ncont = feeds[i]
+            key = tuple(feed[: len(feed) - ncont + 1])
+            for row in by_context[key]:
+                if len(rows[row]) >= len(feed) and rows[row][: len(feed)] == feed:
+                    served[row].append(i)
+                    break
+            else:
+                rows.append(feed)
+                by_context[key].append(len(rows) - 1)
+                served[len(rows) - 1].append(i)
+
+        for start in range(0, len(rows), self.batch_size):
+            batch = list(range(start, min(start + self.batch_size, len(rows))))
+            for i, value in self._score_rows([rows[r] for r in batch], [served[r] for r in batch], feeds, targets):
+                results[i] = value
+        return results  # type: ignore[return-value]
+
+    def _score_rows(self, rows, served, feeds, targets):
+        torch = self._torch
+        started = time.perf_counter()
+        width = max(len(row) for row in rows)
+        input_ids = torch.full((len(rows), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for b, row in enumerate(rows):  # RIGHT padding: positions 0.. are the same as unbatched
+            input_ids[b, : len(row)] = torch.tensor(row, dtype=torch.long)
+            mask[b, : len(row)] = 1
+        first = min(len(feeds[i][0]) - feeds[i][1] for group in served for i in group)
+        keep = width - first
+        kwargs = {"logits_to_keep": keep} if self._keeps_logits else {}
+        with torch.inference_mode():
+            logits = self.model(
+                input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device), use_cache=False, **kwargs
+            ).logits
+            logits = logits[:, -keep:, :].float()
+            logprobs = torch.log_softmax(logits, dim=-1)
+            greedy = logits.argmax(dim=-1)
+        count = sum(len(group) for group in served)
+        latency = (time.perf_counter() - started) / count
+        out = []
+        for b, group in enumerate(served):
+            for i in group:
+                feed, ncont = feeds[i]
+                offset = len(feed) - ncont - first  # kept-logit index predicting the first continuation token
+                target = torch.tensor(targets[i], dtype=torch.long, device=logprobs.device)
+                picked = logprobs[b, offset : offset + ncont].gather(-1, target.view(-1, 1)).squeeze(-1)
+                is_greedy = bool((greedy[b, offset : offset + ncont] == target).all())
+                out.append(
+                    (
+                        i,
+                        LogLikelihood(
+                            logprob=float(picked.double().sum()),
+                            is_greedy=is_greedy,
+                            continuation_tokens=ncont,
+                            context_tokens=len(feed) - ncont + 1,
+                            latency_s=latency,
+                        ),
+                    )
+                )
+        return out
+
+
+def _find_stop(text: str, stops: tuple[str, ...]) -> int | None:
+    """Index of the earliest stop string in `text`, or None."""
+    hits = [text.find(s) for s in stops if s]
+    hits = [h for h in hits if h >= 0]
+    return min(hits) if hits else None
+
+
+def _forward_params(model) -> set[str]:
+    import inspect
+
+    try:
+        return set(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        return set()

