@@ -20,6 +20,7 @@ from rich.table import Table
 from evalmap import planner
 from evalmap.catalog.loader import Catalog, load_catalog
 from evalmap.errors import EvalmapError
+from evalmap.report.cli import register as register_report_commands
 
 app = typer.Typer(
     add_completion=False,
@@ -390,6 +391,9 @@ def run(
     )
     if output:
         out.print(f"results: {results_path}\nsamples: {samples_path}", highlight=False)
+
+
+register_report_commands(app)
 
 
 def main() -> None:

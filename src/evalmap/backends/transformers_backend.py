@@ -60,6 +60,8 @@ def _import_deps() -> tuple[Any, Any]:
         raise BackendUnavailableError(
             f"The transformers backend needs torch and transformers ({exc.name} is missing); {_INSTALL_HINT}."
         ) from exc
+    # evalmap draws its own progress bars; the library's per-load bars would interleave with them.
+    transformers.utils.logging.disable_progress_bar()
     return torch, transformers
 
 

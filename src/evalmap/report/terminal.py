@@ -63,7 +63,7 @@ class RichReporter(Reporter):
         if self.samples_bar is None:
             return
         self.progress.advance(self.samples_bar, n)
-        task = self.progress.tasks[self.samples_bar]
+        task = next(t for t in self.progress.tasks if t.id == self.samples_bar)
         speed = task.speed
         self.progress.update(self.samples_bar, rate=f"{speed:.2f} samples/s" if speed else "")
 
