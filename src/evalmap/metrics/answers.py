@@ -148,3 +148,100 @@ def math_equal(pred: str | None, gold: str | None) -> bool:
         return bool(verify(gold_parsed, pred_parsed, timeout_seconds=timeout))
     except Exception:  # noqa: BLE001 - any failure to compare is "not equal"
         return False
+
+
+# -- MATH / competition answers --------------------------------------------------------
+
+# lm-eval minerva_math `get_unnormalized_answer`: the text between the Minerva closing
+# phrase and ". I hope it is correct." (the phrase may end the output without that tail).
+_MINERVA_FINAL = re.compile(r"Final Answer: The final answer is(.*?)(?:\. I hope it is correct\.|$)", re.S)
+_ANSWER_IS = re.compile(r"(?:final )?answer is[:\s]*(.+?)(?:\.\s|\.?$|\n)", re.I | re.M)
+
+
+def _strip_math(text: str) -> str | None:
+    s = text.strip()
+    if s.startswith("$") and s.endswith("$") and len(s) > 1:
+        s = s.strip("$").strip()
+    s = s.removeprefix("\\(").removesuffix("\\)").strip()
+    s = s.rstrip(".").strip()
+    return s or None
+
+
+def extract_minerva_answer(text: str) -> str | None:
+    """The answer of Minerva's "Final Answer: The final answer is $X$. I hope it is correct." (last one)."""
+    if not isinstance(text, str):
+        return None
+    matches = _MINERVA_FINAL.findall(text)
+    if not matches:
+        return None
+    return _strip_math(matches[-1])
+
+
+def extract_answer_is(text: str) -> str | None:
+    """The span after the last "The answer is" / "the final answer is" up to the sentence end."""
+    if not isinstance(text, str):
+        return None
+    matches = _ANSWER_IS.findall(text)
+    return _strip_math(matches[-1]) if matches else None
+
+
+def extract_math_answer(text: str) -> str | None:
+    """A competition-math answer from free text: \\boxed{} first, then Minerva's "Final Answer:",
+    then "The answer is", then the last number. Raw LaTeX; compare with `math_equal`."""
+    if not isinstance(text, str):
+        return None
+    for extract in (extract_boxed, extract_minerva_answer, extract_answer_is):
+        out = extract(text)
+        if out:
+            return out
+    return extract_last_number(text)
+
+
+def normalize_integer(text: str | None) -> str | None:
+    """An AIME answer as a canonical integer string ("033" -> "33", "$204$" -> "204", "70.0" -> "70");
+    None when the answer is not an integer."""
+    if not isinstance(text, str):
+        return None
+    s = _strip_math(text.replace("\\!", "").replace("{,}", ""))
+    if s is None:
+        return None
+    s = re.sub(r"^\\(?:text|mathrm|mathbf)\{(.*)\}$", r"\1", s).strip()
+    out = _as_number(s)
+    if out is None or not re.fullmatch(r"-?\d+", out):
+        return None
+    return str(int(out))
+
+
+# -- multiple-choice letters -----------------------------------------------------------
+
+_LETTER_PATTERNS = (
+    r"answer is:?\s*\(?\s*\**\s*([{L}])\b",  # "The answer is (B)", "the answer is: **B**"
+    r"answer:\s*\(?\s*\**\s*([{L}])\b",  # "Answer: C"
+)
+
+
+def extract_choice_letter(text: str, letters: str = "ABCD") -> str | None:
+    """The option letter a chain-of-thought answer ends on, or None.
+
+    Tries, in order: the last "The answer is (X)" / "answer is X", the last "Answer: X",
+    then the last standalone letter of the options ("(B)", "B.", " B " but not the
+    "A" of "A man"; a lone capital next to a lowercase word is skipped when it is "A" or "I").
+    """
+    if not isinstance(text, str) or not text.strip():
+        return None
+    cls = re.escape(letters)
+    for pattern in _LETTER_PATTERNS:
+        found = re.findall(pattern.replace("{L}", cls), text, flags=re.I)
+        found = [f.upper() for f in found if f.upper() in letters]
+        if found:
+            return found[-1]
+    bracketed = re.findall(rf"\(([{cls}])\)", text)
+    if bracketed:
+        return bracketed[-1]
+    candidates = []
+    for m in re.finditer(rf"(?<![A-Za-z0-9'])([{cls}])(?![A-Za-z0-9'])", text):
+        letter, rest = m.group(1), text[m.end() :]
+        if letter in "AI" and re.match(r"\s+[a-z]", rest):  # the article "A man", the pronoun "I think"
+            continue
+        candidates.append(letter)
+    return candidates[-1] if candidates else None

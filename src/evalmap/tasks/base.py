@@ -24,11 +24,13 @@ class TaskConfig:
     chat: bool | None = None  # None: the dataset spec's default
     num_fewshot: int | None = None  # None: the dataset spec's standard count
     mode: str | None = None  # e.g. "loglikelihood" | "generate"; None: spec default
+    variant: str | None = None  # a catalog variant of the dataset (e.g. math500, aime25); None: the default
     n_samples: int = 1  # generations per item (pass@k)
     temperature: float = 0.0
     top_p: float = 1.0
     max_tokens: int | None = None
     seed: int = 1234
+    variant: str | None = None  # a catalog variant of the dataset (mbpp `sanitized`, apps `interview`, ...)
 
 
 @dataclass

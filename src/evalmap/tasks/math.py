@@ -3,6 +3,14 @@
 gsm8k follows lm-evaluation-harness's `gsm8k_cot` task exactly: the 8 chain-of-thought
 exemplars of Wei et al. (2022) as "Q: ...\\nA: ...", greedy decoding, and two scores,
 `exact_match_strict` ("The answer is N") and `exact_match_flexible` (the last number).
+
+math (Hendrycks MATH, and its MATH-500 variant) follows lm-eval's `minerva_math`: the
+4 Minerva exemplars as "Problem:\\n...\\n\\nSolution: ...", and two scores:
+`math_verify_accuracy` (the answer in \\boxed{} / "Final Answer: ..." / "The answer
+is", compared with math-verify) and `exact_match` (Minerva's strict "Final Answer: The
+final answer is X" phrase, compared with math-verify). Scores per subject and level too.
+math_competition (AMC 2023) and aime (AIME 2024; aime25 variant) are zero-shot
+chain-of-thought with a \\boxed{} instruction, as Qwen2.5-Math evaluates them.
 """
 
 from __future__ import annotations
@@ -13,12 +21,23 @@ from dataclasses import dataclass, field
 from evalmap.backends.base import Generation, GenerationRequest, Request, Response
 from evalmap.catalog.schema import Dataset
 from evalmap.errors import EvalmapError
-from evalmap.metrics.answers import extract_last_number, extract_strict_gsm8k, normalize_number
-from evalmap.metrics.stats import Score
+from evalmap.metrics.aggregate import pooled_group_score
+from evalmap.metrics.answers import (
+    extract_boxed,
+    extract_last_number,
+    extract_math_answer,
+    extract_minerva_answer,
+    extract_strict_gsm8k,
+    math_equal,
+    normalize_integer,
+    normalize_number,
+)
+from evalmap.metrics.stats import Score, mean_score
 from evalmap.tasks.base import Item, SampleResult, TaskConfig, deterministic_subset
 from evalmap.tasks.data import DataSource, LazyRecords, Record, mean_scores, settings_hash
 
 Extractor = Callable[[str], str | None]
+Comparator = Callable[[str | None, str | None], bool]
 
 
 @dataclass(frozen=True)
@@ -45,6 +64,10 @@ class GenerativeSpec:
     metrics: tuple[tuple[str, Extractor], ...] = ()
     normalize: Callable[[str | None], str | None] = normalize_number
     chat_default: bool = False
+    compare: Comparator | None = None  # None: normalised strings must be equal
+    fewshot_target: Callable[[Record], str] | None = None  # an exemplar's answer text (None: `target`)
+    groups: tuple[tuple[str, Callable[[Record], str]], ...] = ()  # per-group scores (math: subject, level)
+    variants: tuple[tuple[str, DataSource], ...] = ()  # catalog variant name -> its split
 
     def build(self, dataset: Dataset, config: TaskConfig) -> GenerativeTask:
         return GenerativeTask(self, dataset, config)
@@ -60,13 +83,18 @@ class GenerativeTask:
 
     def __post_init__(self) -> None:
         self.dataset_id = self.dataset.id
+        self.dataset = variant_dataset(self.dataset, self.config)
         k = self.num_fewshot
         if not 0 <= k <= len(self.spec.fewshot):
             raise EvalmapError(
                 f"{self.dataset_id} has {len(self.spec.fewshot)} few-shot exemplars, so "
                 f"--num-fewshot must be between 0 and {len(self.spec.fewshot)} (got {k})."
             )
-        self._records = LazyRecords(self.dataset, self.config.data_dir, self.spec.source)
+        self._records = LazyRecords(self.dataset, self.config.data_dir, self.source)
+
+    @property
+    def source(self) -> DataSource:
+        return resolve_variant(self.dataset, self.spec.source, dict(self.spec.variants), self.config)
 
     @property
     def num_fewshot(self) -> int:
@@ -91,11 +119,14 @@ class GenerativeTask:
         """The first `num_fewshot` fixed exemplars (lm-eval's `first_n` sampler)."""
         return list(self.spec.fewshot[: self.num_fewshot])
 
+    def shot_target(self, record: Record) -> str:
+        return (self.spec.fewshot_target or self.spec.target)(record)
+
     def prompt(self, item: Item) -> str:
         """The completion-style prompt: exemplars with answers, then the question."""
         spec = self.spec
         shots = [
-            spec.template.format(**ex) + spec.target_delimiter + spec.target(ex) + spec.fewshot_delimiter
+            spec.template.format(**ex) + spec.target_delimiter + self.shot_target(ex) + spec.fewshot_delimiter
             for ex in self.exemplars()
         ]
         return "".join(shots) + spec.template.format(**item.data)
@@ -105,7 +136,7 @@ class GenerativeTask:
         turns: list[tuple[str, str]] = []
         for ex in self.exemplars():
             turns.append(("user", self.spec.template.format(**ex)))
-            turns.append(("assistant", self.spec.target(ex)))
+            turns.append(("assistant", self.shot_target(ex)))
         turns.append(("user", self.spec.template.format(**item.data)))
         return tuple(turns)
 
@@ -127,6 +158,7 @@ class GenerativeTask:
 
     def score(self, item: Item, responses: list[Response]) -> SampleResult:
         gold = self.target(item)
+        compare = self.spec.compare or (lambda pred, ref: pred is not None and pred == ref)
         texts = [r.text if isinstance(r, Generation) else "" for r in responses]
         per_sample: list[dict] = []
         for text in texts:
@@ -134,7 +166,7 @@ class GenerativeTask:
             for name, extract in self.spec.metrics:
                 raw = extract(text)
                 pred = self.spec.normalize(raw)
-                row[name] = {"raw": raw, "pred": pred, "correct": float(pred is not None and pred == gold)}
+                row[name] = {"raw": raw, "pred": pred, "correct": float(pred is not None and compare(pred, gold))}
             per_sample.append(row)
         metrics = {
             name: (sum(r[name]["correct"] for r in per_sample) / len(per_sample) if per_sample else 0.0)
@@ -145,10 +177,15 @@ class GenerativeTask:
         details: dict = {"raw_extracted": {name: first[name]["raw"] for name in first}}
         if len(per_sample) > 1:
             details["samples"] = [{n: r[n]["pred"] for n in r} for r in per_sample]
+        if self.spec.groups:
+            details["groups"] = {key: fn(item.data) for key, fn in self.spec.groups}
         return SampleResult(metrics=metrics, extracted=extracted, target=gold, details=details)
 
     def aggregate(self, samples: list[SampleResult]) -> list[Score]:
-        return mean_scores(samples, self.metric_names)
+        scores = mean_scores(samples, self.metric_names)
+        for key, _ in self.spec.groups:
+            scores += subgroup_scores(samples, self.metric_names[0], key)
+        return scores
 
     def prompt_hash(self) -> str:
         spec, cfg = self.spec, self.config
@@ -156,7 +193,8 @@ class GenerativeTask:
             {
                 "dataset": self.dataset_id,
                 "template": spec.template,
-                "fewshot": [[spec.template.format(**ex), spec.target(ex)] for ex in self.exemplars()],
+                "fewshot": [[spec.template.format(**ex), self.shot_target(ex)] for ex in self.exemplars()],
+                "variant": self.config.variant,
                 "target_delimiter": spec.target_delimiter,
                 "fewshot_delimiter": spec.fewshot_delimiter,
                 "chat": self.chat,
@@ -168,6 +206,45 @@ class GenerativeTask:
                 "metrics": self.metric_names,
             }
         )
+
+
+def resolve_variant(
+    dataset: Dataset, default: DataSource, variants: dict[str, DataSource], config: TaskConfig
+) -> DataSource:
+    """The split a run reads: the spec's default, or the one named by `TaskConfig.variant`."""
+    name = config.variant
+    if name is None or name == "default":
+        return default
+    if name not in variants:
+        known = ", ".join(sorted(variants)) or "none"
+        raise EvalmapError(f"{dataset.id} has no variant {name!r} (variants with a task: {known}).")
+    return variants[name]
+
+
+def variant_dataset(dataset: Dataset, config: TaskConfig) -> Dataset:
+    """The catalog record with the variant's hub source, so a hub fallback loads the right dataset."""
+    for v in dataset.variants:
+        if v.name == config.variant and v.source is not None:
+            return dataset.model_copy(update={"source": v.source, "count": v.count})
+    return dataset
+
+
+def subgroup_scores(samples: list[SampleResult], metric: str, key: str) -> list[Score]:
+    """`metric` per value of the sample's `details["groups"][key]` (e.g. per subject), each a Score
+    named "<metric>/<key>:<value>", then their macro average "<metric>/<key>_macro" with pooled stderr.
+
+    The plain mean over all samples (the micro average, lm-eval's group number) is the metric itself.
+    """
+    by_value: dict[str, list[float]] = {}
+    for s in samples:
+        value = (s.details or {}).get("groups", {}).get(key)
+        if value is None or metric not in s.metrics:
+            continue
+        by_value.setdefault(str(value), []).append(s.metrics[metric])
+    if not by_value:
+        return []
+    per = [mean_score(f"{metric}/{key}:{value}", vals) for value, vals in sorted(by_value.items())]
+    return [pooled_group_score(f"{metric}/{key}_macro", per, "macro"), *per]
 
 
 # -- gsm8k ---------------------------------------------------------------------------
@@ -246,4 +323,143 @@ GSM8K = GenerativeSpec(
     metrics=(("exact_match_strict", extract_strict_gsm8k), ("exact_match_flexible", extract_last_number)),
 )
 
-SPECS: dict[str, GenerativeSpec] = {"gsm8k": GSM8K}
+
+# -- math (Hendrycks MATH, MATH-500) ---------------------------------------------------
+
+
+def _math_subject(name: str) -> str:
+    """Subject names as EleutherAI/hendrycks_math configs: Counting & Probability -> counting_and_probability."""
+    return name.strip().lower().replace("&", "and").replace(" ", "_")
+
+
+def _math_level(level) -> str:
+    text = str(level).strip()
+    return text.removeprefix("Level ").strip() or "?"
+
+
+def _math_records(records: list[Record], origin: str) -> list[Record]:
+    """MATH_test (problem, level 'Level 3', type, solution, idx; gold = last \\boxed{} of the solution),
+    MATH-500 (problem, solution, answer, subject, level 3, unique_id) and hub rows to one shape."""
+    out = []
+    for i, r in enumerate(records):
+        answer = r.get("answer")
+        if answer is None or answer == "":
+            answer = extract_boxed(r.get("solution", "")) or ""
+        rid = r.get("unique_id") or r.get("idx", i)
+        out.append(
+            {
+                "id": str(rid),
+                "problem": r["problem"],
+                "solution": r.get("solution", ""),
+                "answer": str(answer),
+                "subject": _math_subject(r.get("type") or r.get("subject") or "unknown"),
+                "level": _math_level(r.get("level", "?")),
+            }
+        )
+    return out
+
+
+# The 4 Minerva exemplars (Lewkowycz et al. 2022), verbatim as in lm-eval's minerva_math utils.
+MINERVA_FEWSHOT: tuple[Record, ...] = (
+    {
+        "problem": "Find the domain of the expression  $\\frac{\\sqrt{x-2}}{\\sqrt{5-x}}$.}",
+        "solution": "The expressions inside each square root must be non-negative. Therefore, $x-2 \\ge 0$, so "
+        "$x\\ge2$, and $5 - x \\ge 0$, so $x \\le 5$. Also, the denominator cannot be equal to zero, so $5-x>0$, "
+        "which gives $x<5$. Therefore, the domain of the expression is $\\boxed{[2,5)}$.\n"
+        "Final Answer: The final answer is $[2,5)$. I hope it is correct.",
+    },
+    {
+        "problem": "If $\\det \\mathbf{A} = 2$ and $\\det \\mathbf{B} = 12,$ then find "
+        "$\\det (\\mathbf{A} \\mathbf{B}).$",
+        "solution": "We have that $\\det (\\mathbf{A} \\mathbf{B}) = (\\det \\mathbf{A})(\\det \\mathbf{B}) "
+        "= (2)(12) = \\boxed{24}.$\nFinal Answer: The final answer is $24$. I hope it is correct.",
+    },
+    {
+        "problem": "Terrell usually lifts two 20-pound weights 12 times. If he uses two 15-pound weights instead, "
+        "how many times must Terrell lift them in order to lift the same total weight?",
+        "solution": "If Terrell lifts two 20-pound weights 12 times, he lifts a total of $2\\cdot 12\\cdot20=480$ "
+        "pounds of weight.  If he lifts two 15-pound weights instead for $n$ times, he will lift a total of "
+        "$2\\cdot15\\cdot n=30n$ pounds of weight.  Equating this to 480 pounds, we can solve for $n$:\n"
+        "\\begin{align*}\n30n&=480\\\\\n\\Rightarrow\\qquad n&=480/30=\\boxed{16}\n\\end{align*}\n"
+        "Final Answer: The final answer is $16$. I hope it is correct.",
+    },
+    {
+        "problem": "If the system of equations\n\n\\begin{align*}\n6x-4y&=a,\\\\\n6y-9x &=b.\n\\end{align*}"
+        "has a solution $(x, y)$ where $x$ and $y$ are both nonzero,\nfind $\\frac{a}{b},$ assuming $b$ is nonzero.",
+        "solution": "If we multiply the first equation by $-\\frac{3}{2}$, we obtain\n\n$$6y-9x=-\\frac{3}{2}a.$$"
+        "Since we also know that $6y-9x=b$, we have\n\n$$-\\frac{3}{2}a=b\\Rightarrow\\frac{a}{b}="
+        "\\boxed{-\\frac{2}{3}}.$$\nFinal Answer: The final answer is $-\\frac{2}{3}$. I hope it is correct.",
+    },
+)
+
+
+def _identity(text: str | None) -> str | None:
+    return text.strip() if isinstance(text, str) and text.strip() else None
+
+
+MATH = GenerativeSpec(
+    dataset_id="math",
+    source=DataSource(name="test", local_files=("MATH_test.jsonl.gz",), normalize=_math_records),
+    variants=(("math500", DataSource(name="test", local_files=("MATH-500_test.jsonl",), normalize=_math_records)),),
+    template="Problem:\n{problem}\n\nSolution:",
+    target=lambda r: r["answer"],
+    fewshot_target=lambda r: r["solution"],
+    fewshot=MINERVA_FEWSHOT,
+    default_fewshot=4,
+    stop=("Problem:", "</s>", "<|im_end|>"),
+    max_tokens=512,
+    metrics=(("math_verify_accuracy", extract_math_answer), ("exact_match", extract_minerva_answer)),
+    normalize=_identity,
+    compare=math_equal,
+    groups=(("subject", lambda r: r["subject"]), ("level", lambda r: r["level"])),
+)
+
+
+# -- math_competition (AMC 2023) and aime (AIME 2024 / 2025) ---------------------------
+
+BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{{}}."
+
+
+def _competition_records(records: list[Record], origin: str) -> list[Record]:
+    """Qwen2.5-Math files (id, problem, answer) and hub rows (Problem/Answer, problem/answer) to one shape.
+    AMC answers are floats in the file ("27.0"): written as plain numbers."""
+    out = []
+    for i, r in enumerate(records):
+        problem = r.get("problem") or r.get("Problem") or r.get("question") or ""
+        answer = r.get("answer", r.get("Answer", ""))
+        if isinstance(answer, float) and answer.is_integer():
+            answer = int(answer)
+        out.append({"id": str(r.get("id", r.get("ID", i))), "problem": problem, "answer": str(answer)})
+    return out
+
+
+MATH_COMPETITION = GenerativeSpec(
+    dataset_id="math_competition",
+    source=DataSource(name="test", local_files=("amc23_test.jsonl",), normalize=_competition_records),
+    template="Problem:\n{problem}\n" + BOXED_INSTRUCTION + "\n\nSolution:",
+    target=lambda r: r["answer"],
+    stop=("Problem:", "</s>", "<|im_end|>"),
+    max_tokens=1024,
+    metrics=(("math_verify_accuracy", extract_math_answer),),
+    normalize=_identity,
+    compare=math_equal,
+)
+
+AIME = GenerativeSpec(
+    dataset_id="aime",
+    source=DataSource(name="test", local_files=("aime24_test.jsonl",), normalize=_competition_records),
+    variants=(("aime25", DataSource(name="test", local_files=("aime25_test.jsonl",), normalize=_competition_records)),),
+    template="Problem:\n{problem}\n" + BOXED_INSTRUCTION + "\n\nSolution:",
+    target=lambda r: r["answer"],
+    stop=("Problem:", "</s>", "<|im_end|>"),
+    max_tokens=1536,
+    metrics=(("math_verify_accuracy", extract_math_answer),),
+    normalize=normalize_integer,  # AIME answers are integers 0-999: "033" = "33", "$204$" = "204"
+)
+
+SPECS: dict[str, GenerativeSpec] = {
+    "gsm8k": GSM8K,
+    "math": MATH,
+    "math_competition": MATH_COMPETITION,
+    "aime": AIME,
+}
