@@ -390,7 +390,10 @@ def run(
         highlight=False,
     )
     if output:
-        out.print(f"results: {results_path}\nsamples: {samples_path}", highlight=False)
+        from evalmap.report.html import build_report
+
+        report = build_report(store, [summary.run_id], output / "report", cat)
+        out.print(f"results: {results_path}\nsamples: {samples_path}\nreport:  {report.index}", highlight=False)
 
 
 register_report_commands(app)

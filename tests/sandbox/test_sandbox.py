@@ -41,7 +41,16 @@ def run(code: str, **kwargs: Any) -> ExecResult:
 
 
 def sandbox_processes() -> list[psutil.Process]:
-    return psutil.Process().children(recursive=True)
+    """Live descendants that belong to a sandbox (other tests' helpers, e.g. servers, are ignored)."""
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            cmdline = " ".join(proc.cmdline())
+        except psutil.Error:
+            continue
+        if "bwrap" in cmdline or "main.py" in cmdline:
+            found.append(proc)
+    return found
 
 
 def pgrep(marker: str) -> str:

@@ -9,6 +9,7 @@ transfer: model categories × task types, home task types outlined.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -150,7 +151,9 @@ def leaderboards(boards: list[Leaderboard], title: str):
         partial = " (partial coverage)" if board.partial else ""
         k = len(board.datasets)
         ax.set_title(f"{board.name.replace('_', ' ')}: {k} dataset{'s' if k != 1 else ''}{partial}", fontsize=8)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # tiny figures (one model) cannot fit every margin
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
     return fig
 
 
@@ -198,7 +201,9 @@ def speed_datasets(per_dataset: dict[str, list[SpeedPoint]]):
         n = max((p.score.n for p in per_dataset[d]), default=0)
         ax.set_title(f"{d} (n≤{n})", fontsize=8)
         ax.tick_params(labelsize=6)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # tiny figures (one model) cannot fit every margin
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
     return fig
 
 
