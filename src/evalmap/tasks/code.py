@@ -6,12 +6,40 @@ the paper's stop sequences, and the program `prompt + completion + "\\n" + test 
 "\\ncheck(entry_point)\\n"` is run in evalmap's sandbox; pass@k over n samples per item.
 In chat mode the model gets an instruction with the prompt in a code fence and its
 code is taken from the fenced block (or from after any leading prose).
+
+mbpp follows the MBPP paper (Austin et al., 2021) and lm-eval: 3 shots (task ids 2, 3, 4)
+in the `[BEGIN]` / `[DONE]` format, stop at `[DONE]`; the code plus `test_setup_code` is
+loaded and each of the 3 asserts runs separately, so a sample's details say which passed.
+bigcodebench (Zhuo et al., 2024): Complete mode prompts `complete_prompt` (completion),
+Instruct mode (chat) prompts `instruct_prompt`; the program plus the task's unittest
+`TestCases` run as in bigcodebench's own checker (module `__test__`, skips count as passed).
+codecontests and apps (in `code_contests`) run stdin/stdout or call-based tests.
+
+Every execution but humaneval's goes through `evalmap.sandbox.harness`: each test has its
+own time limit and its outcome (passed, failed assertion, timeout, error type, message)
+is kept in the sample's details. Variants (mbpp `sanitized`, bigcodebench `hard`, apps
+difficulties) are chosen with `TaskConfig.variant`: the catalog's variant source replaces
+the dataset's hub source, and the spec's variant `DataSource` says how to read it locally.
+
+Time limits scale with the reference solution where one is known (as evalplus does): a
+sample that times out is run again with max(floor, REFERENCE_FACTOR x the canonical
+solution's wall time) when that is larger than the floor. The reference is measured once
+per machine (only when some sample times out) and cached in a JSON file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
 import re
+import secrets
+import tempfile
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from evalmap.backends.base import Generation, GenerationRequest, Request, Response
@@ -22,21 +50,40 @@ from evalmap.tasks.base import Item, SampleResult, TaskConfig, deterministic_sub
 from evalmap.tasks.data import DataSource, LazyRecords, mean_scores, settings_hash
 
 STDERR_TAIL = 1000
+REFERENCE_FACTOR = 4.0  # evalplus's gt_time_limit_factor
+RUNTIME_CACHE_ENV = "EVALMAP_RUNTIME_CACHE"
+HARNESS = (Path(__file__).resolve().parents[1] / "sandbox" / "harness.py").read_text()
 
 
 @dataclass(frozen=True)
 class CodeSpec:
-    """A program-synthesis dataset: prompt field, instruction for chat, stops, program builder."""
+    """A program-synthesis dataset: source, prompts, stops, and how its tests run.
+
+    kind: "humaneval" (one program: prompt + completion + test + check call), "asserts"
+    (mbpp), "unittest" (bigcodebench), "io" (codecontests/apps: stdin/stdout or call-based).
+    Normalized records carry `task_id`, the prompt fields, `canonical` (reference code or
+    None) and what the kind needs (`tests`, `setup`, `test`, `fn_name`, ...).
+    """
 
     dataset_id: str
     source: DataSource
+    kind: str = "humaneval"
     prompt_field: str = "prompt"
+    prompt_fn: Callable[[dict[str, Any], list[dict[str, Any]]], str] | None = None  # (record, shots) -> prompt
     instruct_template: str = ""
+    instruct_fn: Callable[[dict[str, Any]], str] | None = None
+    fewshot_source: DataSource | None = None
+    variants: Mapping[str, DataSource] = field(default_factory=dict)
     stop: tuple[str, ...] = ()
     chat_stop: tuple[str, ...] = ()
     max_tokens: int = 512
-    timeout_s: float = 10.0
+    timeout_s: float = 10.0  # the whole program (humaneval) or the load of the module
+    test_timeout_s: float = 10.0  # one test
+    max_wall_s: float = 120.0  # one sample, all tests together
+    memory_mb: int = 1024
     chat_default: bool = False
+    test_case_rate: bool = False  # also report test_case_pass_rate (codecontests, apps)
+    group_field: str | None = None  # per-group metrics, e.g. apps difficulty
     template_version: str = "1"
 
     def build(self, dataset: Dataset, config: TaskConfig) -> CodeTask:
@@ -50,6 +97,7 @@ class CodeTask:
     config: TaskConfig
     dataset_id: str = field(init=False)
     _records: LazyRecords = field(init=False, repr=False)
+    _shots: LazyRecords | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         self.dataset_id = self.dataset.id
@@ -57,9 +105,22 @@ class CodeTask:
             raise EvalmapError(
                 f"{self.dataset_id} is scored by running generated code; drop --mode {self.config.mode}."
             )
-        if self.config.num_fewshot:
-            raise EvalmapError(f"{self.dataset_id} is zero-shot; drop --num-fewshot {self.config.num_fewshot}.")
-        self._records = LazyRecords(self.dataset, self.config.data_dir, self.spec.source)
+        fixed = len(self.spec.fewshot_source and _SHOT_IDS.get(self.dataset_id, ()) or ())
+        if self.config.num_fewshot not in (None, fixed) and not (self.config.num_fewshot == 0 and fixed == 0):
+            raise EvalmapError(f"{self.dataset_id} uses {fixed} shots; drop --num-fewshot {self.config.num_fewshot}.")
+        source, dataset = self.spec.source, self.dataset
+        variant = self.config.variant
+        if variant:
+            if variant not in self.spec.variants:
+                known = ", ".join(self.spec.variants) or "none"
+                raise EvalmapError(f"{self.dataset_id} has no variant {variant!r}; known variants: {known}.")
+            source = self.spec.variants[variant]
+            entry = next((v for v in self.dataset.variants if v.name == variant), None)
+            if entry is not None and entry.source is not None:
+                dataset = self.dataset.model_copy(update={"source": entry.source})
+        self._records = LazyRecords(dataset, self.config.data_dir, source)
+        if self.spec.fewshot_source is not None:
+            self._shots = LazyRecords(self.dataset, self.config.data_dir, self.spec.fewshot_source)
 
     @property
     def chat(self) -> bool:
@@ -72,18 +133,27 @@ class CodeTask:
 
     @property
     def metric_names(self) -> list[str]:
-        return [f"pass@{k}" for k in self.ks]
+        names = [f"pass@{k}" for k in self.ks]
+        if self.spec.test_case_rate:
+            names.append("test_case_pass_rate")
+        for group in _GROUPS.get(self.dataset_id, ()):
+            names += [f"pass@1:{group}"] + (["test_case_pass_rate:" + group] if self.spec.test_case_rate else [])
+        return names
 
     def items(self, limit: int | None = None, seed: int = 1234) -> list[Item]:
-        all_items = [Item(id=r["task_id"], data=r) for r in self._records.get()]
+        all_items = [Item(id=str(r["task_id"]), data=r) for r in self._records.get()]
         return deterministic_subset(all_items, limit, seed)
 
     # -- prompts -----------------------------------------------------------------
 
     def prompt(self, item: Item) -> str:
+        if self.spec.prompt_fn is not None:
+            return self.spec.prompt_fn(item.data, self._shots.get() if self._shots else [])
         return item.data[self.spec.prompt_field]
 
     def messages(self, item: Item) -> tuple[tuple[str, str], ...]:
+        if self.spec.instruct_fn is not None:
+            return (("user", self.spec.instruct_fn(item.data)),)
         return (("user", self.spec.instruct_template.format(prompt=self.prompt(item))),)
 
     def requests(self, item: Item) -> list[Request]:
@@ -105,62 +175,99 @@ class CodeTask:
 
     # -- scoring -----------------------------------------------------------------
 
-    def program(self, item: Item, response_text: str) -> str:
-        """The program to run: prompt + completion (or the chat answer's code) + tests + check call."""
+    def code(self, item: Item, response_text: str) -> str:
+        """The model's program (before any tests): completion appended to the prompt, or the chat answer's code."""
         data = item.data
-        prompt = self.prompt(item)
+        kind = self.spec.kind
+        if kind == "humaneval":
+            prompt = self.prompt(item)
+            if self.chat:
+                code = extract_code(response_text)
+                return prompt + "\n" + code if f"def {data['entry_point']}" in code else prompt + code
+            return prompt + response_text
+        if kind == "unittest":
+            if self.chat:
+                code = extract_code(response_text)
+                return code if f"def {data['entry_point']}" in code else data["code_prompt"] + code
+            return data["complete_prompt"] + response_text
         if self.chat:
-            code = extract_code(response_text)
-            body = prompt + "\n" + code if f"def {data['entry_point']}" in code else prompt + code
-        else:
-            body = prompt + response_text
-        return body + "\n" + data["test"] + f"\ncheck({data['entry_point']})\n"
+            return extract_code(response_text)
+        return _strip_markers(response_text)
+
+    def program(self, item: Item, response_text: str) -> str:
+        """humaneval's program to run: prompt + completion (or the chat answer's code) + tests + check call."""
+        data = item.data
+        return self.code(item, response_text) + "\n" + data["test"] + f"\ncheck({data['entry_point']})\n"
+
+    def check(self, item: Item, code: str, scale: bool = True) -> dict[str, Any]:
+        """Run `code` against the item's tests: one run's outcome with per-test details."""
+        run = _execute(self.spec, item.data, code, self.spec.timeout_s, self.spec.test_timeout_s)
+        if scale and run["status"] == "timeout":
+            reference = reference_wall_s(self.spec, item.data)
+            factor_s = REFERENCE_FACTOR * reference if reference is not None else 0.0
+            if factor_s > self.spec.test_timeout_s:
+                run = _execute(self.spec, item.data, code, max(self.spec.timeout_s, factor_s), factor_s)
+                run["scaled_limit_s"] = round(factor_s, 3)
+        return run
 
     def score(self, item: Item, responses: list[Response]) -> SampleResult:
-        try:
-            from evalmap.sandbox import Limits, run_python
-        except ImportError:
-            raise EvalmapError(
-                "The code sandbox (evalmap.sandbox.run_python) is not available in this install; "
-                "reinstall evalmap to score code datasets."
-            ) from None
-        limits = Limits(wall_s=self.spec.timeout_s)
         runs = []
         for response in responses:
             text = response.text if isinstance(response, Generation) else ""
-            result = run_python(self.program(item, text), limits=limits)
-            runs.append(
-                {
-                    "status": result.status,
-                    "passed": result.status == "passed",
-                    "error_type": result.error_type,
-                    "stderr": (result.stderr or "")[-STDERR_TAIL:],
-                    "wall_s": result.wall_s,
-                    "code": extract_code(text) if self.chat else text,
-                }
-            )
+            if self.spec.kind == "humaneval":
+                code = self.program(item, text)
+                run = _execute(self.spec, item.data, code, self.spec.timeout_s, self.spec.test_timeout_s)
+                if run["status"] == "timeout":
+                    reference = reference_wall_s(self.spec, item.data)
+                    factor_s = REFERENCE_FACTOR * reference if reference is not None else 0.0
+                    if factor_s > self.spec.timeout_s:
+                        run = _execute(self.spec, item.data, code, factor_s, factor_s)
+                        run["scaled_limit_s"] = round(factor_s, 3)
+            else:
+                run = self.check(item, self.code(item, text))
+            run["code"] = extract_code(text) if self.chat else text
+            runs.append(run)
         n, c = len(runs), sum(r["passed"] for r in runs)
         metrics = {f"pass@{k}": _pass_at_k(n, c, k) for k in self.ks if k <= n}
+        if self.spec.test_case_rate:
+            metrics["test_case_pass_rate"] = sum(r["test_pass_rate"] for r in runs) / n if n else 0.0
+        group = item.data.get(self.spec.group_field) if self.spec.group_field else None
+        if group:
+            metrics[f"pass@1:{group}"] = metrics["pass@1"]
+            if self.spec.test_case_rate:
+                metrics[f"test_case_pass_rate:{group}"] = metrics["test_case_pass_rate"]
         first = runs[0] if runs else {}
-        details: dict[str, Any] = {key: first.get(key) for key in ("status", "error_type", "stderr", "wall_s")}
+        keys = ("status", "error_type", "stderr", "wall_s", "tests", "tests_passed", "tests_total", "scaled_limit_s")
+        details: dict[str, Any] = {key: first[key] for key in keys if key in first}
         details.update(n=n, passed=c)
         if n > 1:
-            details["runs"] = [{k: r[k] for k in ("status", "error_type", "wall_s")} for r in runs]
-        return SampleResult(
-            metrics=metrics,
-            extracted=first.get("code"),
-            target=f"check({item.data['entry_point']})",
-            details=details,
-        )
+            details["runs"] = [
+                {k: r[k] for k in ("status", "error_type", "wall_s", "tests_passed", "tests_total") if k in r}
+                for r in runs
+            ]
+        return SampleResult(metrics=metrics, extracted=first.get("code"), target=self._target(item), details=details)
+
+    def _target(self, item: Item) -> str:
+        data = item.data
+        if self.spec.kind == "humaneval":
+            return f"check({data['entry_point']})"
+        if self.spec.kind == "asserts":
+            return "\n".join(data["tests"])
+        if self.spec.kind == "unittest":
+            return "TestCases"
+        return f"{len(data['tests'])} tests" + (f" calling {data['fn_name']}" if data.get("fn_name") else "")
 
     def aggregate(self, samples: list[SampleResult]) -> list[Score]:
-        return mean_scores(samples, self.metric_names)
+        names = [n for n in self.metric_names if ":" not in n or any(n in s.metrics for s in samples)]
+        return mean_scores(samples, names)
 
     def prompt_hash(self) -> str:
         spec, cfg = self.spec, self.config
         return settings_hash(
             {
                 "dataset": self.dataset_id,
+                "variant": cfg.variant,
+                "kind": spec.kind,
                 "template": "{prompt}" if not self.chat else spec.instruct_template,
                 "version": spec.template_version,
                 "chat": self.chat,
@@ -170,8 +277,179 @@ class CodeTask:
                 "top_p": cfg.top_p,
                 "n_samples": cfg.n_samples,
                 "timeout_s": spec.timeout_s,
+                "test_timeout_s": spec.test_timeout_s,
             }
         )
+
+
+# -- execution ---------------------------------------------------------------------
+
+
+def _limits(spec: CodeSpec, wall_s: float) -> Any:
+    try:
+        from evalmap.sandbox import Limits
+    except ImportError:
+        raise EvalmapError(
+            "The code sandbox (evalmap.sandbox) is not available in this install; reinstall evalmap to score code."
+        ) from None
+    return Limits(wall_s=wall_s, memory_mb=spec.memory_mb)
+
+
+def _execute(spec: CodeSpec, data: dict[str, Any], code: str, load_s: float, test_s: float) -> dict[str, Any]:
+    """One sandbox run of `code` (humaneval: the whole program) with per-test outcomes."""
+    from evalmap.sandbox import run_python
+
+    if spec.kind == "humaneval":
+        result = run_python(code, limits=_limits(spec, load_s))
+        passed = result.status == "passed"
+        return {
+            "status": result.status,
+            "passed": passed,
+            "error_type": result.error_type,
+            "stderr": (result.stderr or "")[-STDERR_TAIL:],
+            "wall_s": result.wall_s,
+        }
+    job, names = _job(spec, data, code, load_s, test_s)
+    mark = "@@evalmap-" + secrets.token_hex(8) + "@@"
+    job["mark"] = mark
+    wall = min(spec.max_wall_s, load_s + test_s * max(1, len(names)) + 5.0)
+    result = run_python(HARNESS, files={"job.json": json.dumps(job)}, limits=_limits(spec, wall))
+    reported: dict[str, dict[str, Any]] = {}
+    load: dict[str, Any] | None = None
+    for line in result.stdout.splitlines():
+        if not line.startswith(mark):
+            continue
+        with contextlib.suppress(ValueError):
+            record = json.loads(line[len(mark) :])
+            if "load" in record:
+                load = record
+            else:
+                reported[str(record.pop("test"))] = record
+    tests: dict[str, dict[str, Any]] = {}
+    if spec.kind == "unittest":
+        names = list(reported) or names
+    for name in names:
+        if name in reported:
+            rec = reported[name]
+            tests[name] = {k: rec.get(k) for k in ("status", "error_type", "message")}
+            tests[name]["s"] = round(float(rec.get("s") or 0.0), 4)
+        elif load is not None:
+            tests[name] = {
+                "status": "not_run",
+                "error_type": load.get("error_type"),
+                "message": "the program did not load",
+            }
+        else:
+            first_missing = not any(t["status"] == "not_run" for t in tests.values())
+            status = ("timeout" if result.status == "timeout" else result.status) if first_missing else "not_run"
+            tests[name] = {"status": status, "error_type": result.error_type if first_missing else None, "message": ""}
+    ok = {"passed", "skipped"}
+    n_pass = sum(t["status"] in ok for t in tests.values())
+    complete = result.status == "passed" and load is None and bool(tests) and len(reported) >= len(tests)
+    passed = complete and n_pass == len(tests)
+    if passed:
+        status, error_type = "passed", None
+    elif load is not None:
+        status, error_type = load["load"], load.get("error_type")
+    else:
+        bad = next((t for t in tests.values() if t["status"] not in ok), None)
+        status = bad["status"] if bad else result.status
+        error_type = bad["error_type"] if bad else result.error_type
+        if status == "not_run":
+            status, error_type = result.status, result.error_type
+    stderr = (result.stderr or "")[-STDERR_TAIL:]
+    if load is not None and load.get("message"):
+        stderr = (stderr + f"\n{load['error_type']}: {load['message']}").strip()[-STDERR_TAIL:]
+    return {
+        "status": status,
+        "passed": passed,
+        "error_type": error_type,
+        "stderr": stderr,
+        "wall_s": result.wall_s,
+        "tests": tests,
+        "tests_passed": n_pass,
+        "tests_total": len(tests),
+        "test_pass_rate": n_pass / len(tests) if tests else 0.0,
+    }
+
+
+def _job(spec: CodeSpec, data: dict[str, Any], code: str, load_s: float, test_s: float) -> tuple[dict, list[str]]:
+    """The harness's job.json for one run, and the names of the tests it will report."""
+    if spec.kind == "asserts":
+        setup = data.get("setup") or ""
+        job = {"kind": "asserts", "code": (setup + "\n" + code) if setup else code, "tests": data["tests"]}
+        names = [str(i) for i in range(len(data["tests"]))]
+    elif spec.kind == "unittest":
+        job = {"kind": "unittest", "code": code + "\n\n" + data["test"]}
+        names = [name for name in re.findall(r"^\s+def (test\w*)\s*\(", data["test"], re.M)]
+    elif data.get("fn_name"):
+        job = {"kind": "call", "code": code, "fn_name": data["fn_name"], "tests": data["tests"]}
+        names = [str(i) for i in range(len(data["tests"]))]
+    else:
+        job = {"kind": "stdio", "code": code, "tests": data["tests"]}
+        names = [str(i) for i in range(len(data["tests"]))]
+    job.update(load_s=load_s, test_s=test_s)
+    return job, names
+
+
+_STRIP = re.compile(r"^\s*\[BEGIN\]\s*\n?|\[DONE\].*\Z", re.S)
+
+
+def _strip_markers(text: str) -> str:
+    """A completion without the few-shot format's markers, and without code fences when it has them."""
+    text = _STRIP.sub("", text)
+    return extract_code(text) if "```" in text else text
+
+
+# -- reference runtimes (time-limit scaling) ----------------------------------------------
+
+_runtime_lock = threading.Lock()
+
+
+def _runtime_cache_path() -> Path:
+    explicit = os.environ.get(RUNTIME_CACHE_ENV)
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "evalmap" / "reference_runtimes.json"
+
+
+def reference_wall_s(spec: CodeSpec, data: dict[str, Any]) -> float | None:
+    """Wall seconds of the item's canonical solution on this machine (measured once, cached); None if it fails."""
+    canonical = data.get("canonical", data.get("canonical_solution"))
+    if canonical is None:
+        return None
+    code = canonical
+    if spec.kind == "humaneval":
+        code = data["prompt"] + canonical + "\n" + data["test"] + f"\ncheck({data['entry_point']})\n"
+    key = hashlib.sha256(
+        json.dumps([spec.dataset_id, spec.kind, code, data.get("test"), data.get("tests")], default=str).encode()
+    ).hexdigest()
+    path = _runtime_cache_path()
+    with _runtime_lock:
+        cache = _read_cache(path)
+    if key in cache:
+        return cache[key]
+    generous = max(spec.max_wall_s, 60.0)
+    run = _execute(spec, data, code, generous, generous)
+    value = round(run["wall_s"], 4) if run["passed"] else None
+    with _runtime_lock:
+        cache = _read_cache(path)
+        cache[key] = value
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as fh:
+                json.dump(cache, fh)
+            os.replace(fh.name, path)
+    return value
+
+
+def _read_cache(path: Path) -> dict[str, float | None]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _pass_at_k(n: int, c: int, k: int) -> float:
@@ -204,6 +482,8 @@ def extract_code(text: str) -> str:
     return text
 
 
+# -- humaneval ---------------------------------------------------------------------
+
 HUMANEVAL = CodeSpec(
     dataset_id="humaneval",
     source=DataSource(
@@ -224,4 +504,155 @@ HUMANEVAL = CodeSpec(
     timeout_s=10.0,
 )
 
-SPECS: dict[str, CodeSpec] = {"humaneval": HUMANEVAL}
+# -- mbpp --------------------------------------------------------------------------
+
+_SHOT_IDS = {"mbpp": (2, 3, 4)}  # the MBPP paper's and lm-eval's three prompt problems
+_MBPP_TEST_IDS = range(11, 511)
+
+
+def _crlf(text: str) -> str:
+    return text.replace("\r\n", "\n")
+
+
+def _mbpp_full(records: list[dict[str, Any]], ids: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "task_id": f"Mbpp/{r['task_id']}",
+            "text": r["text"],
+            "canonical": _crlf(r["code"]),
+            "setup": _crlf(r.get("test_setup_code") or ""),
+            "tests": list(r["test_list"]),
+        }
+        for r in records
+        if int(r["task_id"]) in ids
+    ]
+
+
+def _mbpp_sanitized(records: list[dict[str, Any]], origin: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "task_id": f"Mbpp/{r['task_id']}",
+            "text": r["prompt"],
+            "canonical": _crlf(r["code"]),
+            "setup": "\n".join(r.get("test_imports") or []),
+            "tests": list(r["test_list"]),
+        }
+        for r in records
+        if int(r["task_id"]) in _MBPP_TEST_IDS
+    ]
+
+
+def _mbpp_block(record: dict[str, Any]) -> str:
+    tests = "\n".join(record["tests"])
+    return (
+        f"You are an expert Python programmer, and here is your task: {record['text']} "
+        f"Your code should pass these tests:\n\n{tests}\n[BEGIN]\n"
+    )
+
+
+def _mbpp_prompt(record: dict[str, Any], shots: list[dict[str, Any]]) -> str:
+    """lm-eval's mbpp: three solved shots, then the problem, ending at `[BEGIN]\\n`."""
+    solved = [_mbpp_block(s) + s["canonical"].strip() + "\n[DONE]" for s in shots]
+    return "\n\n".join([*solved, _mbpp_block(record)])
+
+
+def _mbpp_instruct(record: dict[str, Any]) -> str:
+    tests = "\n".join(record["tests"])
+    return (
+        f"You are an expert Python programmer, and here is your task: {record['text']} "
+        f"Your code should pass these tests:\n\n{tests}\n\n"
+        "Reply with your code in a single ```python code block."
+    )
+
+
+MBPP = CodeSpec(
+    dataset_id="mbpp",
+    kind="asserts",
+    source=DataSource(
+        name="test",
+        local_files=("mbpp.jsonl",),
+        normalize=lambda records, origin: _mbpp_full(records, _MBPP_TEST_IDS),
+    ),
+    fewshot_source=DataSource(
+        name="prompt",
+        local_files=("mbpp.jsonl",),
+        hub_config="full",
+        hub_split="prompt",
+        normalize=lambda records, origin: sorted(
+            _mbpp_full(records, _SHOT_IDS["mbpp"]), key=lambda r: int(r["task_id"].split("/")[1])
+        ),
+    ),
+    variants={
+        "sanitized": DataSource(
+            name="sanitized test",
+            local_files=("sanitized-mbpp.json",),
+            hub_config="sanitized",
+            hub_split="test",
+            normalize=_mbpp_sanitized,
+        )  # fmt: skip
+    },
+    prompt_fn=_mbpp_prompt,
+    instruct_fn=_mbpp_instruct,
+    instruct_template="mbpp-instruct-v1",
+    stop=("[DONE]",),
+    max_tokens=512,
+    timeout_s=10.0,
+    test_timeout_s=6.0,
+)
+
+# -- bigcodebench -------------------------------------------------------------------
+
+
+def _bigcodebench(records: list[dict[str, Any]], origin: str) -> list[dict[str, Any]]:
+    keys = ("task_id", "complete_prompt", "instruct_prompt", "code_prompt", "test", "entry_point")
+    out = []
+    for r in records:
+        libs = r.get("libs")
+        if isinstance(libs, str):
+            libs = re.findall(r"'([^']+)'", libs)
+        out.append(
+            {
+                **{k: r[k] for k in keys},
+                "canonical": r["complete_prompt"] + r["canonical_solution"]
+                if not r["canonical_solution"].lstrip().startswith(("import ", "from ", "def "))
+                else r["canonical_solution"],
+                "libs": list(libs or []),
+            }
+        )
+    return out
+
+
+def _bigcodebench_instruct(record: dict[str, Any]) -> str:
+    """bigcodebench's own chat prompt (make_raw_chat_prompt)."""
+    return (
+        "Please provide a self-contained Python script that solves the following problem in a markdown code block:\n"
+        f"```\n{record['instruct_prompt'].strip()}\n```\n"
+    )
+
+
+BIGCODEBENCH = CodeSpec(
+    dataset_id="bigcodebench",
+    kind="unittest",
+    source=DataSource(
+        name="test",
+        local_files=("BigCodeBench_v0.1.0_hf_format.jsonl.gz",),
+        normalize=_bigcodebench,
+    ),
+    variants={
+        # The local file has no hard-subset marker: `hard` comes from the hub (bigcode/bigcodebench-hard).
+        "hard": DataSource(name="hard", local_files=("BigCodeBench-Hard.jsonl.gz",), normalize=_bigcodebench),
+    },
+    prompt_field="complete_prompt",
+    instruct_fn=_bigcodebench_instruct,
+    instruct_template="bigcodebench-instruct-v1",
+    stop=("\nif __name__", "\ndef main(", "\nprint(", "\n```"),
+    max_tokens=1280,
+    timeout_s=30.0,
+    test_timeout_s=30.0,
+    max_wall_s=float(os.environ.get("EVALMAP_BIGCODEBENCH_TIMEOUT", "240")),  # bigcodebench's default total
+    memory_mb=4096,
+)
+
+_GROUPS: dict[str, tuple[str, ...]] = {}
+
+SPECS: dict[str, CodeSpec] = {"humaneval": HUMANEVAL, "mbpp": MBPP, "bigcodebench": BIGCODEBENCH}
