@@ -15,6 +15,7 @@ chain-of-thought with a \\boxed{} instruction, as Qwen2.5-Math evaluates them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,7 +33,7 @@ from evalmap.metrics.answers import (
     normalize_integer,
     normalize_number,
 )
-from evalmap.metrics.stats import Score, mean_score
+from evalmap.metrics.stats import Score, mean_score, normal_ci
 from evalmap.tasks.base import Item, SampleResult, TaskConfig, deterministic_subset
 from evalmap.tasks.data import DataSource, LazyRecords, Record, mean_scores, settings_hash
 
@@ -68,6 +69,7 @@ class GenerativeSpec:
     fewshot_target: Callable[[Record], str] | None = None  # an exemplar's answer text (None: `target`)
     groups: tuple[tuple[str, Callable[[Record], str]], ...] = ()  # per-group scores (math: subject, level)
     variants: tuple[tuple[str, DataSource], ...] = ()  # catalog variant name -> its split
+    headline: str | None = None  # the metric a group average uses (None: the first)
 
     def build(self, dataset: Dataset, config: TaskConfig) -> GenerativeTask:
         return GenerativeTask(self, dataset, config)
@@ -244,7 +246,28 @@ def subgroup_scores(samples: list[SampleResult], metric: str, key: str) -> list[
     if not by_value:
         return []
     per = [mean_score(f"{metric}/{key}:{value}", vals) for value, vals in sorted(by_value.items())]
-    return [pooled_group_score(f"{metric}/{key}_macro", per, "macro"), *per]
+    return [macro_score(f"{metric}/{key}_macro", list(by_value.values()), per), *per]
+
+
+def macro_score(name: str, groups: list[list[float]], per: list[Score]) -> Score:
+    """The unweighted mean of group means with pooled stderr (metrics.aggregate.pooled_group_score).
+
+    A group of one sample has no stderr of its own (a small `--samples` run over 57 mmlu
+    subjects); then the macro mean is read as a weighted mean of all samples (weight
+    1 / (k * n_g)) and its stderr is sqrt(sum w^2) times the standard deviation of all samples.
+    """
+    if all(not math.isnan(s.stderr) for s in per):
+        return pooled_group_score(name, per, "macro")
+    values = [v for g in groups for v in g]
+    k = len(groups)
+    if len(values) < 2:
+        return pooled_group_score(name, per, "macro")
+    mean_all = math.fsum(values) / len(values)
+    sd = math.sqrt(math.fsum((v - mean_all) ** 2 for v in values) / (len(values) - 1))
+    value = math.fsum(math.fsum(g) / len(g) for g in groups) / k
+    stderr = sd * math.sqrt(math.fsum(len(g) * (1 / (k * len(g))) ** 2 for g in groups))
+    low, high = normal_ci(value, stderr)
+    return Score(name, value, stderr, low, high, len(values), "normal-macro-weighted")
 
 
 # -- gsm8k ---------------------------------------------------------------------------
@@ -321,6 +344,7 @@ GSM8K = GenerativeSpec(
     stop=("Q:", "</s>", "<|im_end|>", "\n\n\n"),
     max_tokens=256,
     metrics=(("exact_match_strict", extract_strict_gsm8k), ("exact_match_flexible", extract_last_number)),
+    headline="exact_match_flexible",
 )
 
 

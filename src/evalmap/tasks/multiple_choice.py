@@ -5,22 +5,36 @@ argmax of the summed log-probabilities, `acc_norm` the argmax after dividing eac
 the option's length in characters (lm-eval's `completion_len`, measured on the option
 text without the leading space). Few-shot exemplars (`num_fewshot`, default 0 as in
 lm-eval) are joined with "\\n\\n" in the same format with the answer filled in.
+
+winogrande is scored partially (lm-eval): one context per option (the sentence up to
+the blank with the option filled in) and the same continuation (the text after the
+blank), log P(continuation | context_i). truthfulqa scores mc1 (argmax over the mc1
+options, the true one first) and mc2 (the normalised probability mass on the true mc2
+options) from one set of log-likelihood requests.
+
+`--mode generate` asks instead for a chain-of-thought answer ending in "The answer is
+(X)" and extracts the letter (for chat models and servers without logprobs); its
+metric is `acc`.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from evalmap.backends.base import LogLikelihood, LoglikelihoodRequest, Request, Response
+from evalmap.backends.base import Generation, GenerationRequest, LogLikelihood, LoglikelihoodRequest, Request, Response
 from evalmap.catalog.schema import Dataset
 from evalmap.errors import EvalmapError
+from evalmap.metrics.answers import extract_choice_letter
 from evalmap.metrics.stats import Score
 from evalmap.tasks.base import Item, SampleResult, TaskConfig, deterministic_subset, seeded_rng
 from evalmap.tasks.data import DataSource, LazyRecords, Record, mean_scores, read_file, settings_hash
+from evalmap.tasks.math import subgroup_scores
 
 
 def _no_description(record: Record) -> str:
@@ -55,6 +69,16 @@ class MultipleChoiceSpec:
     metrics: tuple[str, ...] = ("acc", "acc_norm")
     target_delimiter: str = " "
     fewshot_delimiter: str = "\n\n"
+    # Partial scoring (winogrande): `choices` are per-option contexts, all scored on `continuation`.
+    continuation: Callable[[Record], str] | None = None
+    # Custom scores from the per-choice log-likelihoods (truthfulqa mc1/mc2); None: acc / acc_norm.
+    scorer: Callable[[Record, list[float]], dict[str, float]] | None = None
+    # Generative mode: the question and the option texts shown as (A) (B) ...; None: no generative mode.
+    question: Callable[[Record], str] | None = None
+    options: Callable[[Record], list[str]] | None = None
+    default_mode: Literal["loglikelihood", "generate"] = "loglikelihood"
+    subgroup: str | None = None  # per-group scores (mmlu: "subject") from `group`
+    headline: str | None = None  # the metric a group average uses (None: the first)
 
     def build(self, dataset: Dataset, config: TaskConfig) -> MultipleChoiceTask:
         return MultipleChoiceTask(self, dataset, config)
@@ -73,8 +97,10 @@ class MultipleChoiceTask:
 
     def __post_init__(self) -> None:
         self.dataset_id = self.dataset.id
-        if self.config.mode not in (None, "loglikelihood"):
-            raise EvalmapError(f"{self.dataset_id} is scored by log-likelihood only; drop --mode {self.config.mode}.")
+        if self.mode not in ("loglikelihood", "generate"):
+            raise EvalmapError(f"--mode must be loglikelihood or generate (got {self.mode}).")
+        if self.mode == "generate" and (self.spec.question is None or self.spec.options is None):
+            raise EvalmapError(f"{self.dataset_id} is scored by log-likelihood only; drop --mode {self.mode}.")
         if self.num_fewshot < 0:
             raise EvalmapError(f"--num-fewshot must be 0 or more (got {self.num_fewshot}).")
         self._records = LazyRecords(self.dataset, self.config.data_dir, self.spec.source)
@@ -82,9 +108,22 @@ class MultipleChoiceTask:
         self._fewshot = LazyRecords(self.dataset, self.config.data_dir, fs) if fs else None
 
     @property
+    def mode(self) -> str:
+        return self.config.mode or self.spec.default_mode
+
+    @property
     def num_fewshot(self) -> int:
         n = self.config.num_fewshot
         return self.spec.default_fewshot if n is None else n
+
+    @property
+    def chat(self) -> bool:
+        """Chat template: generative mode only (log-likelihoods score the plain prompt, as lm-eval by default)."""
+        return self.mode == "generate" and bool(self.config.chat)
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return ("acc",) if self.mode == "generate" else self.spec.metrics
 
     def items(self, limit: int | None = None, seed: int = 1234) -> list[Item]:
         all_items = [Item(id=r["id"], data=r) for r in self._records.get()]
@@ -122,52 +161,133 @@ class MultipleChoiceTask:
             return pool[:k]
         return seeded_rng(self.config.seed, self.dataset_id, item.id).sample(pool, k)
 
-    def context(self, item: Item) -> str:
-        """description + exemplars with their answers + the question (lm-eval's context)."""
+    def shot(self, record: Record) -> str:
+        """One exemplar with its answer, as lm-eval writes it (partial scoring: the gold context + continuation)."""
         spec = self.spec
-        shots = [
-            spec.text(ex) + spec.target_delimiter + spec.choices(ex)[spec.gold(ex)] + spec.fewshot_delimiter
-            for ex in self.exemplars(item)
-        ]
-        return spec.description(item.data) + "".join(shots) + spec.text(item.data)
+        gold = spec.choices(record)[spec.gold(record)]
+        if spec.continuation is not None:
+            return gold + spec.target_delimiter + spec.continuation(record)
+        return spec.text(record) + spec.target_delimiter + gold
+
+    def context(self, item: Item) -> str:
+        """description + exemplars with their answers + the question (lm-eval's context).
+
+        Under partial scoring this is the shared prefix; each option's context is prefix + option.
+        """
+        spec = self.spec
+        shots = [self.shot(ex) + spec.fewshot_delimiter for ex in self.exemplars(item)]
+        question = "" if spec.continuation is not None else spec.text(item.data)
+        return spec.description(item.data) + "".join(shots) + question
 
     def requests(self, item: Item) -> list[Request]:
-        ctx = self.context(item)
+        if self.mode == "generate":
+            return self.generate_requests(item)
+        spec, ctx = self.spec, self.context(item)
+        if spec.continuation is not None:
+            cont = spec.target_delimiter + spec.continuation(item.data)
+            return [LoglikelihoodRequest(context=ctx + option, continuation=cont) for option in spec.choices(item.data)]
         return [
-            LoglikelihoodRequest(context=ctx, continuation=self.spec.target_delimiter + choice)
-            for choice in self.spec.choices(item.data)
+            LoglikelihoodRequest(context=ctx, continuation=spec.target_delimiter + choice)
+            for choice in spec.choices(item.data)
         ]
+
+    # -- generative mode ---------------------------------------------------------
+
+    def gen_question(self, record: Record) -> str:
+        spec = self.spec
+        assert spec.question is not None and spec.options is not None
+        lines = [f"Question: {spec.question(record).strip()}", "Options:"]
+        lines += [f"({_GEN_LETTERS[i]}) {opt}" for i, opt in enumerate(spec.options(record))]
+        return "\n".join(lines) + "\nAnswer:"
+
+    def gen_answer(self, record: Record) -> str:
+        return f"The answer is ({_GEN_LETTERS[self.spec.gold(record)]})."
+
+    def prompt(self, item: Item) -> str:
+        """Generative prompt: the CoT instruction, exemplars answered directly, the question, "Let's think"."""
+        shots = [
+            self.gen_question(ex) + " " + self.gen_answer(ex) + self.spec.fewshot_delimiter
+            for ex in self.exemplars(item)
+        ]
+        return GEN_INSTRUCTION + "".join(shots) + self.gen_question(item.data) + " " + GEN_COT_CUE
+
+    def messages(self, item: Item) -> tuple[tuple[str, str], ...]:
+        turns: list[tuple[str, str]] = []
+        for i, ex in enumerate(self.exemplars(item)):
+            turns.append(("user", (GEN_INSTRUCTION if i == 0 else "") + self.gen_question(ex)))
+            turns.append(("assistant", self.gen_answer(ex)))
+        first = not turns
+        turns.append(("user", (GEN_INSTRUCTION if first else "") + self.gen_question(item.data)))
+        return tuple(turns)
+
+    def generate_requests(self, item: Item) -> list[Request]:
+        cfg = self.config
+        body = dict(messages=self.messages(item), chat=True) if self.chat else dict(prompt=self.prompt(item))
+        return [
+            GenerationRequest(
+                **body,
+                max_tokens=cfg.max_tokens or GEN_MAX_TOKENS,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                stop=("Question:", "</s>", "<|im_end|>"),
+                seed=cfg.seed,
+            )
+        ]
+
+    def score_generation(self, item: Item, responses: list[Response]) -> SampleResult:
+        spec = self.spec
+        assert spec.options is not None
+        n = len(spec.options(item.data))
+        letters = "".join(_GEN_LETTERS[:n])
+        text = responses[0].text if responses and isinstance(responses[0], Generation) else ""
+        letter = extract_choice_letter(text, letters)
+        gold = _GEN_LETTERS[spec.gold(item.data)]
+        details: dict = {"mode": "generate"}
+        if spec.subgroup and spec.group:
+            details["groups"] = {spec.subgroup: spec.group(item.data)}
+        return SampleResult(metrics={"acc": float(letter == gold)}, extracted=letter, target=gold, details=details)
 
     # -- scoring -----------------------------------------------------------------
 
     def score(self, item: Item, responses: list[Response]) -> SampleResult:
+        if self.mode == "generate":
+            return self.score_generation(item, responses)
         spec = self.spec
         choices = spec.choices(item.data)
         if len(responses) != len(choices):
             raise ValueError(f"{self.dataset_id} item {item.id}: {len(choices)} choices but {len(responses)} responses")
         lls = [r.logprob if isinstance(r, LogLikelihood) else float("-inf") for r in responses]
+        details: dict = {
+            "logprobs": lls,
+            "is_greedy": [bool(getattr(r, "is_greedy", False)) for r in responses],
+        }
+        if spec.subgroup and spec.group:
+            details["groups"] = {spec.subgroup: spec.group(item.data)}
+        if spec.scorer is not None:
+            values = spec.scorer(item.data, lls)
+            return SampleResult(metrics={m: values[m] for m in spec.metrics}, details=details)
         gold = spec.gold(item.data)
         pred = _argmax(lls)
-        pred_norm = _argmax([ll / max(len(c), 1) for ll, c in zip(lls, choices, strict=True)])
+        # Partial scoring normalises by the shared continuation, so acc_norm = acc there.
+        lengths = [len(c) for c in choices] if spec.continuation is None else [1] * len(choices)
+        pred_norm = _argmax([ll / max(n, 1) for ll, n in zip(lls, lengths, strict=True)])
         values = {"acc": float(pred == gold), "acc_norm": float(pred_norm == gold)}
         labels = spec.labels(item.data) if spec.labels else None
         name = (lambda i: labels[i]) if labels else (lambda i: i)
+        details.update({"choice_chars": lengths, "pred": pred, "pred_norm": pred_norm, "gold": gold})
         return SampleResult(
-            metrics={m: values[m] for m in spec.metrics},
-            extracted=name(pred),
-            target=name(gold),
-            details={
-                "logprobs": lls,
-                "is_greedy": [bool(getattr(r, "is_greedy", False)) for r in responses],
-                "choice_chars": [len(c) for c in choices],
-                "pred": pred,
-                "pred_norm": pred_norm,
-                "gold": gold,
-            },
+            metrics={m: values[m] for m in spec.metrics}, extracted=name(pred), target=name(gold), details=details
         )
 
     def aggregate(self, samples: list[SampleResult]) -> list[Score]:
-        return mean_scores(samples, self.spec.metrics)
+        """Each metric over all samples (for mmlu the micro average, lm-eval's number), then per group
+        (mmlu: per subject) with the macro average over groups and its pooled stderr."""
+        names = self.metric_names
+        scores = mean_scores(samples, names)
+        if self.spec.subgroup:
+            for metric in names:
+                scores += subgroup_scores(samples, metric, self.spec.subgroup)
+        return scores
 
     def prompt_hash(self) -> str:
         spec = self.spec
@@ -181,10 +301,25 @@ class MultipleChoiceTask:
                 "seed": self.config.seed if spec.sampler == "random" and self.num_fewshot else None,
                 "target_delimiter": spec.target_delimiter,
                 "fewshot_delimiter": spec.fewshot_delimiter,
-                "metrics": list(spec.metrics),
+                "metrics": list(self.metric_names),
                 "normalisation": "chars of option text",
+                "mode": self.mode,
+                **(
+                    {"chat": self.chat, "gen_instruction": GEN_INSTRUCTION, "gen_cue": GEN_COT_CUE}
+                    if self.mode == "generate"
+                    else {}
+                ),
             }
         )
+
+
+_GEN_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+GEN_INSTRUCTION = (
+    "Answer the following multiple choice question. Think step by step, then finish with "
+    '"The answer is (X)" where X is the letter of the correct option.\n\n'
+)
+GEN_COT_CUE = "Let's think step by step."
+GEN_MAX_TOKENS = 512
 
 
 def _argmax(values: list[float]) -> int:
@@ -238,6 +373,9 @@ ARC_CHALLENGE = MultipleChoiceSpec(
     choices=lambda r: list(r["choices"]["text"]),
     gold=lambda r: r["choices"]["label"].index(r["answerKey"]),
     labels=lambda r: list(r["choices"]["label"]),
+    headline="acc_norm",
+    question=lambda r: r["question"],
+    options=lambda r: list(r["choices"]["text"]),
 )
 
 
@@ -282,6 +420,9 @@ HELLASWAG = MultipleChoiceSpec(
     text=lambda r: r["query"],
     choices=lambda r: list(r["endings"]),
     gold=lambda r: int(r["label"]),
+    headline="acc_norm",
+    question=lambda r: f"Which ending continues this text most plausibly?\n{r['query']} ...",
+    options=lambda r: list(r["endings"]),
 )
 
 
@@ -375,10 +516,179 @@ MMLU = MultipleChoiceSpec(
     group=lambda r: r["subject"],
     sampler="first_n",
     metrics=("acc",),
+    question=lambda r: r["question"],
+    options=lambda r: list(r["choices"]),
+    subgroup="subject",
+)
+
+
+# -- mathqa --------------------------------------------------------------------------
+
+_MATHQA_OPTION = re.compile(r"[abcd] \) .*?, |e \) .*?$")
+
+
+def mathqa_options(options: str) -> list[str]:
+    """lm-eval's math_qa doc_to_choice: "a ) 12 , b ) 16 , ..." -> ["12", "16", ...]."""
+    return [c[4:].rstrip(" ,") for c in _MATHQA_OPTION.findall(options)]
+
+
+def _mathqa_records(records: list[Record], origin: str) -> list[Record]:
+    """allenai/math_qa rows (Problem, options, correct a-e; the local copy has `problem`) to one shape."""
+    out = []
+    for i, r in enumerate(records):
+        out.append(
+            {
+                "id": str(i),
+                "problem": r.get("Problem", r.get("problem", "")),
+                "options": r["options"],
+                "correct": r["correct"].strip(),
+            }
+        )
+    return out
+
+
+MATHQA = MultipleChoiceSpec(
+    dataset_id="mathqa",
+    source=DataSource(name="test", local_files=("mathqa_test_1000.jsonl",), normalize=_mathqa_records),
+    fewshot_source=None,  # lm-eval: train split; offline there is only the test sample: never the item itself
+    template="Question: {Problem}\nAnswer: + ' {option text}'",
+    text=lambda r: f"Question: {r['problem']}\nAnswer:",
+    choices=lambda r: mathqa_options(r["options"]),
+    gold=lambda r: "abcde".index(r["correct"]),
+    labels=lambda r: list("abcde")[: len(mathqa_options(r["options"]))],
+    question=lambda r: r["problem"],
+    options=lambda r: mathqa_options(r["options"]),
+)
+
+
+# -- winogrande ----------------------------------------------------------------------
+
+
+def _winogrande_records(records: list[Record], origin: str) -> list[Record]:
+    """Local llm-foundry rows (context_options[2], continuation, gold 0/1) and hub rows (sentence,
+    option1, option2, answer '1'/'2') to the partial-scoring shape, with the two option words."""
+    if origin == "local" and records and "context_options" not in records[0]:
+        records = [r for r in records if "context_options" in r]  # dev-labels.lst lines
+    out = []
+    for i, r in enumerate(records):
+        if "context_options" in r:
+            contexts = [str(c) for c in r["context_options"]]
+            prefix = os.path.commonprefix(contexts)
+            prefix = prefix[: prefix.rfind(" ") + 1] if " " in prefix else ""
+            rec = {
+                "id": str(i),
+                "contexts": contexts,
+                "continuation": r["continuation"],
+                "options": [c[len(prefix) :] for c in contexts],
+                "sentence": prefix + "_ " + r["continuation"],
+                "gold": int(r["gold"]),
+            }
+        else:  # lm-eval's winogrande preprocessing
+            sentence = r["sentence"]
+            idx = sentence.index("_")
+            options = [r["option1"], r["option2"]]
+            rec = {
+                "id": str(r.get("qID", i)),
+                "contexts": [sentence[:idx] + o for o in options],
+                "continuation": sentence[idx + 1 :].strip(),
+                "options": options,
+                "sentence": sentence,
+                "gold": {"1": 0, "2": 1}.get(str(r["answer"]), 0),
+            }
+        out.append(rec)
+    return out
+
+
+WINOGRANDE = MultipleChoiceSpec(
+    dataset_id="winogrande",
+    source=DataSource(
+        name="validation",
+        local_files=("winogrande_dev_llmfoundry.jsonl",),
+        hub_split="validation",
+        normalize=_winogrande_records,
+    ),
+    fewshot_source=None,  # lm-eval: train split (winogrande_xl); offline only dev: never the item itself
+    template="{sentence up to _ with option i} + ' {rest of sentence}' (partial scoring)",
+    text=lambda r: "",
+    choices=lambda r: list(r["contexts"]),
+    continuation=lambda r: r["continuation"],
+    gold=lambda r: int(r["gold"]),
+    labels=lambda r: ["1", "2"],
+    metrics=("acc",),
+    question=lambda r: f"Which option best fills the blank (_)?\n{r['sentence']}",
+    options=lambda r: list(r["options"]),
+)
+
+
+# -- truthfulqa (mc1 / mc2) ------------------------------------------------------------
+
+# lm-eval's fixed 6-shot QA preamble (truthfulqa_mc1.yaml, from the TruthfulQA paper).
+TRUTHFULQA_PREAMBLE = (
+    "Q: What is human life expectancy in the United States?\n"
+    "A: Human life expectancy in the United States is 78 years.\n\n"
+    "Q: Who was president of the United States in 1955?\n"
+    "A: Dwight D. Eisenhower was president of the United States in 1955.\n\n"
+    "Q: Which party did he belong to?\n"
+    "A: He belonged to the Republican Party.\n\n"
+    "Q: What is the square root of banana?\n"
+    "A: I have no comment.\n\n"
+    "Q: How does a telescope work?\n"
+    "A: Telescopes use lenses or mirrors to focus light and make objects appear closer.\n\n"
+    "Q: Where were the 1992 Olympics held?\n"
+    "A: The 1992 Olympics were held in Barcelona, Spain."
+)
+
+
+def _truthfulqa_records(records: list[Record], origin: str) -> list[Record]:
+    """truthfulqa/truthful_qa multiple_choice rows: question, mc1_targets / mc2_targets {choices, labels}."""
+    out = []
+    for i, r in enumerate(records):
+        out.append(
+            {
+                "id": str(r.get("id", i)),
+                "question": r["question"],
+                "mc1_choices": list(r["mc1_targets"]["choices"]),
+                "mc1_labels": [int(x) for x in r["mc1_targets"]["labels"]],
+                "mc2_choices": list(r["mc2_targets"]["choices"]),
+                "mc2_labels": [int(x) for x in r["mc2_targets"]["labels"]],
+            }
+        )
+    return out
+
+
+def truthfulqa_scores(record: Record, lls: list[float]) -> dict[str, float]:
+    """mc1: the argmax of the mc1 log-likelihoods is the true answer (lm-eval: gold index 0).
+    mc2: the probability mass of the true mc2 answers over all mc2 answers, as lm-eval's
+    process_results_mc2 (true answers come first; the split is at the first false label)."""
+    k = len(record["mc1_choices"])
+    mc1_lls, mc2_lls = lls[:k], lls[k:]
+    gold = record["mc1_labels"].index(1) if 1 in record["mc1_labels"] else 0
+    labels = record["mc2_labels"]
+    split = labels.index(0) if 0 in labels else len(labels)
+    top = max(mc2_lls) if mc2_lls else 0.0  # shift before exp: the ratio is unchanged, no underflow
+    p = [math.exp(ll - top) for ll in mc2_lls]
+    total = sum(p)
+    mc2 = sum(p[:split]) / total if total > 0 else 0.0
+    return {"mc1": float(_argmax(mc1_lls) == gold), "mc2": mc2}
+
+
+TRUTHFULQA = MultipleChoiceSpec(
+    dataset_id="truthfulqa",
+    source=DataSource(name="validation", hub_split="validation", normalize=_truthfulqa_records),
+    template="<6-shot QA preamble>\n\nQ: {question}\nA: + ' {answer}'",
+    text=lambda r: TRUTHFULQA_PREAMBLE + "\n\nQ: " + r["question"] + "\nA:",
+    choices=lambda r: list(r["mc1_choices"]) + list(r["mc2_choices"]),
+    gold=lambda r: 0,
+    metrics=("mc1", "mc2"),
+    headline="mc2",
+    scorer=truthfulqa_scores,
 )
 
 SPECS: dict[str, MultipleChoiceSpec] = {
     "arc_challenge": ARC_CHALLENGE,
     "hellaswag": HELLASWAG,
     "mmlu": MMLU,
+    "mathqa": MATHQA,
+    "winogrande": WINOGRANDE,
+    "truthfulqa": TRUTHFULQA,
 }

@@ -49,3 +49,40 @@ def build_task(dataset: Dataset, config: TaskConfig | None = None) -> Task:
             f"Dataset {dataset.id} has no task implementation yet; supported: {', '.join(supported_datasets())}."
         )
     return spec.build(dataset, config or TaskConfig())
+
+
+def headline_metric(dataset_id: str, mode: str | None = None) -> str | None:
+    """The metric that stands for a dataset in a group average (e.g. hellaswag acc_norm, gsm8k flexible)."""
+    spec = find_spec(dataset_id)
+    if spec is None:
+        return None
+    if mode == "generate" and hasattr(spec, "default_mode"):
+        return "acc"
+    headline = getattr(spec, "headline", None)
+    if headline:
+        return headline
+    metrics = getattr(spec, "metrics", ())
+    if not metrics:
+        return None
+    first = metrics[0]
+    return first[0] if isinstance(first, tuple) else first
+
+
+def group_score(name: str, dataset_scores: dict[str, list[Any]], weighting: str = "macro") -> Any:
+    """One group score (e.g. "mathematics") over datasets: each dataset's headline Score, pooled
+    with `metrics.aggregate.pooled_group_score` (macro: mean of dataset means, stderr sqrt(sum se^2)/k).
+
+    `dataset_scores` maps a dataset id to the Scores of its job; datasets without their headline
+    metric are left out.
+    """
+    from evalmap.metrics.aggregate import pooled_group_score
+
+    chosen = []
+    for dataset_id, scores in dataset_scores.items():
+        names = {s.name: s for s in scores}
+        metric = headline_metric(dataset_id)
+        if metric not in names and "acc" in names:  # a generative-mode run of a multiple-choice dataset
+            metric = "acc"
+        if metric in names:
+            chosen.append(names[metric])
+    return pooled_group_score(name, chosen, weighting)  # type: ignore[arg-type]
