@@ -201,11 +201,12 @@ class CodeTask:
 
     def check(self, item: Item, code: str, scale: bool = True) -> dict[str, Any]:
         """Run `code` against the item's tests: one run's outcome with per-test details."""
-        run = _execute(self.spec, item.data, code, self.spec.timeout_s, self.spec.test_timeout_s)
+        test_s = max(self.spec.test_timeout_s, 2.0 * float(item.data.get("time_limit_s") or 0.0))
+        run = _execute(self.spec, item.data, code, self.spec.timeout_s, test_s)
         if scale and run["status"] == "timeout":
             reference = reference_wall_s(self.spec, item.data)
             factor_s = REFERENCE_FACTOR * reference if reference is not None else 0.0
-            if factor_s > self.spec.test_timeout_s:
+            if factor_s > test_s:
                 run = _execute(self.spec, item.data, code, max(self.spec.timeout_s, factor_s), factor_s)
                 run["scaled_limit_s"] = round(factor_s, 3)
         return run
@@ -653,6 +654,8 @@ BIGCODEBENCH = CodeSpec(
     memory_mb=4096,
 )
 
-_GROUPS: dict[str, tuple[str, ...]] = {}
+from evalmap.tasks.code_contests import CONTEST_SPECS, GROUPS  # noqa: E402 - it builds on CodeSpec above
 
-SPECS: dict[str, CodeSpec] = {"humaneval": HUMANEVAL, "mbpp": MBPP, "bigcodebench": BIGCODEBENCH}
+_GROUPS: dict[str, tuple[str, ...]] = dict(GROUPS)
+
+SPECS: dict[str, CodeSpec] = {"humaneval": HUMANEVAL, "mbpp": MBPP, "bigcodebench": BIGCODEBENCH, **CONTEST_SPECS}
