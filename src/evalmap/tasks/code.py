@@ -378,7 +378,7 @@ def _job(spec: CodeSpec, data: dict[str, Any], code: str, load_s: float, test_s:
     """The harness's job.json for one run, and the names of the tests it will report."""
     if spec.kind == "asserts":
         setup = data.get("setup") or ""
-        job = {"kind": "asserts", "code": (setup + "\n" + code) if setup else code, "tests": data["tests"]}
+        job = {"kind": "asserts", "code": (code + "\n" + setup) if setup else code, "tests": data["tests"]}
         names = [str(i) for i in range(len(data["tests"]))]
     elif spec.kind == "unittest":
         job = {"kind": "unittest", "code": code + "\n\n" + data["test"]}
