@@ -327,6 +327,12 @@ def run(
     seed: Annotated[int, typer.Option()] = 1234,
     chat: Annotated[bool | None, typer.Option("--chat/--no-chat", help="Use the chat template.")] = None,
     num_fewshot: Annotated[int | None, typer.Option("--num-fewshot", min=0)] = None,
+    mode: Annotated[
+        str | None, typer.Option(help="loglikelihood or generate (multiple choice); default: the dataset's.")
+    ] = None,
+    variant: Annotated[
+        str | None, typer.Option(help="A dataset variant, e.g. sanitized (mbpp), math500, aime25.")
+    ] = None,
     n_samples: Annotated[int, typer.Option("--n-samples", min=1, help="Generations per item (pass@k).")] = 1,
     temperature: Annotated[float, typer.Option(min=0.0)] = 0.0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -360,8 +366,8 @@ def run(
             concurrency=concurrency, device=device, dtype=dtype,
         ),
         task=TaskConfig(
-            data_dir=str(data_dir) if data_dir else None, chat=chat, num_fewshot=num_fewshot,
-            n_samples=n_samples, temperature=temperature, seed=seed,
+            data_dir=str(data_dir) if data_dir else None, chat=chat, num_fewshot=num_fewshot, mode=mode,
+            variant=variant, n_samples=n_samples, temperature=temperature, seed=seed,
         ),
     )
     store = Store(store_path)

@@ -30,7 +30,6 @@ class TaskConfig:
     top_p: float = 1.0
     max_tokens: int | None = None
     seed: int = 1234
-    variant: str | None = None  # a catalog variant of the dataset (mbpp `sanitized`, apps `interview`, ...)
 
 
 @dataclass
