@@ -53,6 +53,16 @@ def _split(values: list[str] | None) -> list[str]:
     return [v.strip() for raw in values or [] for v in raw.split(",") if v.strip()]
 
 
+def _select_jobs(
+    cat: Catalog, plan_name: str | None, models_: list[str], datasets_: list[str], samples: int | None
+) -> tuple[str, list[tuple[str, str, int | None]]]:
+    """(title, jobs) of a named plan (with `--samples` replacing its limits) or of a models × datasets pick."""
+    if plan_name:
+        title, pairs = planner.named_plan_pairs(cat, plan_name)
+        return title, [(m, d, samples or s) for m, d, s in pairs]
+    return "Ad-hoc plan", planner.plan_pairs(cat, models_, datasets_, samples)
+
+
 def _table(title: str, columns: list[str], rows: list[list], caption: str | None = None) -> Table:
     terminal = out.is_terminal
     table = Table(
@@ -264,15 +274,9 @@ def plan(
 ) -> None:
     """The jobs of a plan with requests, tokens and estimated time per engine."""
     cat = _catalog(catalog)
-    if name:
-        title, pairs = planner.named_plan_pairs(cat, name)
-    else:
-        if not models_ or not datasets_:
-            raise EvalmapError("Give a plan name (A, B, C) or both --models and --datasets.")
-        title = "Ad-hoc plan"
-        pairs = planner.plan_pairs(cat, _split(models_), _split(datasets_), samples)
-    if name and samples:
-        pairs = [(m, d, samples) for m, d, _ in pairs]
+    if not name and not (models_ and datasets_):
+        raise EvalmapError("Give a plan name (A, B, C) or both --models and --datasets.")
+    title, pairs = _select_jobs(cat, name, _split(models_), _split(datasets_), samples)
     est = planner.estimate_plan(cat, title, pairs, n_samples)
     if fmt is Format.json:
         return _json(est.to_dict())
@@ -350,14 +354,9 @@ def run(
     from evalmap.tasks.base import TaskConfig
 
     cat = _catalog(catalog)
-    if plan_name:
-        _, pairs = planner.named_plan_pairs(cat, plan_name)
-        if samples:
-            pairs = [(m, d, samples) for m, d, _ in pairs]
-    else:
-        pairs = planner.plan_pairs(
-            cat, _split(models_) or ["smollm2_135m"], _split(datasets_) or ["humaneval"], samples
-        )
+    _, pairs = _select_jobs(
+        cat, plan_name, _split(models_) or ["smollm2_135m"], _split(datasets_) or ["humaneval"], samples
+    )
     options = RunOptions(
         samples=samples,
         seed=seed,

@@ -62,6 +62,18 @@ class LoglikelihoodRequest:
 Request = GenerationRequest | LoglikelihoodRequest
 
 
+def split_context(request: LoglikelihoodRequest) -> tuple[str, str]:
+    """lm-eval's boundary: trailing whitespace of the context belongs to the continuation.
+
+    Every engine must tokenize the same way, or the same weights score differently.
+    """
+    context, continuation = request.context, request.continuation
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces:
+        return context[:-n_spaces], context[-n_spaces:] + continuation
+    return context, continuation
+
+
 @dataclass
 class Generation:
     text: str

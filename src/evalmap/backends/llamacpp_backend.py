@@ -33,6 +33,7 @@ from evalmap.backends.base import (
     GenerationRequest,
     LogLikelihood,
     LoglikelihoodRequest,
+    split_context,
 )
 from evalmap.backends.weights import file_fingerprint
 from evalmap.errors import BackendUnavailableError
@@ -206,10 +207,7 @@ class LlamaCppBackend:
         Trailing whitespace of the context moves to the continuation; context+continuation
         is encoded whole and split at the length of the context's own encoding.
         """
-        n_spaces = len(context) - len(context.rstrip())
-        if n_spaces:
-            continuation = context[-n_spaces:] + continuation
-            context = context[:-n_spaces]
+        context, continuation = split_context(LoglikelihoodRequest(context, continuation))
         context_tokens = self._tokenize(context)
         whole = self._tokenize(context + continuation)
         continuation_tokens = whole[len(context_tokens) :]

@@ -35,6 +35,7 @@ from evalmap.backends.base import (
     GenerationRequest,
     LogLikelihood,
     LoglikelihoodRequest,
+    split_context,
 )
 from evalmap.errors import BackendUnavailableError
 
@@ -368,11 +369,7 @@ class OpenAIBackend:
     # -------------------------------------------------------------- log-likelihood
 
     async def _loglikelihood_one(self, client, sem, request: LoglikelihoodRequest) -> LogLikelihood:
-        context, continuation = request.context, request.continuation
-        n_spaces = len(context) - len(context.rstrip())
-        if n_spaces:  # lm-eval: trailing whitespace of the context belongs to the continuation
-            continuation = context[-n_spaces:] + continuation
-            context = context[:-n_spaces]
+        context, continuation = split_context(request)
         if not context:
             raise ValueError("Prompt-logprob log-likelihoods need a non-empty context.")
         text = context + continuation

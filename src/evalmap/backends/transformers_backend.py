@@ -43,6 +43,7 @@ from evalmap.backends.base import (
     LogLikelihood,
     LoglikelihoodRequest,
     length_sorted,
+    split_context,
 )
 from evalmap.backends.weights import file_fingerprint
 from evalmap.errors import BackendUnavailableError
@@ -500,11 +501,7 @@ class TransformersBackend:
 
     def _split_tokens(self, request: LoglikelihoodRequest) -> tuple[list[int], list[int]]:
         """lm-eval's encoding: encode context+continuation whole and split at the context's length."""
-        context, continuation = request.context, request.continuation
-        spaces = len(context) - len(context.rstrip())
-        if spaces:
-            continuation = context[-spaces:] + continuation
-            context = context[:-spaces]
+        context, continuation = split_context(request)
         if not context:  # condition on a lone BOS (or EOS) token, as lm-eval does
             prefix = self.tokenizer.bos_token_id
             if prefix is None:

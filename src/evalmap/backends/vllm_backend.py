@@ -18,14 +18,9 @@ from evalmap.backends.base import (
     GenerationRequest,
     LogLikelihood,
     LoglikelihoodRequest,
+    split_context,
 )
 from evalmap.errors import BackendUnavailableError
-
-
-def _split_context(context: str, continuation: str) -> tuple[str, str]:
-    """Move the context's trailing spaces onto the continuation, as lm-eval does."""
-    stripped = context.rstrip(" ")
-    return stripped, context[len(stripped) :] + continuation
 
 
 class VLLMBackend:
@@ -115,7 +110,7 @@ class VLLMBackend:
             return []
         token_lists, context_lengths = [], []
         for r in requests:
-            context, continuation = _split_context(r.context, r.continuation)
+            context, continuation = split_context(r)
             whole = self.tokenizer.encode(context + continuation, add_special_tokens=False)
             n_ctx = len(self.tokenizer.encode(context, add_special_tokens=False))
             n_ctx = min(n_ctx, len(whole) - 1)
