@@ -148,7 +148,7 @@ def _run_bwrap(inputs: dict[str, str], stdin: str, limits: Limits, network: bool
         block_r, block_w = (fds.add(fd) for fd in os.pipe())
         info_r, info_w = (fds.add(fd) for fd in os.pipe())
         stdin_fd = fds.add(_memfd(stdin))
-        argv += ["--block-fd", str(block_r), "--info-fd", str(info_w), "--", sys.executable, MAIN]
+        argv += ["--block-fd", str(block_r), "--info-fd", str(info_w), "--", sys.executable, "-S", MAIN]
         cgroup = PidsCgroup.create(limits.max_processes)
         if cgroup is not None:
             stack.callback(cgroup.destroy)  # also when Popen itself fails
@@ -186,7 +186,7 @@ def _run_rlimit(inputs: dict[str, str], stdin: str, limits: Limits) -> ExecResul
             stack.callback(cgroup.destroy)  # also when Popen itself fails
         start = time.monotonic()
         proc = subprocess.Popen(
-            [sys.executable, MAIN], cwd=workdir, env=sandbox_env(workdir),
+            [sys.executable, "-S", MAIN], cwd=workdir, env=sandbox_env(workdir),
             stdin=stdin_fd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
             preexec_fn=partial(_limit_self, limits.rlimits(), cgroup.procs if cgroup else None),
         )  # fmt: skip

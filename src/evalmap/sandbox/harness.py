@@ -186,7 +186,7 @@ def _stdio():
         start = _clock()
         try:
             proc = subprocess.run(
-                [_sys.executable, "solution.py"],
+                [_sys.executable, "-S", "solution.py"],
                 input=stdin.encode(),
                 capture_output=True,
                 timeout=_JOB["test_s"],

@@ -6,6 +6,7 @@ import functools
 import logging
 import os
 import shutil
+import site
 import subprocess
 import sys
 import warnings
@@ -32,10 +33,21 @@ class SandboxUnavailableError(EvalmapError):
     """The isolation EVALMAP_SANDBOX asks for cannot be had here."""
 
 
+def site_packages() -> str:
+    """The interpreter's package dirs, given to `python -S` directly.
+
+    `-S` skips the site module and its .pth files, which cost ~65 ms of the ~85 ms startup
+    of every sandboxed program; PYTHONPATH keeps installed packages (numpy, pandas) importable.
+    """
+    dirs = [*site.getsitepackages(), site.getusersitepackages()]
+    return os.pathsep.join(d for d in dirs if os.path.isdir(d))
+
+
 def sandbox_env(home: str) -> dict[str, str]:
     """The whole environment of a sandboxed program: nothing of the caller's leaks in."""
     return {
         "PATH": f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin",
+        "PYTHONPATH": site_packages(),
         "HOME": home,
         "TMPDIR": home,
         "LANG": "C.UTF-8",
