@@ -84,8 +84,11 @@ def run_job(
         on_progress(len(items) - len(todo))
     workers = max(1, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as scorers:
-        for start in range(0, len(todo), chunk_items):
-            chunk = todo[start : start + chunk_items]
+        # Generation is slow per item: smaller chunks save work and show progress sooner.
+        generates = bool(todo) and any(isinstance(r, GenerationRequest) for r in task.requests(todo[0]))
+        step = max(1, chunk_items // 4) if generates else chunk_items
+        for start in range(0, len(todo), step):
+            chunk = todo[start : start + step]
             began = time.perf_counter()
             per_item = [task.requests(it) for it in chunk]
             unique: dict[str, Request] = {}
