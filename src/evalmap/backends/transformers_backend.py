@@ -45,7 +45,7 @@ from evalmap.backends.base import (
     length_sorted,
     split_context,
 )
-from evalmap.backends.weights import file_fingerprint
+from evalmap.backends.weights import file_fingerprint, folder_fingerprint
 from evalmap.errors import BackendUnavailableError
 
 _INSTALL_HINT = "install the Hugging Face extra with `pip install 'evalmap[hf]'`"
@@ -73,26 +73,6 @@ def converted_cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     base = os.environ.get("EVALMAP_CACHE_DIR")
     root = Path(base).expanduser() if base else Path.home() / ".cache" / "evalmap"
     return root / "converted"
-
-
-def _folder_fingerprint(folder: Path) -> str:
-    """Content id of a local model folder: its config files' bytes and its weight files' names and sizes."""
-    digest = hashlib.sha256()
-    for name in (
-        "config.json",
-        "generation_config.json",
-        "tokenizer_config.json",
-        "chat_template.jinja",
-        "model.safetensors.index.json",
-        "pytorch_model.bin.index.json",
-    ):
-        path = folder / name
-        if path.is_file():
-            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
-    for path in sorted(folder.iterdir()):
-        if path.suffix in (".safetensors", ".bin", ".pt", ".pth") and path.is_file():
-            digest.update(f"{path.name}:{path.stat().st_size}\0".encode())
-    return digest.hexdigest()[:16]
 
 
 class TransformersBackend:
@@ -280,7 +260,7 @@ class TransformersBackend:
         if folder.is_dir():
             model, tokenizer = self._from_folder(folder)
             self.loaded_from = "local"
-            return model, tokenizer, _folder_fingerprint(folder)
+            return model, tokenizer, folder_fingerprint(folder)
         try:
             model, tokenizer = self._from_folder(self.model_ref, revision=self.revision)
         except OSError as exc:
@@ -301,7 +281,7 @@ class TransformersBackend:
             return hashlib.sha256(f"{self.model_ref}@{self.revision}".encode()).hexdigest()[:16]
         if config.parent.parent.name == "snapshots":
             return config.parent.name
-        return _folder_fingerprint(config.parent)
+        return folder_fingerprint(config.parent)
 
     @staticmethod
     def _eos_token_ids(model, tokenizer) -> set[int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from pathlib import Path
 
 from evalmap.backends.base import (
     BackendInfo,
@@ -20,6 +21,7 @@ from evalmap.backends.base import (
     LoglikelihoodRequest,
     split_context,
 )
+from evalmap.backends.weights import folder_fingerprint
 from evalmap.errors import BackendUnavailableError
 
 
@@ -59,7 +61,9 @@ class VLLMBackend:
             logprobs=True,
             max_context=config.max_model_len,
         )
-        revision = getattr(config, "revision", None) or _folder_digest(model_ref)
+        revision = getattr(config, "revision", None) or (
+            folder_fingerprint(Path(model_ref)) if os.path.isdir(model_ref) else "hub"
+        )
         self.info = BackendInfo(
             name="vllm",
             version=vllm.__version__,
@@ -146,17 +150,3 @@ class VLLMBackend:
     def close(self) -> None:
         del self.llm
 
-
-def _folder_digest(model_ref: str) -> str:
-    """For local folders: a digest of config.json and weight file sizes; for repo ids, the id."""
-    if not os.path.isdir(model_ref):
-        return "hub"
-    digest = hashlib.sha256()
-    for name in sorted(os.listdir(model_ref)):
-        path = os.path.join(model_ref, name)
-        if name == "config.json":
-            with open(path, "rb") as fh:
-                digest.update(fh.read())
-        elif name.endswith((".safetensors", ".bin")):
-            digest.update(f"{name}:{os.path.getsize(path)}".encode())
-    return digest.hexdigest()[:16]

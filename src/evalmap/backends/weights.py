@@ -61,3 +61,23 @@ def file_fingerprint(path: Path) -> str:
             fh.seek(-(1 << 20), os.SEEK_END)
             digest.update(fh.read(1 << 20))
     return digest.hexdigest()[:16]
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """Content id of a local model folder: its config files' bytes and its weight files' names and sizes."""
+    digest = hashlib.sha256()
+    for name in (
+        "config.json",
+        "generation_config.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+        "model.safetensors.index.json",
+        "pytorch_model.bin.index.json",
+    ):
+        path = folder / name
+        if path.is_file():
+            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for path in sorted(folder.iterdir()):
+        if path.suffix in (".safetensors", ".bin", ".pt", ".pth") and path.is_file():
+            digest.update(f"{path.name}:{path.stat().st_size}\0".encode())
+    return digest.hexdigest()[:16]
