@@ -7,7 +7,7 @@ import math
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from evalmap.report.compare import Comparison
+if TYPE_CHECKING:  # numpy-backed; every CLI call imports this module, so load it only when comparing
+    from evalmap.report.compare import Comparison
 
 StoreOpt = Annotated[
     Path | None,
