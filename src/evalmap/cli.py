@@ -349,7 +349,7 @@ def run(
     """Evaluate models on datasets; resumable, cached, every score with n and stderr."""
     from evalmap.backends import BackendOptions
     from evalmap.executors.local import RunOptions, run_plan, write_outputs
-    from evalmap.report.terminal import RichReporter, score_table
+    from evalmap.report.terminal import RichReporter, group_table, score_table
     from evalmap.store import Store
     from evalmap.tasks.base import TaskConfig
 
@@ -385,8 +385,11 @@ def run(
             {"model": r.model, "dataset": r.dataset, "n": r.n, "scores": [s.to_dict() for s in r.scores],
              "model_calls": r.model_calls, "cache_hits": r.cache_hits, "wall_seconds": r.wall_seconds}
             for r in summary.results
-        ]})
+        ], "groups": [g.to_dict() for g in summary.groups]})
     out.print(score_table(summary, out.is_terminal))
+    groups = group_table(summary, out.is_terminal)
+    if groups is not None:
+        out.print(groups)
     calls = summary.model_calls
     out.print(
         f"{calls} model calls, {summary.cache_hits} cache hits"

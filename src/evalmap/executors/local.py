@@ -17,7 +17,8 @@ from evalmap.catalog.loader import Catalog
 from evalmap.runner import JobResult, run_job
 from evalmap.store import Store
 from evalmap.tasks.base import TaskConfig
-from evalmap.tasks.registry import build_task
+from evalmap.metrics.stats import Score
+from evalmap.tasks.registry import build_task, group_score, headline_score
 
 TRACKED_PACKAGES = (
     "evalmap", "torch", "transformers", "tokenizers", "gguf", "accelerate", "datasets", "llama_cpp_python",
@@ -48,6 +49,36 @@ class Reporter:
     def message(self, text: str) -> None: ...
 
 
+@dataclass(frozen=True)
+class GroupResult:
+    """One model's score on a task type (e.g. mathematics): the macro mean of its datasets' headline
+    metrics with pooled stderr; `members` names the dataset:metric pairs that went in."""
+
+    model: str
+    group: str
+    members: tuple[str, ...]
+    score: Score
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "group": self.group, "members": list(self.members), **self.score.to_dict()}
+
+
+def group_results(catalog: Catalog, results: list[JobResult]) -> list[GroupResult]:
+    """Per model, one GroupResult for each task type that two or more of its jobs share."""
+    buckets: dict[tuple[str, str], list[JobResult]] = {}
+    for r in results:
+        buckets.setdefault((r.model, catalog.dataset(r.dataset).task_type), []).append(r)
+    groups = []
+    for (model, task_type), jobs in buckets.items():
+        members = [(r.dataset, headline_score(r.dataset, r.scores)) for r in jobs]
+        members = [(d, s) for d, s in members if s is not None]
+        if len(members) < 2:
+            continue
+        score = group_score(task_type, {r.dataset: r.scores for r in jobs}, "macro")
+        groups.append(GroupResult(model, task_type, tuple(f"{d}:{s.name}" for d, s in members), score))
+    return groups
+
+
 @dataclass
 class RunSummary:
     run_id: str
@@ -55,6 +86,7 @@ class RunSummary:
     results: list[JobResult]
     wall_seconds: float
     metadata: dict
+    groups: list[GroupResult] = field(default_factory=list)
 
     @property
     def model_calls(self) -> int:
@@ -146,7 +178,8 @@ def run_plan(
         "args": run.get("args", {}),
         "store": str(store.path),
     }
-    return RunSummary(run_id, resumed, results, time.perf_counter() - began, metadata)
+    groups = group_results(catalog, results)
+    return RunSummary(run_id, resumed, results, time.perf_counter() - began, metadata, groups)
 
 
 def write_outputs(summary: RunSummary, store: Store, out_dir: Path) -> tuple[Path, Path]:
@@ -174,7 +207,8 @@ def write_outputs(summary: RunSummary, store: Store, out_dir: Path) -> tuple[Pat
             }
         )
     results_path = out_dir / "results.json"
-    results_path.write_text(json.dumps({**summary.metadata, "jobs": jobs}, indent=2, default=str))
+    payload = {**summary.metadata, "jobs": jobs, "groups": [g.to_dict() for g in summary.groups]}
+    results_path.write_text(json.dumps(payload, indent=2, default=str))
     samples_path = out_dir / "samples.jsonl"
     with samples_path.open("w", encoding="utf-8") as fh:
         for r in summary.results:

@@ -112,3 +112,23 @@ def score_table(summary: RunSummary, terminal: bool) -> Table:
             "; treat those scores as rough."
         )
     return table
+
+
+def group_table(summary: RunSummary, terminal: bool) -> Table | None:
+    """Task-type groups (two or more datasets of one model): macro mean with pooled stderr."""
+    if not summary.groups:
+        return None
+    table = Table(
+        title="Groups (macro mean of headline metrics, pooled stderr)",
+        box=box.SIMPLE_HEAVY if terminal else box.ASCII, title_justify="left",
+    )
+    for col, justify in (("model", "left"), ("group", "left"), ("value ± stderr (n)", "right"),
+                         ("95% CI", "right"), ("datasets:metric", "left")):
+        table.add_column(col, justify=justify, overflow="fold")
+    for g in summary.groups:
+        s = g.score
+        table.add_row(
+            g.model, g.group, f"{_fmt(s.value)} ± {_fmt(s.stderr)} (n={s.n})",
+            f"[{_fmt(s.ci_low)}, {_fmt(s.ci_high)}]", ", ".join(g.members),
+        )
+    return table

@@ -85,6 +85,7 @@ class CodeSpec:
     test_case_rate: bool = False  # also report test_case_pass_rate (codecontests, apps)
     group_field: str | None = None  # per-group metrics, e.g. apps difficulty
     template_version: str = "1"
+    headline: str = "pass@1"  # the metric that stands for the dataset in group averages
 
     def build(self, dataset: Dataset, config: TaskConfig) -> CodeTask:
         return CodeTask(self, dataset, config)

@@ -68,6 +68,16 @@ def headline_metric(dataset_id: str, mode: str | None = None) -> str | None:
     return first[0] if isinstance(first, tuple) else first
 
 
+def headline_score(dataset_id: str, scores: list[Any]) -> Any | None:
+    """The Score that stands for a dataset's job in a group: its headline metric, or `acc` for a
+    multiple-choice dataset run in generate mode; None when the job has neither."""
+    names = {s.name: s for s in scores}
+    metric = headline_metric(dataset_id)
+    if metric not in names and "acc" in names:
+        metric = "acc"
+    return names.get(metric) if metric else None
+
+
 def group_score(name: str, dataset_scores: dict[str, list[Any]], weighting: str = "macro") -> Any:
     """One group score (e.g. "mathematics") over datasets: each dataset's headline Score, pooled
     with `metrics.aggregate.pooled_group_score` (macro: mean of dataset means, stderr sqrt(sum se^2)/k).
@@ -77,12 +87,5 @@ def group_score(name: str, dataset_scores: dict[str, list[Any]], weighting: str 
     """
     from evalmap.metrics.aggregate import pooled_group_score
 
-    chosen = []
-    for dataset_id, scores in dataset_scores.items():
-        names = {s.name: s for s in scores}
-        metric = headline_metric(dataset_id)
-        if metric not in names and "acc" in names:  # a generative-mode run of a multiple-choice dataset
-            metric = "acc"
-        if metric in names:
-            chosen.append(names[metric])
-    return pooled_group_score(name, chosen, weighting)  # type: ignore[arg-type]
+    chosen = [headline_score(d, scores) for d, scores in dataset_scores.items()]
+    return pooled_group_score(name, [s for s in chosen if s is not None], weighting)  # type: ignore[arg-type]

@@ -1,0 +1,55 @@
+"""A run's group rows: one per model and task type shared by two or more jobs, macro mean with pooled stderr."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from evalmap.catalog.loader import load_catalog
+from evalmap.executors.local import RunSummary, group_results
+from evalmap.metrics.stats import Score
+from evalmap.report.terminal import group_table
+from evalmap.runner import JobResult
+
+
+def job(model: str, dataset: str, *scores: tuple[str, float, float, int]) -> JobResult:
+    return JobResult(
+        job_id=f"{model}/{dataset}", model=model, dataset=dataset, n=scores[0][3],
+        scores=[Score(name, v, se, v - 1.96 * se, v + 1.96 * se, n, "normal") for name, v, se, n in scores],
+        model_calls=1, cache_hits=0, wall_seconds=1.0, prompt_tokens=1, completion_tokens=1, backend={},
+        prompt_hash="x",
+    )
+
+
+def test_groups_pool_headline_metrics_per_model_and_task_type():
+    results = [
+        # gsm8k's headline is the flexible match, not the strict one listed first.
+        job("m", "gsm8k", ("exact_match_strict", 0.9, 0.05, 30), ("exact_match_flexible", 0.2, 0.03, 30)),
+        job("m", "aime", ("math_verify_accuracy", 0.1, 0.04, 30)),
+        job("m", "hellaswag", ("acc", 0.5, 0.09, 30), ("acc_norm", 0.6, 0.09, 30)),  # alone in reasoning
+        job("m", "humaneval", ("pass@1", 0.3, 0.02, 20)),
+        job("m", "mbpp", ("pass@1", 0.5, 0.04, 20)),
+        job("other", "gsm8k", ("exact_match_flexible", 0.7, 0.05, 30)),  # a different model is not pooled in
+    ]
+    groups = {(g.model, g.group): g for g in group_results(load_catalog(), results)}
+    assert set(groups) == {("m", "mathematics"), ("m", "coding")}
+    maths = groups["m", "mathematics"]
+    assert maths.members == ("gsm8k:exact_match_flexible", "aime:math_verify_accuracy")
+    assert maths.score.value == pytest.approx(0.15)
+    assert maths.score.stderr == pytest.approx(math.sqrt(0.03**2 + 0.04**2) / 2)  # 0.025
+    assert maths.score.n == 60
+    assert maths.score.ci_low == pytest.approx(0.15 - 1.959964 * 0.025, abs=1e-5)
+    coding = groups["m", "coding"]
+    assert coding.score.value == pytest.approx(0.4) and coding.score.stderr == pytest.approx(math.sqrt(0.0020) / 2)
+
+    table = group_table(RunSummary("r", False, results, 1.0, {}, list(groups.values())), terminal=False)
+    rows = list(zip(*[c.cells for c in table.columns], strict=True))
+    assert ("m", "mathematics", "0.150 ± 0.025 (n=60)") == rows[0][:3]
+
+
+def test_no_group_table_when_no_task_type_has_two_datasets():
+    results = [job("m", "gsm8k", ("exact_match_flexible", 0.2, 0.03, 30)), job("m", "mmlu", ("acc", 0.3, 0.04, 30))]
+    groups = group_results(load_catalog(), results)
+    assert groups == []
+    assert group_table(RunSummary("r", False, results, 1.0, {}, groups), terminal=False) is None
