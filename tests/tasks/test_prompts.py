@@ -271,3 +271,19 @@ def test_prompt_hash_is_stable_and_sensitive(make_task):
     assert h != make_task("gsm8k", chat=True).prompt_hash()
     assert make_task("mmlu").prompt_hash() != make_task("mmlu", num_fewshot=5).prompt_hash()
     assert make_task("humaneval").prompt_hash() != make_task("humaneval", chat=True).prompt_hash()
+
+
+@pytest.mark.parametrize(("dataset", "shots"), [("arc_challenge", 25), ("hellaswag", 10), ("mmlu", 5), ("winogrande", 5)])
+def test_standard_fewshot_counts_build_full_contexts(make_task, dataset, shots):
+    """The literature's counts (docs/tasks.md) are one flag away; the default stays lm-eval's 0."""
+    assert make_task(dataset).num_fewshot == 0
+    task = make_task(dataset, num_fewshot=shots)
+    item = task.items()[0]
+    exemplars = task.exemplars(item)
+    assert len(exemplars) == shots
+    if task.spec.fewshot_source is None:  # drawn from the evaluation split: never the item itself
+        assert all(ex["id"] != item.id for ex in exemplars)
+    context = task.requests(item)[0].context
+    assert context.count("\n\n") >= shots and context.startswith(
+        (task.shot(exemplars[0]), "The following are multiple choice questions")
+    )
