@@ -45,7 +45,7 @@ def test_groups_pool_headline_metrics_per_model_and_task_type():
 
     table = group_table(RunSummary("r", False, results, 1.0, {}, list(groups.values())), terminal=False)
     rows = list(zip(*[c.cells for c in table.columns], strict=True))
-    assert ("m", "mathematics", "0.150 ± 0.025 (n=60)") == rows[0][:3]
+    assert rows[0][:3] == ("m", "mathematics", "0.150 ± 0.025 (n=60)")
 
 
 def test_no_group_table_when_no_task_type_has_two_datasets():

@@ -273,7 +273,9 @@ def test_prompt_hash_is_stable_and_sensitive(make_task):
     assert make_task("humaneval").prompt_hash() != make_task("humaneval", chat=True).prompt_hash()
 
 
-@pytest.mark.parametrize(("dataset", "shots"), [("arc_challenge", 25), ("hellaswag", 10), ("mmlu", 5), ("winogrande", 5)])
+@pytest.mark.parametrize(
+    ("dataset", "shots"), [("arc_challenge", 25), ("hellaswag", 10), ("mmlu", 5), ("winogrande", 5)]
+)
 def test_standard_fewshot_counts_build_full_contexts(make_task, dataset, shots):
     """The literature's counts (docs/tasks.md) are one flag away; the default stays lm-eval's 0."""
     assert make_task(dataset).num_fewshot == 0

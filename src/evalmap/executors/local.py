@@ -14,10 +14,10 @@ from pathlib import Path
 
 from evalmap.backends import BackendOptions, backend_name, open_backend
 from evalmap.catalog.loader import Catalog
+from evalmap.metrics.stats import Score
 from evalmap.runner import JobResult, run_job
 from evalmap.store import Store
 from evalmap.tasks.base import TaskConfig
-from evalmap.metrics.stats import Score
 from evalmap.tasks.registry import build_task, group_score, headline_score
 
 TRACKED_PACKAGES = (

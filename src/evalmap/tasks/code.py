@@ -11,7 +11,8 @@ mbpp follows the MBPP paper (Austin et al., 2021) and lm-eval: 3 shots (task ids
 in the `[BEGIN]` / `[DONE]` format, stop at `[DONE]`; the code plus `test_setup_code` is
 loaded and each of the 3 asserts runs separately, so a sample's details say which passed.
 bigcodebench (Zhuo et al., 2024): Complete mode prompts `complete_prompt` (completion),
-Instruct mode (chat) prompts `instruct_prompt`; the program plus the task's unittest
+Instruct mode (chat) prompts `instruct_prompt`; the answer is sanitized and calibrated as
+bigcodebench's leaderboard does (`tasks.sanitize`), then the program plus the task's unittest
 `TestCases` run as in bigcodebench's own checker (module `__test__`, skips count as passed).
 codecontests and apps (in `code_contests`) run stdin/stdout or call-based tests.
 
@@ -48,6 +49,7 @@ from evalmap.errors import EvalmapError
 from evalmap.metrics.stats import Score
 from evalmap.tasks.base import Item, SampleResult, TaskConfig, deterministic_subset
 from evalmap.tasks.data import DataSource, LazyRecords, mean_scores, settings_hash
+from evalmap.tasks.sanitize import calibrated, sanitize
 
 STDERR_TAIL = 1000
 REFERENCE_FACTOR = 4.0  # evalplus's gt_time_limit_factor
@@ -186,11 +188,14 @@ class CodeTask:
                 code = extract_code(response_text)
                 return prompt + "\n" + code if f"def {data['entry_point']}" in code else prompt + code
             return prompt + response_text
-        if kind == "unittest":
+        if kind == "unittest":  # bigcodebench's sanitized-calibrated solution
             if self.chat:
-                code = extract_code(response_text)
-                return code if f"def {data['entry_point']}" in code else data["code_prompt"] + code
-            return data["complete_prompt"] + response_text
+                # The reference's calibration for an answer that starts inside the function body.
+                fenced = response_text.replace("```python\n    ", "```python\n" + data["complete_prompt"] + "    ")
+                solution = extract_code(fenced)
+            else:
+                solution = data["complete_prompt"] + "\n" + response_text
+            return calibrated(data["code_prompt"], sanitize(solution, data["entry_point"]))
         if self.chat:
             return extract_code(response_text)
         return _strip_markers(response_text)
