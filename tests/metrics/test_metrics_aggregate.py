@@ -58,3 +58,12 @@ def test_bootstrap_ci_custom_stat_and_edges():
     assert all(math.isnan(x) for x in bootstrap_ci([]))
     assert bootstrap_ci([3.0]) == (3.0, 3.0)
     assert bootstrap_ci([2.0, 2.0, 2.0]) == (2.0, 2.0)
+
+
+def test_pooled_interval_of_proportions_stays_in_unit_range():
+    zero = Score("humaneval", 0.0, 0.0, 0.0, 0.161, 20, "wilson")
+    low = Score("mbpp", 0.05, 0.05, 0.009, 0.236, 20, "wilson")
+    s = pooled_group_score("coding", [zero, low])
+    assert s.value == 0.025 and s.stderr == 0.025 and s.ci_low == 0.0 and s.ci_high > 0.025
+    unbounded = Score("latency", 0.05, 0.05, -0.048, 0.148, 20, "normal")  # not a proportion: no clipping
+    assert pooled_group_score("g", [unbounded, low]).ci_low < 0

@@ -175,6 +175,11 @@ def test_bigcodebench_canonical_solutions_with_installed_libs(make_task):
     results = score_all(task, items, [it.data["canonical"][len(it.data["complete_prompt"]) :] for it in items], 2)
     bad = failures(items, results)
     print(f"bigcodebench: {len(items) - len(bad)}/{len(items)} pass with installed libs (of 1140)")
+    for task_id, details in sorted(bad.items()):
+        tests = details.get("tests") or {}
+        why = sorted({f"{t['status']}:{t.get('error_type') or ''}" for t in tests.values()})
+        print(f"  {task_id}: {details.get('status')} {details.get('error_type') or ''} {why} "
+              f"{(details.get('stderr') or '')[-160:]!r}")
     assert len(bad) <= 0.1 * len(items), sorted(bad)
 
 

@@ -28,7 +28,8 @@ def pooled_group_score(name: str, scores: Sequence[Score], weighting: Weighting 
     much as a 10k-item one (how leaderboards average); stderr sqrt(sum se_i^2) / k.
     micro: the sample-weighted mean (as if all samples were pooled); stderr
     sqrt(sum (n_i/N)^2 se_i^2). Both assume independent datasets. Scores with
-    n = 0 carry no information and are left out; `n` is the total sample count.
+    n = 0 carry no information and are left out; `n` is the total sample count. When every
+    input interval lies in [0, 1] (proportions), the group interval is clipped to [0, 1].
     """
     if weighting not in ("macro", "micro"):
         raise ValueError(f"weighting must be 'macro' or 'micro', got {weighting!r}.")
@@ -46,6 +47,8 @@ def pooled_group_score(name: str, scores: Sequence[Score], weighting: Weighting 
         value = math.fsum(w * s.value for w, s in zip(weights, used, strict=True))
         stderr = math.sqrt(math.fsum((w * s.stderr) ** 2 for w, s in zip(weights, used, strict=True)))
     low, high = normal_ci(value, stderr)
+    if all(0.0 <= s.ci_low and s.ci_high <= 1.0 for s in used):  # a mean of 0-1 scores stays in [0, 1]
+        low, high = max(low, 0.0), min(high, 1.0)
     return Score(name, value, stderr, low, high, total, method)
 
 
