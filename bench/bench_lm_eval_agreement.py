@@ -11,7 +11,10 @@ to a safetensors folder under ~/.cache/evalmap/converted/<fingerprint>/), this s
 3. runs `evalmap run` and `lm_eval --model hf` offline on them, each timed from process
    start (model load included), with a fresh evalmap store (no cached responses);
 4. prints each metric of both with its stderr, |difference| / combined stderr, and the
-   wall-time ratio.
+   wall-time ratio;
+5. compares item by item (evalmap's store vs lm-eval's `--log_samples`): for multiple
+   choice the largest |difference| of any option's log-likelihood and how many items get
+   the same acc / acc_norm prediction; for gsm8k how many generations are identical.
 
     python bench/bench_lm_eval_agreement.py --n 100 --gsm8k-n 20
     python bench/bench_lm_eval_agreement.py --datasets arc_challenge,hellaswag --n 50
@@ -27,6 +30,7 @@ import argparse
 import json
 import math
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -218,7 +222,7 @@ def run_lmeval(python: Path, model_dir: Path, datasets: list[str], tasks_dir: Pa
             [str(python), "-m", "lm_eval", "--model", "hf",
              "--model_args", f"pretrained={model_dir},dtype=float32",
              "--tasks", f"em_{ds}", "--include_path", str(tasks_dir), "--device", "cpu", "--batch_size", "8",
-             "--output_path", str(out / ds), "--seed", "0,1234,1234,1234"],
+             "--output_path", str(out / ds), "--seed", "0,1234,1234,1234", "--log_samples"],
             capture_output=True, text=True, env=env, check=False,
         )  # fmt: skip
         wall += time.perf_counter() - began
@@ -229,6 +233,55 @@ def run_lmeval(python: Path, model_dir: Path, datasets: list[str], tasks_dir: Pa
             raise SystemExit(f"lm-eval wrote no results for {ds}:\n{proc.stdout[-2000:]}")
         results[ds] = json.loads(found[-1].read_text())["results"][f"em_{ds}"]
     return results, wall
+
+
+def evalmap_samples(store: Path, dataset: str) -> dict[int, dict]:
+    """evalmap's stored samples of one dataset by position (= lm-eval's doc_id: same item order)."""
+    with sqlite3.connect(store) as db:
+        rows = db.execute(
+            "SELECT s.position, s.output, s.details FROM samples s JOIN jobs j ON s.job_id = j.id WHERE j.dataset = ?",
+            (dataset,),
+        ).fetchall()
+    return {pos: {"output": json.loads(out), "details": json.loads(det)} for pos, out, det in rows}
+
+
+def lmeval_samples(out: Path, dataset: str) -> dict[int, dict]:
+    found = sorted((out / dataset).rglob(f"samples_em_{dataset}_*.jsonl"))
+    if not found:
+        return {}
+    rows = [json.loads(line) for line in found[-1].read_text().splitlines() if line.strip()]
+    return {r["doc_id"]: r for r in rows}
+
+
+def _loglikelihoods(sample: dict) -> list[float]:
+    """lm-eval's per-option log-likelihoods from a logged sample ([ll, is_greedy] pairs or bare floats)."""
+    values = []
+    for resp in sample["filtered_resps"]:
+        values.append(float(resp[0] if isinstance(resp, list | tuple) else resp))
+    return values
+
+
+def per_item(dataset: str, em: dict[int, dict], lm: dict[int, dict]) -> str:
+    shared = sorted(set(em) & set(lm))
+    if not shared:
+        return "no per-item logs to compare"
+    if dataset == "gsm8k":
+        same = sum(em[i]["output"][0] == lm[i]["resps"][0][0] for i in shared)
+        stripped = sum(em[i]["output"][0].strip() == lm[i]["resps"][0][0].strip() for i in shared)
+        return f"identical generations {same}/{len(shared)} ({stripped}/{len(shared)} ignoring surrounding whitespace)"
+    worst, same_acc, same_norm = 0.0, 0, 0
+    for i in shared:
+        ours, theirs = em[i]["details"]["logprobs"], _loglikelihoods(lm[i])
+        worst = max(worst, max(abs(a - b) for a, b in zip(ours, theirs, strict=True)))
+        same_acc += em[i]["details"]["pred"] == max(range(len(theirs)), key=theirs.__getitem__)
+        if "pred_norm" in em[i]["details"]:
+            lengths = em[i]["details"]["choice_chars"]
+            norm = [ll / n for ll, n in zip(theirs, lengths, strict=True)]
+            same_norm += em[i]["details"]["pred_norm"] == max(range(len(norm)), key=norm.__getitem__)
+    text = f"max |Δ log-likelihood| {worst:.2e} over all options; same acc prediction {same_acc}/{len(shared)}"
+    if "pred_norm" in em[shared[0]]["details"]:
+        text += f", same acc_norm prediction {same_norm}/{len(shared)}"
+    return text
 
 
 def main() -> None:
@@ -273,10 +326,16 @@ def main() -> None:
                 f"{ds:<14}{em_name:<22}{a['n']:>5}{a['value']:>10.3f} ± {a['stderr']:.3f}"
                 f"{b_val:>10.3f} ± {b_se:.3f}{z:>11.2f}"
             )
+    print("\nitem by item:")
+    agreement = {}
+    for ds in datasets:
+        agreement[ds] = per_item(ds, evalmap_samples(work / "evalmap.sqlite", ds), lmeval_samples(work / "lmeval", ds))
+        print(f"  {ds:<14}{agreement[ds]}")
     ratio = em_wall / lm_wall if lm_wall else float("nan")
     print(f"\nwall time (model load included): evalmap {em_wall:.1f} s, lm-eval {lm_wall:.1f} s, ratio {ratio:.2f}")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "evalmap_s": em_wall, "lm_eval_s": lm_wall}, indent=2))
+        payload = {"rows": rows, "per_item": agreement, "evalmap_s": em_wall, "lm_eval_s": lm_wall}
+        args.json.write_text(json.dumps(payload, indent=2))
 
 
 if __name__ == "__main__":

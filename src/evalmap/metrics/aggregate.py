@@ -47,7 +47,7 @@ def pooled_group_score(name: str, scores: Sequence[Score], weighting: Weighting 
         value = math.fsum(w * s.value for w, s in zip(weights, used, strict=True))
         stderr = math.sqrt(math.fsum((w * s.stderr) ** 2 for w, s in zip(weights, used, strict=True)))
     low, high = normal_ci(value, stderr)
-    if all(0.0 <= s.ci_low and s.ci_high <= 1.0 for s in used):  # a mean of 0-1 scores stays in [0, 1]
+    if all(s.ci_low >= 0.0 and s.ci_high <= 1.0 for s in used):  # a mean of 0-1 scores stays in [0, 1]
         low, high = max(low, 0.0), min(high, 1.0)
     return Score(name, value, stderr, low, high, total, method)
 

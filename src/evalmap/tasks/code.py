@@ -621,7 +621,7 @@ def _bigcodebench(records: list[dict[str, Any]], origin: str) -> list[dict[str, 
             {
                 **{k: r[k] for k in keys},
                 "canonical": r["complete_prompt"] + r["canonical_solution"]
-                if not r["canonical_solution"].lstrip().startswith(("import ", "from ", "def "))
+                if not r["canonical_solution"].lstrip("\n").startswith(("import ", "from ", "def "))  # not nested
                 else r["canonical_solution"],
                 "libs": list(libs or []),
             }
