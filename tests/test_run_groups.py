@@ -53,3 +53,13 @@ def test_no_group_table_when_no_task_type_has_two_datasets():
     groups = group_results(load_catalog(), results)
     assert groups == []
     assert group_table(RunSummary("r", False, results, 1.0, {}, groups), terminal=False) is None
+
+
+def test_score_table_keeps_subgroup_scores_out_of_the_terminal():
+    from evalmap.report.terminal import score_table
+
+    result = job("m", "mmlu", ("acc", 0.3, 0.04, 40), ("acc/subject_macro", 0.3, 0.05, 40),
+                 ("acc/subject:anatomy", 0.5, 0.2, 4), ("acc/subject:virology", 0.0, 0.0, 3))  # fmt: skip
+    table = score_table(RunSummary("r", False, [result], 1.0, {}), terminal=False)
+    assert list(table.columns[2].cells) == ["acc", "acc/subject_macro"]
+    assert "2 per-subject / level / difficulty scores are in results.json" in str(table.caption)

@@ -95,9 +95,12 @@ def score_table(summary: RunSummary, terminal: bool) -> Table:
         ("tokens/s", "right"), ("wall", "right"),
     ):
         table.add_column(col, justify=justify)
+    hidden = 0
     for r in summary.results:
         tps = r.tokens / r.wall_seconds if r.wall_seconds > 0 and r.model_calls else None
-        for i, s in enumerate(r.scores):
+        shown = [s for s in r.scores if ":" not in s.name]  # per subject / level / difficulty: results.json
+        hidden += len(r.scores) - len(shown)
+        for i, s in enumerate(shown):
             first = i == 0
             table.add_row(
                 r.model if first else "", r.dataset if first else "", s.name,
@@ -106,11 +109,14 @@ def score_table(summary: RunSummary, terminal: bool) -> Table:
                 str(r.model_calls) if first else "", str(r.cache_hits) if first else "",
                 (f"{tps:.1f}" if tps else "cached") if first else "", f"{r.wall_seconds:.1f} s" if first else "",
             )
+    notes = []
     small = [r for r in summary.results if r.n < 30]
     if small:
-        table.caption = "Note: " + ", ".join(f"{r.dataset} has only {r.n} samples" for r in small) + (
-            "; treat those scores as rough."
-        )
+        notes.append(", ".join(f"{r.dataset} has only {r.n} samples" for r in small) + "; treat those scores as rough.")
+    if hidden:
+        notes.append(f"{hidden} per-subject / level / difficulty scores are in results.json and the report.")
+    if notes:
+        table.caption = "Note: " + " ".join(notes)
     return table
 
 
