@@ -67,3 +67,11 @@ def test_pooled_interval_of_proportions_stays_in_unit_range():
     assert s.value == 0.025 and s.stderr == 0.025 and s.ci_low == 0.0 and s.ci_high > 0.025
     unbounded = Score("latency", 0.05, 0.05, -0.048, 0.148, 20, "normal")  # not a proportion: no clipping
     assert pooled_group_score("g", [unbounded, low]).ci_low < 0
+
+
+def test_all_zero_proportions_keep_an_honest_interval():
+    """Every subject at 0% has stderr 0; a zero-width [0, 0] interval would overstate certainty."""
+    zeros = [Score(f"s{i}", 0.0, 0.0, 0.0, 0.5, 5, "wilson") for i in range(6)]
+    s = pooled_group_score("math", zeros)
+    assert s.value == 0.0 and s.stderr == 0.0 and s.ci_low == 0.0
+    assert s.ci_high == pytest.approx(0.1135, abs=1e-3)  # Wilson at 0/30

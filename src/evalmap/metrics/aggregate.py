@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 
-from evalmap.metrics.stats import Score, empty_score, normal_ci
+from evalmap.metrics.stats import Score, empty_score, normal_ci, wilson_interval
 
 # Resample in chunks of at most this many drawn values, so a 2000 × 100k bootstrap
 # does not allocate gigabytes at once.
@@ -29,7 +29,7 @@ def pooled_group_score(name: str, scores: Sequence[Score], weighting: Weighting 
     micro: the sample-weighted mean (as if all samples were pooled); stderr
     sqrt(sum (n_i/N)^2 se_i^2). Both assume independent datasets. Scores with
     n = 0 carry no information and are left out; `n` is the total sample count. When every
-    input interval lies in [0, 1] (proportions), the group interval is clipped to [0, 1].
+    input interval lies in [0, 1] (proportions), the interval comes from `proportion_ci`.
     """
     if weighting not in ("macro", "micro"):
         raise ValueError(f"weighting must be 'macro' or 'micro', got {weighting!r}.")
@@ -46,10 +46,20 @@ def pooled_group_score(name: str, scores: Sequence[Score], weighting: Weighting 
         weights = [s.n / total for s in used]
         value = math.fsum(w * s.value for w, s in zip(weights, used, strict=True))
         stderr = math.sqrt(math.fsum((w * s.stderr) ** 2 for w, s in zip(weights, used, strict=True)))
-    low, high = normal_ci(value, stderr)
-    if all(s.ci_low >= 0.0 and s.ci_high <= 1.0 for s in used):  # a mean of 0-1 scores stays in [0, 1]
-        low, high = max(low, 0.0), min(high, 1.0)
+    if all(s.ci_low >= 0.0 and s.ci_high <= 1.0 for s in used):  # proportions
+        low, high = proportion_ci(value, stderr, total)
+    else:
+        low, high = normal_ci(value, stderr)
     return Score(name, value, stderr, low, high, total, method)
+
+
+def proportion_ci(value: float, stderr: float, n: int) -> tuple[float, float]:
+    """A 95% CI for a mean of 0-1 scores: value ± 1.96·stderr clipped to [0, 1]; where the stderr
+    is 0 (every part at 0% or 100%) the normal interval would have no width, so Wilson's at n."""
+    if stderr == 0.0 and n > 0:
+        return wilson_interval(min(max(value, 0.0), 1.0), n)
+    low, high = normal_ci(value, stderr)
+    return max(low, 0.0), min(high, 1.0)
 
 
 def bootstrap_distribution(

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from evalmap.backends.base import Generation, GenerationRequest, Request, Response
 from evalmap.catalog.schema import Dataset
 from evalmap.errors import EvalmapError
-from evalmap.metrics.aggregate import pooled_group_score
+from evalmap.metrics.aggregate import pooled_group_score, proportion_ci
 from evalmap.metrics.answers import (
     extract_boxed,
     extract_last_number,
@@ -266,7 +266,10 @@ def macro_score(name: str, groups: list[list[float]], per: list[Score]) -> Score
     sd = math.sqrt(math.fsum((v - mean_all) ** 2 for v in values) / (len(values) - 1))
     value = math.fsum(math.fsum(g) / len(g) for g in groups) / k
     stderr = sd * math.sqrt(math.fsum(len(g) * (1 / (k * len(g))) ** 2 for g in groups))
-    low, high = normal_ci(value, stderr)
+    if all(0.0 <= v <= 1.0 for v in values):
+        low, high = proportion_ci(value, stderr, len(values))
+    else:
+        low, high = normal_ci(value, stderr)
     return Score(name, value, stderr, low, high, len(values), "normal-macro-weighted")
 
 
