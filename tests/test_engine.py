@@ -82,8 +82,11 @@ def test_killed_run_resumes_without_duplicates(env, shared_data, how):
     while time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.5)
         if store.exists():
-            with sqlite3.connect(store) as db:
-                stored = db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+            try:
+                with sqlite3.connect(store) as db:
+                    stored = db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+            except sqlite3.OperationalError:  # the file exists a moment before its tables do
+                continue
             if stored:
                 break
     assert proc.poll() is None and stored, "the run finished or stored nothing before it could be killed"
