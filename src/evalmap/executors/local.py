@@ -14,11 +14,12 @@ from pathlib import Path
 
 from evalmap.backends import BackendOptions, backend_name, open_backend
 from evalmap.catalog.loader import Catalog
+from evalmap.metrics.aggregate import pooled_group_score
 from evalmap.metrics.stats import Score
 from evalmap.runner import JobResult, run_job
 from evalmap.store import Store
 from evalmap.tasks.base import TaskConfig
-from evalmap.tasks.registry import build_task, group_score, headline_score
+from evalmap.tasks.registry import build_task, headline_score
 
 TRACKED_PACKAGES = (
     "evalmap", "torch", "transformers", "tokenizers", "gguf", "accelerate", "datasets", "llama_cpp_python",
@@ -74,7 +75,7 @@ def group_results(catalog: Catalog, results: list[JobResult]) -> list[GroupResul
         members = [(d, s) for d, s in members if s is not None]
         if len(members) < 2:
             continue
-        score = group_score(task_type, {r.dataset: r.scores for r in jobs}, "macro")
+        score = pooled_group_score(task_type, [s for _, s in members], "macro")
         groups.append(GroupResult(model, task_type, tuple(f"{d}:{s.name}" for d, s in members), score))
     return groups
 

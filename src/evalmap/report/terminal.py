@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from rich import box
 from rich.console import Console
 from rich.progress import (
@@ -18,6 +16,7 @@ from rich.progress import (
 from rich.table import Table
 
 from evalmap.executors.local import Reporter, RunSummary
+from evalmap.report.tables import fmt_ci, fmt_score
 from evalmap.runner import JobResult
 
 
@@ -81,10 +80,6 @@ class RichReporter(Reporter):
             self.progress.console.print(text, highlight=False, markup=False)
 
 
-def _fmt(value: float, digits: int = 3) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
-
-
 def score_table(summary: RunSummary, terminal: bool) -> Table:
     table = Table(
         title=f"Run {summary.run_id}", box=box.SIMPLE_HEAVY if terminal else box.ASCII, title_justify="left"
@@ -104,7 +99,7 @@ def score_table(summary: RunSummary, terminal: bool) -> Table:
             first = i == 0
             table.add_row(
                 r.model if first else "", r.dataset if first else "", s.name,
-                f"{_fmt(s.value)} ± {_fmt(s.stderr)} (n={s.n})", f"[{_fmt(s.ci_low)}, {_fmt(s.ci_high)}]",
+                fmt_score(s), fmt_ci(s),
                 f"{r.backend.get('name')} {r.backend.get('version')}" if first else "",
                 str(r.model_calls) if first else "", str(r.cache_hits) if first else "",
                 (f"{tps:.1f}" if tps else "cached") if first else "", f"{r.wall_seconds:.1f} s" if first else "",
@@ -132,9 +127,7 @@ def group_table(summary: RunSummary, terminal: bool) -> Table | None:
                          ("95% CI", "right"), ("datasets:metric", "left")):
         table.add_column(col, justify=justify, overflow="fold")
     for g in summary.groups:
-        s = g.score
         table.add_row(
-            g.model, g.group, f"{_fmt(s.value)} ± {_fmt(s.stderr)} (n={s.n})",
-            f"[{_fmt(s.ci_low)}, {_fmt(s.ci_high)}]", ", ".join(g.members),
+            g.model, g.group, fmt_score(g.score), fmt_ci(g.score), ", ".join(g.members),
         )
     return table
