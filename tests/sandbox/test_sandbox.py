@@ -22,12 +22,12 @@ from evalmap.sandbox import (
     isolation_available,
     run_python,
 )
-from evalmap.sandbox.cgroup import pids_root
+from evalmap.sandbox.cgroup import controller_root
 from evalmap.sandbox.output import CappedBuffer, exception_name
 
 HAS_BWRAP = isolation_available() == "bwrap"
 bwrap_only = pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap cannot run here: hostile tests need it")
-CAN_CAP_PROCESSES = pids_root() is not None or os.geteuid() != 0
+CAN_CAP_PROCESSES = controller_root("pids") is not None or os.geteuid() != 0
 
 
 @pytest.fixture(autouse=True)
@@ -279,12 +279,15 @@ def test_file_size_is_limited() -> None:
 def test_killing_its_parent_harms_nobody() -> None:
     result = run("""
         import os, time
-        os.kill(os.getppid(), 9)
+        try:
+            os.kill(os.getppid(), 9)
+        except PermissionError:
+            pass  # as root, the parent is bwrap's init, run by another uid than the program's
         time.sleep(0.2)
         print("parent", os.getppid())
     """)
     # The parent is the sandbox's pid-1 init, which the kernel shields from its own namespace.
-    assert (result.status, result.stdout) == ("passed", "parent 1\n")
+    assert (result.status, result.stdout) == ("passed", "parent 1\n"), result
     assert psutil.Process().is_running()
 
 
@@ -317,7 +320,8 @@ def test_pool_preserves_order() -> None:
 
 
 def _footprint() -> tuple[int, int, list[str], int]:
-    cgroups = sorted(p.name for p in pids_root().glob(f"evalmap-{os.getpid()}-*")) if pids_root() else []
+    roots = {found[0] for found in map(controller_root, ("pids", "memory")) if found}
+    cgroups = sorted(str(p) for root in roots for p in root.glob(f"evalmap-{os.getpid()}-*"))
     tmp = len(list(Path("/tmp").glob("evalmap-sandbox-*")))
     return len(sandbox_processes()), tmp, cgroups, len(os.listdir("/proc/self/fd"))
 
@@ -347,11 +351,15 @@ def test_rlimit_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(isolation.ENV_VAR, "rlimit")
     monkeypatch.setenv("EVALMAP_TEST_SECRET", "hunter2")
     isolation._warn_fallback.cache_clear()
+    if isolation._rlimit_problem() is not None:  # root, and the unprivileged uid cannot reach this Python
+        with pytest.raises(SandboxUnavailableError, match="cannot run safely here.*non-root user"):
+            isolation_available()
+        return
     tmp_before = len(list(Path("/tmp").glob("evalmap-sandbox-*")))
     with pytest.warns(RuntimeWarning, match="resource limits ONLY"):
         assert isolation_available() == "rlimit"
-    echo = run("import os, sys; print(sys.stdin.read(), 'EVALMAP_TEST_SECRET' in os.environ)", stdin="hi")
-    assert (echo.status, echo.stdout, echo.isolation) == ("passed", "hi False\n", "rlimit")
+    echo = run("import os, sys; print(sys.stdin.read(), 'EVALMAP_TEST_SECRET' in os.environ, os.getuid() > 0)", stdin="hi")
+    assert (echo.status, echo.stdout, echo.isolation) == ("passed", "hi False True\n", "rlimit")
     assert run("assert 1 == 2").error_type == "AssertionError"
     assert run("x = bytearray(4 * 1024**3)").status == "memory"
     loop = run("while True:\n    pass\n", limits=Limits(wall_s=1))
@@ -359,8 +367,25 @@ def test_rlimit_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(list(Path("/tmp").glob("evalmap-sandbox-*"))) == tmp_before
 
 
+def test_rlimit_fallback_never_runs_as_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As root, the fallback either runs model code as another uid or refuses to run it."""
+    monkeypatch.setenv(isolation.ENV_VAR, "rlimit")
+    monkeypatch.setenv(isolation.UID_ENV_VAR, "0")
+    isolation._rlimit_problem.cache_clear()
+    try:
+        if os.geteuid() == 0:
+            with pytest.raises(SandboxUnavailableError, match="non-zero numeric uid"):
+                isolation_available()
+    finally:
+        isolation._rlimit_problem.cache_clear()
+
+
 def test_broken_bwrap_falls_back_or_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(isolation, "_bwrap_problem", lambda: "bwrap failed to start: test")
+    monkeypatch.setattr(isolation, "_rlimit_problem", lambda: "uid 65534 cannot run python")
+    with pytest.raises(SandboxUnavailableError, match="bwrap failed to start: test.*cannot run python"):
+        isolation_available()
+    monkeypatch.setattr(isolation, "_rlimit_problem", lambda: None)
     with pytest.warns(RuntimeWarning, match="bwrap failed to start: test"):
         assert isolation_available() == "rlimit"
     monkeypatch.setenv(isolation.ENV_VAR, "bwrap")

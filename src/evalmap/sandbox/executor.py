@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
+import logging
 import math
 import os
 import resource
@@ -17,13 +19,22 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 
-from evalmap.sandbox.cgroup import PidsCgroup
-from evalmap.sandbox.isolation import WORKDIR, bwrap_argv, bwrap_path, isolation_available, sandbox_env
+from evalmap.sandbox.cgroup import ExecutionCgroup
+from evalmap.sandbox.isolation import (
+    WORKDIR,
+    bwrap_argv,
+    bwrap_path,
+    isolation_available,
+    program_prefix,
+    sandbox_env,
+    sandbox_uid,
+)
 from evalmap.sandbox.output import CappedBuffer, exception_name
+
+logger = logging.getLogger(__name__)
 
 MAIN = "main.py"
 _PIPE_BYTES = 1 << 20  # fewer wake-ups when a program floods its output
@@ -31,26 +42,43 @@ _PIPE_BYTES = 1 << 20  # fewer wake-ups when a program floods its output
 
 @dataclass(frozen=True)
 class Limits:
-    """What one execution may use; defaults suit HumanEval/MBPP-sized programs."""
+    """What one execution may use; defaults suit HumanEval/MBPP-sized programs.
+
+    Memory is capped twice: each process by RLIMIT_AS (`memory_mb`, so Python raises
+    MemoryError), and the whole execution by a memory cgroup (`total_memory_mb`, swap off).
+    Where no memory cgroup can be had, the process cap shrinks so that processes x
+    `memory_mb` stays within `total_memory_mb` (see `process_cap`), and a warning says so.
+    """
 
     wall_s: float = 10.0
     cpu_s: float | None = None  # default: wall_s + 1
-    memory_mb: int = 1024  # RLIMIT_AS
+    memory_mb: int = 1024  # RLIMIT_AS, per process
+    total_memory_mb: int = 4096  # the execution's memory cgroup: all its processes together
     max_output_bytes: int = 65536  # per stream
-    max_processes: int = 64  # pids cgroup (binds root); RLIMIT_NPROC (binds non-root)
+    max_processes: int = 64  # the pids cgroup; RLIMIT_NPROC where there is none
     max_file_mb: int = 64  # RLIMIT_FSIZE, and the size of the sandbox's tmpfs
 
-    def rlimits(self) -> list[tuple[int, tuple[int, int]]]:
+    def process_cap(self, memory_cgroup: bool) -> int:
+        """Processes allowed: all of `max_processes` under a memory cgroup, else what the total allows."""
+        if memory_cgroup:
+            return self.max_processes
+        return max(1, min(self.max_processes, self.total_memory_mb // self.memory_mb))
+
+    def rlimits(self, cgroup: ExecutionCgroup | None) -> list[tuple[int, tuple[int, int]]]:
         cpu = math.ceil(self.wall_s + 1 if self.cpu_s is None else self.cpu_s)
         memory = self.memory_mb << 20
         fsize = self.max_file_mb << 20
-        return [
+        limits = [
             (resource.RLIMIT_CPU, (cpu, cpu + 1)),  # SIGXCPU first, SIGKILL a second later
             (resource.RLIMIT_AS, (memory, memory)),
             (resource.RLIMIT_FSIZE, (fsize, fsize)),
-            (resource.RLIMIT_NPROC, (self.max_processes, self.max_processes)),
             (resource.RLIMIT_CORE, (0, 0)),
         ]
+        if cgroup is None or not cgroup.caps_processes:
+            # RLIMIT_NPROC counts every process of the uid, so it is only the fallback cap.
+            nproc = self.process_cap(cgroup is not None and cgroup.caps_memory)
+            limits.append((resource.RLIMIT_NPROC, (nproc, nproc)))
+        return limits
 
 
 DEFAULT_LIMITS = Limits()
@@ -82,12 +110,17 @@ def run_python(
     limits: Limits = DEFAULT_LIMITS,
     files: dict[str, str] | None = None,
     network: bool = False,
+    secret: bytes | None = None,
 ) -> ExecResult:
-    """Runs `code` as main.py in a fresh sandbox, with `files` beside it and `stdin` as input."""
+    """Runs `code` as main.py in a fresh sandbox, with `files` beside it and `stdin` as input.
+
+    `secret`, when given, is readable once from an inherited descriptor whose number is the
+    program's sys.argv[1] (the test harness's nonce: never on disk, never in the environment).
+    """
     inputs = {MAIN: code, **_checked(files or {})}
     if isolation_available() == "bwrap":
-        return _run_bwrap(inputs, stdin, limits, network)
-    return _run_rlimit(inputs, stdin, limits)
+        return _run_bwrap(inputs, stdin, limits, network, secret)
+    return _run_rlimit(inputs, stdin, limits, secret)
 
 
 class SandboxPool:
@@ -122,15 +155,15 @@ def _checked(files: dict[str, str]) -> dict[str, str]:
     return files
 
 
-def _memfd(text: str) -> int:
+def _memfd(data: str | bytes) -> int:
     """Input handed to the child as an in-memory file: no disk, no pipe that could block."""
     fd = os.memfd_create("evalmap-sandbox", os.MFD_CLOEXEC)
-    os.write(fd, text.encode())
+    os.write(fd, data.encode() if isinstance(data, str) else data)
     os.lseek(fd, 0, os.SEEK_SET)
     return fd
 
 
-def _run_bwrap(inputs: dict[str, str], stdin: str, limits: Limits, network: bool) -> ExecResult:
+def _run_bwrap(inputs: dict[str, str], stdin: str, limits: Limits, network: bool, secret: bytes | None) -> ExecResult:
     """The child blocks (--block-fd) until its rlimits and cgroup are set from here.
 
     Setting them from the parent keeps Popen on vfork: a preexec_fn forces a fork of
@@ -144,34 +177,42 @@ def _run_bwrap(inputs: dict[str, str], stdin: str, limits: Limits, network: bool
         fds = stack.enter_context(_Fds())
         child_fds = [fds.add(_memfd(text)) for text in inputs.values()]
         for fd, name in zip(child_fds, inputs, strict=True):
-            argv += ["--file", str(fd), f"{WORKDIR}/{name}"]
+            argv += ["--perms", "0644", "--file", str(fd), f"{WORKDIR}/{name}"]
         block_r, block_w = (fds.add(fd) for fd in os.pipe())
         info_r, info_w = (fds.add(fd) for fd in os.pipe())
         stdin_fd = fds.add(_memfd(stdin))
-        argv += ["--block-fd", str(block_r), "--info-fd", str(info_w), "--", sys.executable, "-S", MAIN]
-        cgroup = PidsCgroup.create(limits.max_processes)
+        program = [sys.executable, "-S", MAIN]
+        passed_fds = [*child_fds, block_r, info_w]
+        if secret is not None:
+            secret_fd = fds.add(_memfd(secret))
+            passed_fds.append(secret_fd)
+            program.append(str(secret_fd))
+        argv += ["--block-fd", str(block_r), "--info-fd", str(info_w), "--", *program_prefix(), *program]
+        cgroup = _cgroup(limits)
         if cgroup is not None:
             stack.callback(cgroup.destroy)  # also when Popen itself fails
         start = time.monotonic()
         proc = subprocess.Popen(
             argv, stdin=stdin_fd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            pass_fds=(*child_fds, block_r, info_w), start_new_session=True, env={},
+            pass_fds=passed_fds, start_new_session=True, env={},
         )  # fmt: skip
         stack.enter_context(proc)  # closes the pipes, after _reap below has killed and reaped
         stack.callback(_reap, proc, cgroup)
-        fds.close(*child_fds, block_r, info_w, stdin_fd)  # the child has them; EOF on info_r needs this
+        fds.close(*passed_fds, stdin_fd)  # the child has them; EOF on info_r needs this
         child = _child_pid(info_r)
         if child is not None:
             if cgroup is not None:
                 cgroup.add(child)
-            for which, limit in limits.rlimits():
+            for which, limit in limits.rlimits(cgroup):
                 resource.prlimit(child, which, limit)
             os.write(block_w, b"1")
         return _supervise(proc, cgroup, limits, start, "bwrap", started=child is not None)
 
 
-def _run_rlimit(inputs: dict[str, str], stdin: str, limits: Limits) -> ExecResult:
-    """The fallback: limits and a throwaway cwd, but the host's filesystem and network."""
+def _run_rlimit(inputs: dict[str, str], stdin: str, limits: Limits, secret: bytes | None) -> ExecResult:
+    """The fallback: limits, a throwaway cwd and (as root) an unprivileged uid, but the host's
+    filesystem and network."""
+    uid = sandbox_uid()
     with (
         tempfile.TemporaryDirectory(prefix="evalmap-sandbox-", ignore_cleanup_errors=True) as workdir,
         contextlib.ExitStack() as stack,
@@ -180,29 +221,59 @@ def _run_rlimit(inputs: dict[str, str], stdin: str, limits: Limits) -> ExecResul
             path = Path(workdir, name)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
-        stdin_fd = stack.enter_context(_Fds()).add(_memfd(stdin))
-        cgroup = PidsCgroup.create(limits.max_processes)
+        if uid is not None:
+            for path in [Path(workdir), *Path(workdir).rglob("*")]:
+                os.chown(path, uid, uid)
+        fds = stack.enter_context(_Fds())
+        stdin_fd = fds.add(_memfd(stdin))
+        program = [sys.executable, "-S", MAIN]
+        passed_fds: list[int] = []
+        if secret is not None:
+            passed_fds.append(fds.add(_memfd(secret)))
+            program.append(str(passed_fds[0]))
+        cgroup = _cgroup(limits)
         if cgroup is not None:
             stack.callback(cgroup.destroy)  # also when Popen itself fails
+        limit_self = functools.partial(_limit_self, limits.rlimits(cgroup), cgroup.procs_files() if cgroup else [], uid)
         start = time.monotonic()
         proc = subprocess.Popen(
-            [sys.executable, "-S", MAIN], cwd=workdir, env=sandbox_env(workdir),
+            program, cwd=workdir, env=sandbox_env(workdir), pass_fds=passed_fds,
             stdin=stdin_fd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-            preexec_fn=partial(_limit_self, limits.rlimits(), cgroup.procs if cgroup else None),
+            preexec_fn=limit_self,
         )  # fmt: skip
         stack.enter_context(proc)
         stack.callback(_reap, proc, cgroup)
+        fds.close(*passed_fds)
         return _supervise(proc, cgroup, limits, start, "rlimit", started=True)
 
 
-def _limit_self(rlimits: list[tuple[int, tuple[int, int]]], cgroup_procs: str | None) -> None:
-    """Runs in the forked child before exec: only async-signal-safe-ish system calls."""
-    if cgroup_procs is not None:
-        fd = os.open(cgroup_procs, os.O_WRONLY)
+def _cgroup(limits: Limits) -> ExecutionCgroup | None:
+    cgroup = ExecutionCgroup.create(limits.total_memory_mb << 20, limits.process_cap)
+    if cgroup is None or not cgroup.caps_memory:
+        _warn_no_memory_cgroup(limits.process_cap(False), limits.memory_mb)
+    return cgroup
+
+
+@functools.cache
+def _warn_no_memory_cgroup(processes: int, memory_mb: int) -> None:
+    logger.warning(
+        "evalmap sandbox: no memory cgroup here, so an execution's memory is capped as %d processes x %d MB each",
+        processes, memory_mb,
+    )  # fmt: skip
+
+
+def _limit_self(rlimits: list[tuple[int, tuple[int, int]]], cgroup_procs: list[str], uid: int | None) -> None:
+    """Runs in the forked child before exec: joins the cgroup, sets limits, then drops root."""
+    for procs in cgroup_procs:
+        fd = os.open(procs, os.O_WRONLY)
         os.write(fd, str(os.getpid()).encode())
         os.close(fd)
     for which, limit in rlimits:
         resource.setrlimit(which, limit)
+    if uid is not None:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
 
 
 def _child_pid(info_r: int) -> int | None:
@@ -214,7 +285,7 @@ def _child_pid(info_r: int) -> int | None:
 
 
 def _supervise(
-    proc: subprocess.Popen[bytes], cgroup: PidsCgroup | None, limits: Limits, start: float,
+    proc: subprocess.Popen[bytes], cgroup: ExecutionCgroup | None, limits: Limits, start: float,
     isolation: str, *, started: bool,
 ) -> ExecResult:  # fmt: skip
     """Reads capped output until the child exits or the wall limit passes, then kills the rest."""
@@ -226,10 +297,13 @@ def _supervise(
             fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
     timed_out = _pump(proc, sinks, start + limits.wall_s)
     wall_s = time.monotonic() - start
+    oom_killed = cgroup is not None and cgroup.oom_killed()
     _reap(proc, cgroup)
     _drain(sinks)
     stdout, stderr = out.text(), err.text()
     status, exit_code, error_type = _classify(proc.returncode, timed_out, stderr, started)
+    if oom_killed and status not in ("passed", "timeout"):
+        status, error_type = "memory", "MemoryError"  # the cgroup's OOM killer, not Python's MemoryError
     return ExecResult(
         status=status, exit_code=exit_code, stdout=stdout, stderr=stderr, wall_s=wall_s,
         error_type=error_type, truncated=out.truncated or err.truncated, isolation=isolation,
@@ -267,7 +341,7 @@ def _drain(sinks: dict[int, CappedBuffer]) -> None:
                 sink.feed(chunk)
 
 
-def _reap(proc: subprocess.Popen[bytes], cgroup: PidsCgroup | None) -> None:
+def _reap(proc: subprocess.Popen[bytes], cgroup: ExecutionCgroup | None) -> None:
     """Kills the process group (before reaping, so its id cannot be reused) and the cgroup."""
     if proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):

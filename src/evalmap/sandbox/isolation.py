@@ -16,11 +16,11 @@ from evalmap.errors import EvalmapError
 logger = logging.getLogger(__name__)
 
 ENV_VAR = "EVALMAP_SANDBOX"  # "bwrap" (required), "rlimit" (forced fallback) or unset (auto)
+UID_ENV_VAR = "EVALMAP_SANDBOX_UID"  # the host uid model code runs as when evalmap runs as root
 WORKDIR = "/tmp"  # the sandbox's private tmpfs, also its cwd and HOME
-NOBODY = "65534"
+NOBODY = 65534
 
-# What of /etc a Python program needs; the rest (shadow, ssh host keys, ssl/private)
-# stays out: the sandboxed uid maps to the caller's, so root-owned files would be readable.
+# What of /etc a Python program needs; the rest (shadow, ssh host keys, ssl/private) stays out.
 _ETC = (
     "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "timezone", "passwd", "group",
     "nsswitch.conf", "hosts", "host.conf", "protocols", "services", "mime.types", "ssl/certs",
@@ -70,15 +70,53 @@ def python_roots() -> list[str]:
     return roots
 
 
+def sandbox_uid() -> int | None:
+    """The unprivileged host uid model code runs as, or None when evalmap itself is not root.
+
+    As root, bwrap's user namespace would map the sandbox's uid to host uid 0, and a program
+    could then write /proc/sys (kernel.core_pattern runs a command as host root). So as root
+    the sandbox is set up without a user namespace and the program runs as this uid instead.
+    """
+    if os.geteuid() != 0:
+        return None
+    value = os.environ.get(UID_ENV_VAR, str(NOBODY))
+    if not value.isdigit() or int(value) == 0:
+        raise SandboxUnavailableError(f"{UID_ENV_VAR}={value!r} must be a non-zero numeric uid; fix or unset it.")
+    return int(value)
+
+
+def drop_to(uid: int) -> list[str]:
+    """The command prefix that turns root into `uid` (no groups, no capabilities, no new privileges)."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        raise SandboxUnavailableError(
+            "evalmap runs as root and needs setpriv (Debian: util-linux) to run model code as an unprivileged uid; "
+            "install util-linux or run evalmap as a non-root user."
+        )
+    return [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all", "--no-new-privs", "--"]
+
+
+def _parents(path: str) -> list[str]:
+    """/a/b/c -> [/a, /a/b]: directories bwrap would otherwise create with the host's modes (/root: 0700)."""
+    parts = path.strip("/").split("/")[:-1]
+    return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
 def bwrap_argv(bwrap: str, tmpfs_bytes: int, network: bool) -> list[str]:
-    """bwrap options up to (not including) the command: a read-only system, a private tmpfs."""
-    argv = [
-        bwrap, "--unshare-all", "--unshare-user", "--uid", NOBODY, "--gid", NOBODY,
-        "--disable-userns", "--cap-drop", "ALL", "--die-with-parent", "--clearenv",
-    ]  # fmt: skip
-    if network:
-        argv.append("--share-net")
-    argv += ["--ro-bind", "/usr", "/usr"]
+    """bwrap's options (the command follows `--`, after `program_prefix()`): a read-only system,
+    a private tmpfs, /proc/sys read-only, and a host uid that is never 0."""
+    uid = sandbox_uid()
+    if uid is None:  # not root: a user namespace maps the sandbox's uid to the caller's own
+        argv = [bwrap, "--unshare-all", "--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY),
+                "--disable-userns", "--cap-drop", "ALL"]  # fmt: skip
+        if network:
+            argv.append("--share-net")
+    else:  # root: no user namespace (it would map to uid 0); setpriv drops to `uid` before the program
+        argv = [bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try",
+                "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]  # fmt: skip
+        if not network:
+            argv.append("--unshare-net")
+    argv += ["--die-with-parent", "--clearenv", "--ro-bind", "/usr", "/usr"]
     for name in _TOP_DIRS:
         path = f"/{name}"
         if os.path.islink(path):
@@ -90,11 +128,19 @@ def bwrap_argv(bwrap: str, tmpfs_bytes: int, network: bool) -> list[str]:
         if os.path.exists(path):
             argv += ["--ro-bind", path, path]
     for root in python_roots():
+        for parent in _parents(root):
+            if not parent.startswith("/usr"):
+                argv += ["--perms", "0755", "--dir", parent]
         argv += ["--ro-bind", root, root]
+    argv += ["--proc", "/proc"]
+    # bwrap covers these only when it can check them as the caller; cover them always.
+    for name in ("sys", "sysrq-trigger", "pressure"):
+        if os.path.exists(f"/proc/{name}"):
+            argv += ["--ro-bind", f"/proc/{name}", f"/proc/{name}"]
     argv += [
-        "--proc", "/proc", "--dev", "/dev",
-        "--size", str(tmpfs_bytes), "--tmpfs", WORKDIR,
-        "--size", str(tmpfs_bytes), "--tmpfs", "/dev/shm",
+        "--dev", "/dev",
+        "--perms", "0777", "--size", str(tmpfs_bytes), "--tmpfs", WORKDIR,
+        "--perms", "1777", "--size", str(tmpfs_bytes), "--tmpfs", "/dev/shm",
         "--chdir", WORKDIR,
         # Else the root and /dev tmpfs would take unbounded writes.
         "--remount-ro", "/", "--remount-ro", "/dev",
@@ -102,6 +148,12 @@ def bwrap_argv(bwrap: str, tmpfs_bytes: int, network: bool) -> list[str]:
     for key, value in sandbox_env(WORKDIR).items():
         argv += ["--setenv", key, value]
     return argv
+
+
+def program_prefix() -> list[str]:
+    """What goes between bwrap's `--` and the program: the drop from root, when evalmap is root."""
+    uid = sandbox_uid()
+    return [] if uid is None else drop_to(uid)
 
 
 @functools.cache
@@ -115,7 +167,10 @@ def _bwrap_problem() -> str | None:
     bwrap = bwrap_path()
     if bwrap is None:
         return "bwrap is not installed (Debian: apt-get install bubblewrap)"
-    argv = [*bwrap_argv(bwrap, 1 << 20, network=False), "--", sys.executable, "-S", "-c", ""]
+    try:
+        argv = [*bwrap_argv(bwrap, 1 << 20, network=False), "--", *program_prefix(), sys.executable, "-S", "-c", ""]
+    except SandboxUnavailableError as exc:
+        return str(exc)
     try:
         probe = subprocess.run(argv, capture_output=True, timeout=60, env={})
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -135,18 +190,50 @@ def _warn_fallback(reason: str) -> None:
     warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
+@functools.cache
+def _rlimit_problem() -> str | None:
+    """Why the fallback cannot run model code as a non-root uid here (None when it can)."""
+    try:
+        uid = sandbox_uid()
+    except SandboxUnavailableError as exc:
+        return str(exc)
+    if uid is None:
+        return None
+    argv = [sys.executable, "-S", "-c", "import json, encodings.idna"]  # the stdlib must be readable
+    try:
+        probe = subprocess.run(
+            argv, capture_output=True, timeout=60, env={}, cwd="/", user=uid, group=uid, extra_groups=[]
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"uid {uid} cannot run {sys.executable} ({exc})"
+    if probe.returncode != 0:
+        return f"uid {uid} cannot run {sys.executable} ({probe.stderr.decode(errors='replace').strip()[-200:]})"
+    return None
+
+
 def isolation_available() -> str:
-    """ "bwrap" when bubblewrap works here, else "rlimit" (said loudly, once)."""
+    """ "bwrap" when bubblewrap works here, else "rlimit" (said loudly, once).
+
+    The fallback never runs model code as root: as root it runs it as `sandbox_uid()`, and
+    where that uid cannot run this Python, there is no fallback and evalmap says so.
+    """
     mode = os.environ.get(ENV_VAR, "auto")
     if mode not in ("auto", "bwrap", "rlimit"):
         raise SandboxUnavailableError(f"{ENV_VAR}={mode!r} is not one of auto, bwrap, rlimit; fix or unset it.")
     if mode == "rlimit":
-        _warn_fallback(f"{ENV_VAR}=rlimit")
-        return "rlimit"
-    problem = _bwrap_problem()
-    if problem is None:
-        return "bwrap"
-    if mode == "bwrap":
-        raise SandboxUnavailableError(f"{ENV_VAR}=bwrap is set but {problem}; install bubblewrap or unset it.")
-    _warn_fallback(problem)
+        reason = f"{ENV_VAR}=rlimit"
+    else:
+        problem = _bwrap_problem()
+        if problem is None:
+            return "bwrap"
+        if mode == "bwrap":
+            raise SandboxUnavailableError(f"{ENV_VAR}=bwrap is set but {problem}; install bubblewrap or unset it.")
+        reason = problem
+    blocker = _rlimit_problem()
+    if blocker is not None:
+        raise SandboxUnavailableError(
+            f"Model-written code cannot run safely here: {reason}, and evalmap runs as root but {blocker}; "
+            "install bubblewrap (Debian: apt-get install bubblewrap) or run evalmap as a non-root user."
+        )
+    _warn_fallback(reason)
     return "rlimit"
