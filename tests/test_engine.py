@@ -61,7 +61,7 @@ def test_run_writes_results_and_repeat_is_fully_cached(env, tmp_path, shared_dat
     assert len(samples) == 8 and all({"prompt", "output", "extracted", "metrics"} <= set(s) for s in samples)
     assert (tmp_path / "out" / "report" / "index.html").is_file()
 
-    again = evalmap(*args, env=env)
+    again = evalmap(*args, "--overwrite", env=env)  # same --output: replacing it is asked for
     assert again.returncode == 0, again.stderr
     assert "0 model calls" in again.stdout and "everything came from the cache" in again.stdout
     repeat = json.loads((tmp_path / "out" / "results.json").read_text())

@@ -325,7 +325,12 @@ def run(
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="Local dataset folder (default $EVALMAP_DATA_DIR, else hub).")
     ] = None,
-    output: Annotated[Path | None, typer.Option(help="Write results.json and samples.jsonl here.")] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Write results.json, samples.jsonl and report/ into this folder.")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an earlier run's results in --output (only evalmap's files).")
+    ] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
     concurrency: Annotated[int, typer.Option(min=1, help="Parallel requests to a server.")] = 8,
     seed: Annotated[int, typer.Option()] = 1234,
@@ -348,7 +353,7 @@ def run(
 ) -> None:
     """Evaluate models on datasets; resumable, cached, every score with n and stderr."""
     from evalmap.backends import BackendOptions
-    from evalmap.executors.local import RunOptions, run_plan, write_outputs
+    from evalmap.executors.local import RunOptions, check_output_dir, remove_outputs, run_plan, write_outputs
     from evalmap.report.terminal import RichReporter, group_table, score_table
     from evalmap.store import Store
     from evalmap.tasks.base import TaskConfig
@@ -369,6 +374,8 @@ def run(
             variant=variant, n_samples=n_samples, temperature=temperature, seed=seed,
         ),
     )
+    if output:
+        check_output_dir(output, overwrite)  # before the store opens or a model loads
     store = Store(store_path)
     args = {"pairs": pairs, "backend": backend, "base_url": base_url, "samples": samples, "seed": seed}
     progress_console = Console(stderr=True)
@@ -379,6 +386,8 @@ def run(
         err.print("Interrupted: finished samples are saved; run the same command again to resume.")
         raise SystemExit(130) from None
     if output:
+        if overwrite:
+            remove_outputs(output)  # only now: an interrupted run leaves the earlier results in place
         results_path, samples_path = write_outputs(summary, store, output)
     if fmt is Format.json:
         return _json({**summary.metadata, "jobs": [

@@ -4,26 +4,43 @@ One file in WAL mode (readers never block the writer, a kill -9 loses at most th
 open transaction). The response cache is keyed by (model fingerprint, request
 hash) only, never by batch size or run, so any later run of the same model on the
 same request is free.
+
+The file carries evalmap's SQLite application id. Before anything is written, an
+existing file is checked to be empty, an evalmap store, or a store of an earlier
+evalmap (exactly evalmap's tables, no id yet; it is then stamped); a damaged or
+foreign file is left untouched and the user is told what to do. Each run row names
+the process that runs it (pid, host, boot id, process start time): a second process
+cannot attach to a run whose owner is alive, and a run whose owner is gone
+(kill -9, crash, reboot) reads as "interrupted" and resumes like any other.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from evalmap.backends.base import Request, Response, response_from_dict
+from evalmap.errors import EvalmapError
+
+APPLICATION_ID = 0x45564D50  # "EVMP" in the SQLite header: this file is an evalmap store
+SCHEMA_VERSION = 1  # PRAGMA user_version; 0 = a store of an evalmap that did not stamp its files
+TABLES = ("runs", "jobs", "samples", "scores", "responses")
+OWNER_COLUMNS = ("pid", "host", "boot_id", "proc_start")  # who runs a run (added in schema 1)
+SQLITE_MAGIC = b"SQLite format 3\x00"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, run_key TEXT NOT NULL, created REAL NOT NULL, finished REAL,
     status TEXT NOT NULL, args TEXT NOT NULL, seed INTEGER NOT NULL, catalog_version TEXT NOT NULL,
-    versions TEXT NOT NULL, wall_seconds REAL
+    versions TEXT NOT NULL, wall_seconds REAL, pid INTEGER, host TEXT, boot_id TEXT, proc_start TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_key ON runs(run_key);
 CREATE TABLE IF NOT EXISTS jobs (
@@ -51,6 +68,14 @@ CREATE TABLE IF NOT EXISTS responses (
 """
 
 
+class StoreError(EvalmapError):
+    """The store cannot be used: its folder is not writable, or the file is damaged or not evalmap's."""
+
+
+class RunBusyError(EvalmapError):
+    """Another live process is running this very run."""
+
+
 def default_home() -> Path:
     return Path(os.environ.get("EVALMAP_HOME", Path.home() / ".cache" / "evalmap"))
 
@@ -59,43 +84,294 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str, sort_keys=True)
 
 
+# ---------------------------------------------------------------- where the store lives, and what the file is
+
+_WHAT_TO_DO = "set EVALMAP_HOME or pass --store to a file in a writable folder"
+
+
+def _check_location(path: Path) -> None:
+    """The store's folder exists (or is made) and is writable, and the path is not a folder."""
+    if path.is_dir():
+        raise StoreError(
+            f"The store path {path} is a folder, not a file; pass --store with a file path such as "
+            f"{path / 'store.sqlite'}."
+        )
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), folder)
+        raise StoreError(
+            f"Cannot create the store folder {folder}: {blocker} is a file, not a folder; {_WHAT_TO_DO}."
+        ) from None
+    except OSError as exc:
+        raise StoreError(f"Cannot create the store folder {folder} ({exc.strerror}); {_WHAT_TO_DO}.") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StoreError(f"The store folder {folder} is not writable; {_WHAT_TO_DO}.")
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise StoreError(f"The store {path} is read-only; make it writable, or {_WHAT_TO_DO}.")
+
+
+def _damaged(path: Path, why: str) -> StoreError:
+    return StoreError(
+        f"The store {path} is damaged ({why}); evalmap left it untouched: move it aside "
+        f"(e.g. `mv {path} {path}.bad`) to start a new store there, or pass --store with another file."
+    )
+
+
+def _inspect(path: Path) -> str:
+    """'new' (no file, or an empty one), 'legacy' (an unstamped store of an earlier evalmap) or 'evalmap'.
+
+    Only reads: the header bytes, then (for an unstamped file) a read-only connection that creates
+    no -wal/-shm files beside it unless they are in use already. Raises StoreError for a damaged
+    file or another program's database, so neither is ever written to.
+    """
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return "new"
+    if size == 0:
+        return "new"
+    with path.open("rb") as fh:
+        header = fh.read(100)
+    if len(header) < 100 or not header.startswith(SQLITE_MAGIC):
+        raise _damaged(path, "it is not an SQLite database")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    size_known = pages > 0 and header[24:28] == header[92:96]  # SQLite's rule for a valid in-header size
+    wal = Path(f"{path}-wal")
+    wal_in_use = wal.exists() and wal.stat().st_size > 0
+    if size_known and not wal_in_use and size < pages * page_size:
+        raise _damaged(path, f"it is truncated: {size:,} of {pages * page_size:,} bytes")
+    app_id, version = int.from_bytes(header[68:72], "big"), int.from_bytes(header[60:64], "big")
+    tables: set[str] = set()
+    if app_id == 0:  # an empty database, a store of an earlier evalmap, or another program's: look inside
+        mode = "ro" if wal_in_use else "ro&immutable=1"  # immutable: no lock, no -shm; the file is all there is
+        try:
+            ro = sqlite3.connect(f"{path.resolve().as_uri()}?mode={mode}", uri=True, timeout=30)
+            try:
+                app_id = ro.execute("PRAGMA application_id").fetchone()[0]  # the header may lag the WAL
+                version = ro.execute("PRAGMA user_version").fetchone()[0]
+                tables = {
+                    r[0] for r in ro.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                    if not r[0].startswith("sqlite_")
+                }
+            finally:
+                ro.close()
+        except sqlite3.OperationalError as exc:  # locked, unopenable, ...: not (known to be) the file's fault
+            if getattr(exc, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
+                raise _damaged(path, str(exc)) from None
+            raise StoreError(f"Cannot read the store {path} ({exc}); {_WHAT_TO_DO}.") from None
+        except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
+            raise _damaged(path, str(exc)) from None
+    if app_id == APPLICATION_ID:
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"The store {path} was written by a newer evalmap (schema {version}; this one knows "
+                f"{SCHEMA_VERSION}); upgrade evalmap, or pass --store with another file."
+            )
+        return "evalmap"
+    if app_id == 0 and version == 0 and not tables:
+        return "new"
+    if app_id == 0 and version == 0 and tables == set(TABLES):
+        return "legacy"
+    what = f"tables: {', '.join(sorted(tables))}" if tables else f"application id {app_id}"
+    raise StoreError(
+        f"{path} is another program's SQLite database ({what}), not an evalmap store, and evalmap left it "
+        f"untouched; pass --store with another file, or move that file aside."
+    )
+
+
+# ---------------------------------------------------------------- which process runs a run
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        try:
+            import psutil
+
+            return f"boot@{psutil.boot_time():.0f}"
+        except Exception:  # noqa: BLE001 - no way to tell reboots apart: pid + start time still do
+            return None
+
+
+def _proc_state(pid: int) -> tuple[str | None, str | None]:
+    """(state letter, start time) of a process, (None, None) where they cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2 :].split()
+        return fields[0], f"ticks:{fields[19]}"
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import psutil
+
+        proc = psutil.Process(pid)
+        return ("Z" if proc.status() == psutil.STATUS_ZOMBIE else "R"), f"t:{proc.create_time():.2f}"
+    except Exception:  # noqa: BLE001 - psutil missing, or the process is gone
+        return None, None
+
+
+def this_process() -> dict:
+    """The owner columns of a run row for the calling process."""
+    return {
+        "pid": os.getpid(), "host": socket.gethostname(), "boot_id": _boot_id(),
+        "proc_start": _proc_state(os.getpid())[1],
+    }
+
+
+def owner_alive(row: sqlite3.Row | dict) -> bool:
+    """Is the process named by a run row still the one running it? A reused pid is not (start time)."""
+    pid = row["pid"]
+    if pid is None:
+        return False  # an earlier evalmap's row, or a crash before the owner was recorded
+    if row["host"] and row["host"] != socket.gethostname():
+        return True  # another machine sharing the store: cannot tell, so never steal its run
+    boot = _boot_id()
+    if row["boot_id"] and boot and row["boot_id"] != boot:
+        return False
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process there
+        try:
+            import psutil
+
+            return psutil.pid_exists(pid)
+        except ImportError:
+            return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    state, start = _proc_state(pid)
+    if state == "Z":
+        return False
+    return not (row["proc_start"] and start and start != row["proc_start"])
+
+
 class Store:
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path else default_home() / "store.sqlite"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        _check_location(self.path)
+        state = _inspect(self.path)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"Cannot open the store {self.path} ({exc}); {_WHAT_TO_DO}.") from None
         self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
+        try:
+            if state != "evalmap":
+                with self._write():  # user_version stays as it was: _migrate brings older tables up
+                    for statement in SCHEMA.split(";"):
+                        if statement.strip():
+                            self.db.execute(statement)
+                    self.db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            self._migrate()
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.mark_interrupted()
+        except sqlite3.Error as exc:
+            self.db.close()
+            if not isinstance(exc, sqlite3.OperationalError) or getattr(exc, "sqlite_errorname", "") in (
+                "SQLITE_CORRUPT", "SQLITE_NOTADB"
+            ):
+                raise _damaged(self.path, str(exc)) from None
+            raise StoreError(f"Cannot write to the store {self.path} ({exc}); {_WHAT_TO_DO}.") from None
 
     def close(self) -> None:
         self.db.close()
 
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        """One write transaction, taken up front so a read-then-write cannot interleave with another writer."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        """Bring a store of an earlier schema up to this one (columns are only ever added)."""
+        if self.db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+            return
+        with self._write():
+            have = {r[1] for r in self.db.execute("PRAGMA table_info(runs)")}
+            for column, kind in zip(OWNER_COLUMNS, ("INTEGER", "TEXT", "TEXT", "TEXT"), strict=True):
+                if column not in have:
+                    self.db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+            self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
     # ------------------------------------------------------------ runs and jobs
 
+    def mark_interrupted(self) -> list[str]:
+        """Runs left "running" by a process that is gone (kill -9, crash, reboot) become "interrupted"."""
+        rows = self.db.execute(
+            "SELECT id, pid, host, boot_id, proc_start FROM runs WHERE status='running'"
+        ).fetchall()
+        gone = [r for r in rows if not owner_alive(r)]
+        marked = []
+        if gone:
+            with self._write():
+                for r in gone:
+                    changed = self.db.execute(
+                        "UPDATE runs SET status='interrupted' WHERE id=? AND status='running' "
+                        "AND pid IS ? AND boot_id IS ? AND proc_start IS ?",
+                        (r["id"], r["pid"], r["boot_id"], r["proc_start"]),
+                    ).rowcount
+                    if changed:
+                        self.db.execute(
+                            "UPDATE jobs SET status='interrupted' WHERE run_id=? AND status='running'", (r["id"],)
+                        )
+                        marked.append(r["id"])
+        return marked
+
     def open_run(self, run_key: str, args: dict, seed: int, catalog_version: str, versions: dict) -> tuple[str, bool]:
-        """Resume the unfinished run with these arguments, or start a new one. Returns (id, resumed)."""
-        row = self.db.execute(
-            "SELECT id FROM runs WHERE run_key=? AND status!='finished' ORDER BY created DESC LIMIT 1",
-            (run_key,),
-        ).fetchone()
-        if row:
-            self.db.execute("UPDATE runs SET status='running' WHERE id=?", (row["id"],))
-            return row["id"], True
-        run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-        self.db.execute(
-            "INSERT INTO runs(id, run_key, created, status, args, seed, catalog_version, versions) "
-            "VALUES (?,?,?,?,?,?,?,?)",
-            (run_id, run_key, time.time(), "running", _dumps(args), seed, catalog_version, _dumps(versions)),
-        )
-        return run_id, False
+        """Resume the unfinished run with these arguments, or start a new one. Returns (id, resumed).
+
+        Raises RunBusyError when a live process is running that same run.
+        """
+        me = this_process()
+        owner = (me["pid"], me["host"], me["boot_id"], me["proc_start"])
+        with self._write():
+            row = self.db.execute(
+                "SELECT id, status, pid, host, boot_id, proc_start FROM runs WHERE run_key=? AND status!='finished' "
+                "ORDER BY created DESC LIMIT 1",
+                (run_key,),
+            ).fetchone()
+            if row:
+                if row["status"] == "running" and owner_alive(row):
+                    where = f" on {row['host']}" if row["host"] and row["host"] != me["host"] else ""
+                    raise RunBusyError(
+                        f"This run is already running (pid {row['pid']}{where}, run {row['id']}); wait for it to "
+                        "finish, or stop that process and run the same command again to resume it."
+                    )
+                self.db.execute(
+                    "UPDATE runs SET status='running', pid=?, host=?, boot_id=?, proc_start=? WHERE id=?",
+                    (*owner, row["id"]),
+                )
+                return row["id"], True
+            run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+            self.db.execute(
+                "INSERT INTO runs(id, run_key, created, status, args, seed, catalog_version, versions, "
+                "pid, host, boot_id, proc_start) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (run_id, run_key, time.time(), "running", _dumps(args), seed, catalog_version, _dumps(versions),
+                 *owner),
+            )
+            return run_id, False
 
     def finish_run(self, run_id: str, status: str, wall_seconds: float) -> None:
-        self.db.execute(
-            "UPDATE runs SET status=?, finished=?, wall_seconds=COALESCE(wall_seconds,0)+? WHERE id=?",
-            (status, time.time(), wall_seconds, run_id),
-        )
+        with self._write():
+            self.db.execute(
+                "UPDATE runs SET status=?, finished=?, wall_seconds=COALESCE(wall_seconds,0)+? WHERE id=?",
+                (status, time.time(), wall_seconds, run_id),
+            )
+            if status != "finished":
+                self.db.execute("UPDATE jobs SET status=? WHERE run_id=? AND status='running'", (status, run_id))
 
     def open_job(
         self, run_id: str, model: str, dataset: str, backend: dict, task_config: dict, prompt_hash: str, n_items: int
@@ -136,6 +412,7 @@ class Store:
         return _decode(dict(row), ("args", "versions")) if row else None
 
     def runs(self, limit: int = 50) -> list[dict]:
+        self.mark_interrupted()
         rows = self.db.execute("SELECT * FROM runs ORDER BY created DESC LIMIT ?", (limit,)).fetchall()
         return [_decode(dict(r), ("args", "versions")) for r in rows]
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import json
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from evalmap.backends import BackendOptions, backend_name, open_backend
 from evalmap.catalog.loader import Catalog
+from evalmap.errors import EvalmapError
 from evalmap.metrics.aggregate import pooled_group_score
 from evalmap.metrics.stats import Score
 from evalmap.runner import JobResult, run_job
@@ -181,6 +184,63 @@ def run_plan(
     }
     groups = group_results(catalog, results)
     return RunSummary(run_id, resumed, results, time.perf_counter() - began, metadata, groups)
+
+
+# What evalmap writes under --output (write_outputs + the HTML report); --overwrite removes these and only these.
+OUTPUT_FILES = (
+    "results.json", "samples.jsonl", "report/index.html", "report/report.md", "report/tables/*.csv",
+    "report/tables/*.md", "report/figures/*.png", "report/figures/*.svg", "report/samples/*.js",
+)
+OUTPUT_FOLDERS = ("report/tables", "report/figures", "report/samples", "report")
+EARLIER_RUN_MARKERS = ("results.json", "samples.jsonl", "report/index.html")
+
+
+def check_output_dir(out_dir: Path, overwrite: bool = False) -> None:
+    """Fail before anything runs (no model loaded, nothing stored) if results could not be written
+    to out_dir, or would replace an earlier run's results there without `overwrite`."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise EvalmapError(
+            f"--output {out_dir} is a file, not a folder; pass a folder path (results.json, samples.jsonl and "
+            "report/ are written inside it)."
+        )
+    nearest = next(p for p in (out_dir.absolute(), *out_dir.absolute().parents) if p.exists())
+    if not nearest.is_dir():
+        raise EvalmapError(
+            f"--output {out_dir} is inside {nearest}, which is a file, not a folder; choose another --output folder."
+        )
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise EvalmapError(f"--output {out_dir} cannot be written ({nearest} is not writable); choose another "
+                           "--output folder.")
+    if not out_dir.is_dir():
+        return
+    for name, folder in (("results.json", False), ("samples.jsonl", False), ("report", True)):
+        path = out_dir / name
+        if path.exists() and path.is_dir() != folder:
+            raise EvalmapError(
+                f"--output {out_dir} holds a {'file' if folder else 'folder'} named {name} where evalmap writes its "
+                f"{'report folder' if folder else name}; move it away or choose another --output folder."
+            )
+    earlier = [m for m in EARLIER_RUN_MARKERS if (out_dir / m).exists()]
+    if earlier and not overwrite:
+        raise EvalmapError(
+            f"--output {out_dir} already holds an earlier run's results ({', '.join(earlier)}); pass --overwrite "
+            "to replace them, or choose another --output folder."
+        )
+
+
+def remove_outputs(out_dir: Path) -> list[Path]:
+    """Delete what an earlier run wrote under out_dir (OUTPUT_FILES), so no stale report page or sample
+    file survives; other files stay, and so does a folder that still holds any."""
+    removed = []
+    for pattern in OUTPUT_FILES:
+        for path in sorted(out_dir.glob(pattern)):
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+                removed.append(path)
+    for folder in OUTPUT_FOLDERS:
+        with contextlib.suppress(OSError):  # absent, or holds files that are not evalmap's
+            (out_dir / folder).rmdir()
+    return removed
 
 
 def write_outputs(summary: RunSummary, store: Store, out_dir: Path) -> tuple[Path, Path]:
