@@ -361,6 +361,26 @@ def test_no_privilege_inside() -> None:
 
 
 @bwrap_only
+def test_no_user_namespaces_inside() -> None:
+    """A user namespace would hand the program every capability over its own namespaces."""
+    result = run("""
+        import ctypes, os, subprocess, sys, threading
+        libc = ctypes.CDLL(None, use_errno=True)
+        print("UNSHARE", libc.unshare(0x10000000), os.strerror(ctypes.get_errno()))
+        try:
+            os.unshare(os.CLONE_NEWUSER)
+            print("CREATED")
+        except (OSError, AttributeError) as exc:
+            print("REFUSED", type(exc).__name__)
+        threading.Thread(target=print, args=("THREAD",)).start()
+        print(subprocess.run([sys.executable, "-S", "-c", "print('CHILD')"], capture_output=True, text=True).stdout)
+    """)
+    assert result.status == "passed", result.stderr
+    assert "UNSHARE -1" in result.stdout and "CREATED" not in result.stdout, result.stdout
+    assert "THREAD" in result.stdout and "CHILD" in result.stdout  # ordinary threads and processes still work
+
+
+@bwrap_only
 def test_model_code_never_runs_as_host_root() -> None:
     """Seen from the host, every process of the sandboxed program has a non-zero uid and no capabilities."""
     marker = f"evalmap_uid_{uuid.uuid4().hex}"

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 
+from evalmap.sandbox import seccomp
 from evalmap.sandbox.cgroup import ExecutionCgroup
 from evalmap.sandbox.isolation import (
     WORKDIR,
@@ -178,9 +179,10 @@ def _run_bwrap(
     bwrap = bwrap_path()
     assert bwrap is not None  # isolation_available() said "bwrap"
     tmpfs_bytes = (limits.max_file_mb << 20) + sum(len(_bytes(t)) for t in inputs.values())
-    argv = bwrap_argv(bwrap, tmpfs_bytes, network)
     with contextlib.ExitStack() as stack:
         fds = stack.enter_context(_Fds())
+        seccomp_fd = seccomp.filter_fd() if sandbox_uid() is not None else None
+        argv = bwrap_argv(bwrap, tmpfs_bytes, network, fds.add(seccomp_fd) if seccomp_fd is not None else None)
         child_fds = [fds.add(_memfd(text)) for text in inputs.values()]
         for fd, name in zip(child_fds, inputs, strict=True):
             argv += ["--perms", "0644", "--file", str(fd), f"{WORKDIR}/{name}"]
@@ -188,7 +190,7 @@ def _run_bwrap(
         info_r, info_w = (fds.add(fd) for fd in os.pipe())
         stdin_fd = fds.add(_memfd(stdin))
         program = [sys.executable, "-S", MAIN]
-        passed_fds = [*child_fds, block_r, info_w]
+        passed_fds = [*child_fds, block_r, info_w, *([seccomp_fd] if seccomp_fd is not None else [])]
         if secret is not None:
             secret_fd = fds.add(_memfd(secret))
             passed_fds.append(secret_fd)

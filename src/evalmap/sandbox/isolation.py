@@ -12,6 +12,7 @@ import sys
 import warnings
 
 from evalmap.errors import EvalmapError
+from evalmap.sandbox import seccomp
 
 logger = logging.getLogger(__name__)
 
@@ -102,9 +103,10 @@ def _parents(path: str) -> list[str]:
     return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-def bwrap_argv(bwrap: str, tmpfs_bytes: int, network: bool) -> list[str]:
+def bwrap_argv(bwrap: str, tmpfs_bytes: int, network: bool, seccomp_fd: int | None = None) -> list[str]:
     """bwrap's options (the command follows `--`, after `program_prefix()`): a read-only system,
-    a private tmpfs, /proc/sys read-only, and a host uid that is never 0."""
+    a private tmpfs, /proc/sys read-only, and a host uid that is never 0. As root, pass the
+    descriptor of `seccomp.filter_fd()`: it stands in for --disable-userns."""
     uid = sandbox_uid()
     if uid is None:  # not root: a user namespace maps the sandbox's uid to the caller's own
         argv = [bwrap, "--unshare-all", "--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY),
@@ -116,6 +118,8 @@ def bwrap_argv(bwrap: str, tmpfs_bytes: int, network: bool) -> list[str]:
                 "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]  # fmt: skip
         if not network:
             argv.append("--unshare-net")
+        if seccomp_fd is not None:
+            argv += ["--seccomp", str(seccomp_fd)]
     argv += ["--die-with-parent", "--clearenv", "--ro-bind", "/usr", "/usr"]
     for name in _TOP_DIRS:
         path = f"/{name}"
@@ -167,14 +171,19 @@ def _bwrap_problem() -> str | None:
     bwrap = bwrap_path()
     if bwrap is None:
         return "bwrap is not installed (Debian: apt-get install bubblewrap)"
+    seccomp_fd = seccomp.filter_fd() if os.geteuid() == 0 else None
     try:
-        argv = [*bwrap_argv(bwrap, 1 << 20, network=False), "--", *program_prefix(), sys.executable, "-S", "-c", ""]
+        options = bwrap_argv(bwrap, 1 << 20, network=False, seccomp_fd=seccomp_fd)
+        argv = [*options, "--", *program_prefix(), sys.executable, "-S", "-c", ""]
+        inherited = [seccomp_fd] if seccomp_fd is not None else []
+        probe = subprocess.run(argv, capture_output=True, timeout=60, env={}, pass_fds=inherited)
     except SandboxUnavailableError as exc:
         return str(exc)
-    try:
-        probe = subprocess.run(argv, capture_output=True, timeout=60, env={})
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bwrap failed to start: {exc}"
+    finally:
+        if seccomp_fd is not None:
+            os.close(seccomp_fd)
     if probe.returncode != 0:
         return f"bwrap failed to start: {probe.stderr.decode(errors='replace').strip()}"
     return None
