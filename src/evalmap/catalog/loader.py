@@ -4,6 +4,11 @@ Overrides (`--catalog FILE`, or `EVALMAP_CATALOG` with paths joined by `:`) may
 add models, datasets and plans, or change fields of existing ones by id: a
 mapping for an existing id is deep-merged into it, so a user can point a team
 fine-tune at its weights with three lines of YAML.
+
+A catalog file is untrusted input: it must be UTF-8, and its YAML is composed by the
+safe loader and then built node by node with a budget, so an alias that contains
+itself (`&a [*a]`) or nested aliases that expand exponentially ("billion laughs")
+are refused in one sentence instead of recursing or hanging.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from evalmap.errors import EvalmapError, UnknownIdError
 PACKAGE_FILES = ("models.yaml", "datasets.yaml", "mapping.yaml")
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml parses ~15x faster, same line marks
 SECTIONS = {"models": Model, "datasets": Dataset, "plans": Plan}
+# Values one catalog file may build (the packaged files build ~1,500 each); aliases count each time they are used.
+MAX_NODES = 200_000
 
 
 class CatalogError(EvalmapError):
@@ -46,30 +53,73 @@ class _Located:
         return self.lines.get(())
 
 
-def _construct(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> Any:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        out = {}
-        for key_node, value_node in node.value:
-            key = key_node.value
-            out[key] = _construct(value_node, (*path, key), lines)
-            lines[(*path, key)] = key_node.start_mark.line + 1  # a field's line is its key's line
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_construct(child, (*path, i), lines) for i, child in enumerate(node.value)]
-    return yaml.SafeLoader("").construct_object(node, deep=True)
+class _Builder:
+    """Builds Python values from a composed YAML node graph, refusing cycles and runaway alias expansion."""
+
+    def __init__(self, file: str):
+        self.file = file
+        self.built = 0
+        self.active: set[int] = set()  # ids of the collection nodes being built (the path from the root)
+        self.scalars = yaml.SafeLoader("")
+
+    def fail(self, node: yaml.Node, problem: str) -> CatalogError:
+        return CatalogError(f"Invalid YAML in {self.file} line {node.start_mark.line + 1}: {problem}.")
+
+    def build(self, node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> Any:
+        self.built += 1
+        if self.built > MAX_NODES:
+            raise self.fail(
+                node,
+                f"it expands to more than {MAX_NODES:,} values (aliases nested inside aliases?); write the "
+                "entries out instead of repeating anchors",
+            )
+        lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.ScalarNode):
+            value = self.scalars.construct_object(node, deep=True)
+            self.scalars.constructed_objects.clear()
+            return value
+        if id(node) in self.active:
+            raise self.fail(
+                node, "an alias refers to a collection that contains it (a recursive structure); remove that alias"
+            )
+        self.active.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                out = {}
+                for key_node, value_node in node.value:
+                    if not isinstance(key_node, yaml.ScalarNode):
+                        raise self.fail(key_node, "a key is a list or a mapping; keys must be plain names")
+                    key = key_node.value
+                    out[key] = self.build(value_node, (*path, key), lines)
+                    lines[(*path, key)] = key_node.start_mark.line + 1  # a field's line is its key's line
+                return out
+            return [self.build(child, (*path, i), lines) for i, child in enumerate(node.value)]
+        finally:
+            self.active.discard(id(node))
+
+
+def _decode(data: bytes, file: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise CatalogError(
+            f"Catalog file {file} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); save it as UTF-8."
+        ) from None
 
 
 def _read_yaml(text: str, file: str) -> _Located:
+    located = _Located(None, file)
     try:
         node = yaml.compose(text, Loader=_YAML_LOADER)
+        located.data = _Builder(file).build(node, (), located.lines) if node is not None else {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise CatalogError(f"Invalid YAML in {file}{where}: {problem}.") from None
-    located = _Located(None, file)
-    located.data = _construct(node, (), located.lines) if node is not None else {}
+    except RecursionError:
+        raise CatalogError(f"Invalid YAML in {file}: it nests lists or mappings too deeply; flatten it.") from None
     if not isinstance(located.data, dict):
         raise CatalogError(f"Invalid catalog file {file} line 1: the top level must be a mapping.")
     return located
@@ -223,7 +273,11 @@ def load_catalog(overrides: list[str] | None = None) -> Catalog:
             texts.append(text)
             absorb(_read_yaml(text, f"evalmap/plans/{entry.name}"))
     for path in _override_paths(overrides):
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = _decode(path.read_bytes(), str(path))
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise CatalogError(f"Catalog file {path} cannot be read ({reason}); check its permissions.") from None
         texts.append(text)
         absorb(_read_yaml(text, str(path)))
         sources.append(str(path))

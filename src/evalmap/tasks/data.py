@@ -12,6 +12,12 @@ then the package copy, then `datasets.load_dataset` (which honours HF_HUB_OFFLIN
 and its cache). When nothing works the user gets a `DataMissingError` in one
 sentence saying where we looked and what to do.
 
+Records are checked as they load, before any model loads: a line that is not JSON,
+a record that is not an object, a normaliser that trips over a record, a missing or
+wrongly typed field (declared next to each normaliser with `record_shape`), a gold
+answer outside its options, and a file with no records each stop the run with one
+sentence naming the file, the line (or record number) and the field.
+
 The module also holds the few helpers every family's Task shares (a thread-safe
 lazy record cache, the prompt hash, per-metric means).
 """
@@ -27,7 +33,8 @@ import io
 import json
 import os
 import threading
-from collections.abc import Callable, Sequence
+import typing
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +48,33 @@ DATA_DIR_ENV = "EVALMAP_DATA_DIR"
 Record = dict[str, Any]
 Normalizer = Callable[[list[Record], str], list[Record]]  # (records, origin) -> records
 LocalReader = Callable[[list[Path]], list[Record]]
+RecordCheck = Callable[[Record], str | None]  # a record's problem in a few words, or None
+
+
+class DataFormatError(EvalmapError):
+    """A dataset file's records do not have the shape its spec reads: names the file, line and field."""
+
+
+class Text:
+    """In a `record_shape`: a string that is not empty (a question, a prompt, a gold answer)."""
+
+
+def record_shape(fields: dict[str, Any], check: RecordCheck | None = None) -> Callable[[Normalizer], Normalizer]:
+    """Declare what a normaliser's records hold, next to the normaliser (one place for the shape).
+
+    `fields` maps a field name to the type it must have: `Text` (a non-empty string), a type
+    (`str`, `int`, `list`, `dict`), `list[str]` (a list of strings) or a tuple of these;
+    `check` states what types cannot (a gold index inside the options). Every record a
+    normaliser returns is checked at load, so a bad record stops the run before a model loads,
+    not halfway through it.
+    """
+
+    def mark(normalize: Normalizer) -> Normalizer:
+        normalize.record_fields = dict(fields)  # type: ignore[attr-defined]
+        normalize.record_check = check  # type: ignore[attr-defined]
+        return normalize
+
+    return mark
 
 
 @dataclass(frozen=True)
@@ -86,12 +120,20 @@ def load_records(dataset: Dataset, data_dir: str | None = None, source: DataSour
         source.local_files if source.local_files is not None else (tuple(dataset.local.files) if dataset.local else ())
     )
 
+    if root and not Path(root).is_dir():
+        given = f"--data-dir {root}" if data_dir else f"${DATA_DIR_ENV} ({root})"
+        what = "is not a folder" if Path(root).exists() else "does not exist"
+        raise DataMissingError(
+            f"The data folder {given} {what}; pass the folder that holds the dataset folders "
+            f"(e.g. {folder}/), or leave --data-dir out to load datasets from the hub."
+        )
     local_note = ""
     if root and files:
         paths = [Path(root) / folder / f for f in files]
         missing = [p for p in paths if not p.is_file()]
         if not missing:
-            return _finish(source, _read_local(paths, source), "local")
+            records, where = _read_local(paths, source, dataset.id)
+            return _finish(dataset, source, records, "local", where)
         local_note = f"no {missing[0]}"
     elif files:
         local_note = (
@@ -104,7 +146,8 @@ def load_records(dataset: Dataset, data_dir: str | None = None, source: DataSour
     if source.package_file:
         path = package_data_path(*source.package_file)
         if path is not None:
-            return _finish(source, _read_local([path], source), "package")
+            records, where = _read_local([path], source, dataset.id)
+            return _finish(dataset, source, records, "package", where)
         package_note = f"the package {source.package_file[0]} holds no {source.package_file[1]}, "
 
     hub = dataset.source
@@ -121,7 +164,8 @@ def load_records(dataset: Dataset, data_dir: str | None = None, source: DataSour
             f"pass --data-dir with a folder holding {folder}/ (or set ${DATA_DIR_ENV}), "
             "or go online so the hub can be reached."
         ) from None
-    return _finish(source, rows, "hub")
+    where = Where(describe=lambda i: f"row {i + 1} of the hub dataset {hub.id}", origin=f"the hub dataset {hub.id}")
+    return _finish(dataset, source, rows, "hub", where)
 
 
 def package_data_path(package: str, relative: str) -> Path | None:
@@ -149,8 +193,150 @@ def _default_source(dataset: Dataset) -> DataSource:
     return spec.source if spec is not None else DataSource()
 
 
-def _finish(source: DataSource, records: list[Record], origin: str) -> list[Record]:
-    return source.normalize(records, origin) if source.normalize else records
+def _finish(dataset: Dataset, source: DataSource, records: list, origin: str, where: Where) -> list[Record]:
+    """Normalise the records and check every one of them (see the module doc); raise on the first bad one."""
+    label = f"Dataset {dataset.id!r} ({source.name} split)"
+    fix = "fix that record or remove it"
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise DataFormatError(
+                f"{label}: {where(i)} is {_kind_of(record)}, not an object with the dataset's fields; {fix}."
+            )
+    if not source.normalize:
+        out = records
+    else:
+        try:
+            out = source.normalize(records, origin)
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+            i = _first_failing(source.normalize, records, origin)
+            at = where(i) if i is not None else f"a record of {_origin_name(where)}"
+            raise DataFormatError(f"{label}: {at} {_normalize_problem(exc)}; {fix}.") from None
+    if not out:
+        raise DataFormatError(
+            f"{label}: {_origin_name(where)} holds no records; put the dataset's records there "
+            "(see the dataset's SOURCE.md), or remove the file to use the hub copy."
+        )
+    fields = getattr(source.normalize, "record_fields", None) or {}
+    check = getattr(source.normalize, "record_check", None)
+    key = next((name for name in ("id", "task_id") if name in fields), None)
+    seen: dict[Any, int] = {}
+    same_order = len(out) == len(records)  # one record in, one out, in order: locations carry over
+    for k, record in enumerate(out):
+        problem = _record_problem(record, fields, check) if fields or check else None
+        if problem is not None:
+            if same_order:
+                i: int | None = k
+            else:
+                i = _first_failing(source.normalize, records, origin, lambda r: _record_problem(r, fields, check))
+            at = where(i) if i is not None else f"record {k + 1} of {_origin_name(where)}"
+            raise DataFormatError(f"{label}: {at} {problem}; {fix}.")
+        if key is not None:
+            first = seen.setdefault(record[key], k)
+            if first != k:
+                earlier, here = (where(first), where(k)) if same_order else (f"record {first + 1}", f"record {k + 1}")
+                raise DataFormatError(
+                    f"{label}: {here} repeats the {key} {_short_value(record[key])} of {earlier}; "
+                    "give every record its own id or remove the duplicate."
+                )
+    return out
+
+
+def _first_failing(
+    normalize: Normalizer, records: list[Record], origin: str, problem: RecordCheck | None = None
+) -> int | None:
+    """The index of the first raw record that fails on its own (only on the error path: it normalises
+    records one by one)."""
+    for i, record in enumerate(records):
+        try:
+            out = normalize([record], origin)
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError):
+            return i
+        if problem is not None and any(problem(r) for r in out):
+            return i
+    return None
+
+
+def _record_problem(record: Record, fields: dict[str, Any], check: RecordCheck | None) -> str | None:
+    if not isinstance(record, dict):
+        return f"is {_kind_of(record)}, not an object"
+    for name, expected in fields.items():
+        if name not in record or record[name] is None:
+            return f"has no field {name!r}"
+        value = record[name]
+        if not _has_type(value, expected):
+            if expected is Text and isinstance(value, str):
+                return f"has an empty {name!r}"
+            return f"has {name!r} = {_short_value(value)} ({_kind_of(value)}) where {_type_name(expected)} is expected"
+    if check is not None:
+        try:
+            problem = check(record)
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+            problem = _normalize_problem(exc)
+        if problem:
+            return problem
+    return None
+
+
+def _has_type(value: Any, expected: Any) -> bool:
+    if isinstance(expected, tuple):
+        return any(_has_type(value, e) for e in expected)
+    if expected is Text:
+        return isinstance(value, str) and value.strip() != ""
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    origin = typing.get_origin(expected)
+    if origin is list:
+        (inner,) = typing.get_args(expected)
+        return isinstance(value, list) and all(_has_type(v, inner) for v in value)
+    return isinstance(value, expected)
+
+
+def _type_name(expected: Any) -> str:
+    if isinstance(expected, tuple):
+        return " or ".join(_type_name(e) for e in expected)
+    if expected is Text or expected is str:
+        return "text"
+    if typing.get_origin(expected) is list:
+        return f"a list of {_type_name(typing.get_args(expected)[0])}"
+    return {int: "a whole number", float: "a number", list: "a list", dict: "an object"}.get(expected, str(expected))
+
+
+def _kind_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a JSON array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _short_value(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _normalize_problem(exc: Exception) -> str:
+    """What a normaliser's exception says about the record, in a few words."""
+    if isinstance(exc, KeyError):
+        return f"has no field {exc.args[0]!r}" if exc.args else "lacks a field"
+    if isinstance(exc, IndexError):
+        return "has a list with too few entries"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = text.rstrip(". ")
+    if len(text) > 120:
+        text = text[:117] + "..."
+    return f"has a field of the wrong type or value ({text})"
+
+
+def _origin_name(where: Where) -> str:
+    return getattr(where, "origin", None) or "the data"
 
 
 def _load_hub(hub_id: str, config: str | None, split: str, revision: str | None) -> list[Record]:
@@ -173,17 +359,39 @@ def _short_reason(exc: Exception) -> str:
 # -- local files --------------------------------------------------------------------
 
 
-def _read_local(paths: list[Path], source: DataSource) -> list[Record]:
+class Where:
+    """Where record i came from, in words: `<file> line 7`, `<file> record 3`, `row 5 of the hub dataset X`."""
+
+    def __init__(self, places: list[tuple[Path, str, int]] | None = None, describe=None, origin: str = ""):
+        self.places = places
+        self.describe = describe
+        self.origin = origin
+
+    def __call__(self, i: int) -> str:
+        if self.places is not None and i < len(self.places):
+            path, unit, number = self.places[i]
+            return f"{path} {unit} {number}"
+        return self.describe(i) if self.describe else f"record {i + 1}"
+
+
+def _read_local(paths: list[Path], source: DataSource, dataset_id: str = "") -> tuple[list, Where]:
+    files = paths[0] if len(paths) == 1 else paths[0].parent
     try:
         if source.reader is not None:
-            return source.reader(paths)
-        records: list[Record] = []
+            records = source.reader(paths)
+            return records, Where(describe=lambda i: f"record {i + 1} read from {files}", origin=str(files))
+        records, places = [], []
         for path in paths:
-            records.extend(read_file(path, source.csv_columns))
-        return records
-    except (OSError, ValueError, UnicodeDecodeError, csv.Error) as exc:
-        raise EvalmapError(
-            f"Could not read {paths[0].parent} ({_short_reason(exc)}); check the files against "
+            for unit, number, record in _located(path, source.csv_columns):
+                records.append(record)
+                places.append((path, unit, number))
+        return records, Where(places, origin=str(files))
+    except DataFormatError:
+        raise
+    except (OSError, ValueError, UnicodeDecodeError, csv.Error, EOFError) as exc:
+        label = f"Dataset {dataset_id!r} ({source.name} split): " if dataset_id else ""
+        raise DataFormatError(
+            f"{label}could not read {files} ({_short_reason(exc)}); check the files against "
             "the dataset's SOURCE.md or remove them to use the hub copy."
         ) from None
 
@@ -199,26 +407,50 @@ def open_text(path: Path) -> io.TextIOBase:
 
 def read_file(path: Path, csv_columns: Sequence[str] | None = None) -> list[Record]:
     """Records of one file by its extension: jsonl, json, csv (no header), or lines of text."""
+    return [record for _, _, record in _located(path, csv_columns)]
+
+
+def _located(path: Path, csv_columns: Sequence[str] | None = None) -> Iterator[tuple[str, int, Any]]:
+    """(unit, number, record) of one file: `line` numbers for jsonl, csv and text, `record` numbers for json."""
     name = path.name.removesuffix(".gz").removesuffix(".bz2")
     with open_text(path) as fh:
         if name.endswith(".jsonl"):
-            return [json.loads(line) for line in fh if line.strip()]
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataFormatError(
+                        f"{path} line {number} is not JSON ({exc.msg} at column {exc.colno}); "
+                        "fix that line or remove it (a .jsonl file holds one JSON object per line)."
+                    ) from None
+                yield "line", number, record
+            return
         if name.endswith(".json"):
-            data = json.load(fh)
-            if isinstance(data, list):
-                return data
+            try:
+                data = json.load(fh)
+            except json.JSONDecodeError as exc:
+                raise DataFormatError(
+                    f"{path} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); fix the file "
+                    "or remove it."
+                ) from None
             if isinstance(data, dict) and all(isinstance(v, dict) for v in data.values()):
-                return [{"_key": k, **v} for k, v in data.items()]
-            return [data]
+                data = [{"_key": k, **v} for k, v in data.items()]
+            elif not isinstance(data, list):
+                data = [data]
+            for number, record in enumerate(data, 1):
+                yield "record", number, record
+            return
         if name.endswith(".csv"):
-            rows = list(csv.reader(fh))
+            reader = csv.reader(fh)
             cols = list(csv_columns or [])
-            out = []
-            for row in rows:
+            for row in reader:
                 keys = cols + [f"col{i}" for i in range(len(cols), len(row))]
-                out.append(dict(zip(keys, row, strict=False)))
-            return out
-        return [{"text": line.rstrip("\n")} for line in fh]
+                yield "line", reader.line_num, dict(zip(keys, row, strict=False))
+            return
+        for number, line in enumerate(fh, 1):
+            yield "line", number, {"text": line.rstrip("\n")}
 
 
 # -- helpers shared by the family modules --------------------------------------------

@@ -35,7 +35,7 @@ from evalmap.metrics.answers import (
 )
 from evalmap.metrics.stats import Score, mean_score, normal_ci
 from evalmap.tasks.base import Item, SampleResult, TaskConfig, deterministic_subset
-from evalmap.tasks.data import DataSource, LazyRecords, Record, mean_scores, settings_hash
+from evalmap.tasks.data import DataSource, LazyRecords, Record, Text, mean_scores, record_shape, settings_hash
 
 Extractor = Callable[[str], str | None]
 Comparator = Callable[[str | None, str | None], bool]
@@ -276,6 +276,7 @@ def macro_score(name: str, groups: list[list[float]], per: list[Score]) -> Score
 # -- gsm8k ---------------------------------------------------------------------------
 
 
+@record_shape({"id": Text, "question": Text, "answer": Text})
 def _gsm8k_records(records: list[Record], origin: str) -> list[Record]:
     return [{"id": str(i), "question": r["question"], "answer": r["answer"]} for i, r in enumerate(records)]
 
@@ -364,6 +365,7 @@ def _math_level(level) -> str:
     return text.removeprefix("Level ").strip() or "?"
 
 
+@record_shape({"id": Text, "problem": Text, "solution": str, "answer": Text, "subject": Text, "level": Text})
 def _math_records(records: list[Record], origin: str) -> list[Record]:
     """MATH_test (problem, level 'Level 3', type, solution, idx; gold = last \\boxed{} of the solution),
     MATH-500 (problem, solution, answer, subject, level 3, unique_id) and hub rows to one shape."""
@@ -447,6 +449,7 @@ MATH = GenerativeSpec(
 BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{{}}."
 
 
+@record_shape({"id": Text, "problem": Text, "answer": Text})
 def _competition_records(records: list[Record], origin: str) -> list[Record]:
     """Qwen2.5-Math files (id, problem, answer) and hub rows (Problem/Answer, problem/answer) to one shape.
     AMC answers are floats in the file ("27.0"): written as plain numbers."""

@@ -33,7 +33,16 @@ from evalmap.errors import EvalmapError
 from evalmap.metrics.answers import extract_choice_letter
 from evalmap.metrics.stats import Score
 from evalmap.tasks.base import Item, SampleResult, TaskConfig, deterministic_subset, seeded_rng
-from evalmap.tasks.data import DataSource, LazyRecords, Record, mean_scores, read_file, settings_hash
+from evalmap.tasks.data import (
+    DataSource,
+    LazyRecords,
+    Record,
+    Text,
+    mean_scores,
+    read_file,
+    record_shape,
+    settings_hash,
+)
 from evalmap.tasks.math import subgroup_scores
 
 
@@ -336,6 +345,16 @@ def _argmax(values: list[float]) -> int:
 _NUM_TO_LETTER = {"1": "A", "2": "B", "3": "C", "4": "D", "5": "E"}
 
 
+def _arc_check(r: Record) -> str | None:
+    texts, labels = r["choices"].get("text"), r["choices"].get("label")
+    if not isinstance(texts, list) or not isinstance(labels, list) or len(texts) != len(labels) or len(texts) < 2:
+        return "has choices without two or more texts with one label each"
+    if r["answerKey"] not in labels:
+        return f"has answerKey {r['answerKey']!r}, which is not one of its labels {labels}"
+    return None
+
+
+@record_shape({"id": Text, "question": Text, "choices": dict, "answerKey": Text}, _arc_check)
 def _arc_records(records: list[Record], origin: str) -> list[Record]:
     """Local AI2 files (question.stem, choices[{text,label}]) and the hub (question,
     choices{text,label}) to the hub shape, with numeric labels '1'-'5' mapped to letters."""
@@ -390,6 +409,10 @@ def hellaswag_preprocess(text: str) -> str:
     return text.replace("  ", " ")
 
 
+@record_shape(
+    {"id": Text, "query": Text, "endings": list[str], "label": int},
+    lambda r: None if 0 <= r["label"] < len(r["endings"]) else f"has label {r['label']}, not an index of its endings",
+)
 def _hellaswag_records(records: list[Record], origin: str) -> list[Record]:
     """The local export is already preprocessed (idx, query, endings, label); hub rows get
     lm-eval's preprocessing: activity_label + ": " + ctx_a + " " + ctx_b.capitalize()."""
@@ -447,6 +470,13 @@ MMLU_SUBJECTS = (
 _LETTERS = ("A", "B", "C", "D")
 
 
+def _mmlu_check(r: Record) -> str | None:
+    if len(r["choices"]) != 4:
+        return f"has {len(r['choices'])} choices where 4 are expected"
+    return None if 0 <= r["answer"] < 4 else f"has answer {r['answer']}, not 0-3 or A-D"
+
+
+@record_shape({"id": Text, "subject": Text, "question": Text, "choices": list[str], "answer": int}, _mmlu_check)
 def _mmlu_records(records: list[Record], origin: str) -> list[Record]:
     """cais/mmlu rows (subject, question, choices, answer 0-3) with ids `<subject>/<index in subject>`."""
     seen: dict[str, int] = {}
@@ -532,6 +562,14 @@ def mathqa_options(options: str) -> list[str]:
     return [c[4:].rstrip(" ,") for c in _MATHQA_OPTION.findall(options)]
 
 
+def _mathqa_check(r: Record) -> str | None:
+    n = len(mathqa_options(r["options"]))
+    if n < 2:
+        return "has options that do not read as 'a ) ... , b ) ...'"
+    return None if r["correct"] in "abcde"[:n] else f"has correct {r['correct']!r}, not one of its {n} options"
+
+
+@record_shape({"id": Text, "problem": Text, "options": Text, "correct": Text}, _mathqa_check)
 def _mathqa_records(records: list[Record], origin: str) -> list[Record]:
     """allenai/math_qa rows (Problem, options, correct a-e; the local copy has `problem`) to one shape."""
     out = []
@@ -564,6 +602,10 @@ MATHQA = MultipleChoiceSpec(
 # -- winogrande ----------------------------------------------------------------------
 
 
+@record_shape(
+    {"id": Text, "contexts": list[str], "continuation": Text, "options": list[str], "sentence": Text, "gold": int},
+    lambda r: None if 0 <= r["gold"] < len(r["contexts"]) == 2 else "has no two options with a gold of 0 or 1",
+)
 def _winogrande_records(records: list[Record], origin: str) -> list[Record]:
     """Local llm-foundry rows (context_options[2], continuation, gold 0/1) and hub rows (sentence,
     option1, option2, answer '1'/'2') to the partial-scoring shape, with the two option words."""
