@@ -253,7 +253,7 @@ def test_same_command_twice_at_once_runs_once(env, tmp_path, shared_data):
     store = Path(env["EVALMAP_HOME"]) / "store.sqlite"
     out = tmp_path / "out"
     out.mkdir()  # an empty existing folder is fine
-    args = run_args(shared_data, 6)
+    args = run_args(shared_data, 10)
     procs = [
         subprocess.Popen([*CLI, *args, *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for extra in (["--output", str(out)], [])
@@ -268,7 +268,7 @@ def test_same_command_twice_at_once_runs_once(env, tmp_path, shared_data):
         assert db.execute("SELECT COUNT(*), MAX(status) FROM runs").fetchone() == (1, "finished")
         calls, hits = db.execute("SELECT model_calls, cache_hits FROM jobs").fetchone()
         responses = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
-        assert db.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 6
+        assert db.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 10
     db.close()
     assert calls == responses and hits == 0  # counted once, by one process
 

@@ -286,7 +286,11 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[None]:
-        """One write transaction, taken up front so a read-then-write cannot interleave with another writer."""
+        """One write transaction, taken up front so a read-then-write cannot interleave with another writer
+        (inside a transaction that is already open, its statements simply join that one)."""
+        if self.db.in_transaction:
+            yield
+            return
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield
