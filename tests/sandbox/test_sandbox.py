@@ -100,6 +100,16 @@ def test_file_names_must_stay_inside(name: str) -> None:
         run_python("pass", files={name: "x"})
 
 
+def test_system_files_a_program_needs_are_readable() -> None:
+    """As an unprivileged uid, the bound /etc files must still be reachable (bwrap once made /etc 0700)."""
+    result = run("""
+        import os, socket, ssl
+        print(socket.getaddrinfo("localhost", 0)[0][4][0])
+        print("hosts" in os.listdir("/etc"), ssl.create_default_context().cert_store_stats()["x509_ca"] > 0)
+    """)
+    assert (result.status, result.stdout) == ("passed", "127.0.0.1\nTrue True\n"), result
+
+
 def test_site_packages_importable() -> None:
     result = run("import numpy as np; print(int(np.arange(10).sum()))")
     assert (result.status, result.stdout) == ("passed", "45\n"), result.stderr

@@ -98,7 +98,7 @@ def drop_to(uid: int) -> list[str]:
 
 
 def _parents(path: str) -> list[str]:
-    """/a/b/c -> [/a, /a/b]: directories bwrap would otherwise create with the host's modes (/root: 0700)."""
+    """/a/b/c -> [/a, /a/b]."""
     parts = path.strip("/").split("/")[:-1]
     return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
 
@@ -127,15 +127,21 @@ def bwrap_argv(bwrap: str, tmpfs_bytes: int, network: bool, seccomp_fd: int | No
             argv += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             argv += ["--ro-bind", path, path]
+    made: set[str] = set()
+
+    def ro_bind(path: str) -> None:
+        # bwrap makes missing parents with modes the sandbox's uid may not pass (seen: /etc 0700).
+        for parent in _parents(path):
+            if parent not in made and not parent.startswith("/usr"):
+                argv.extend(["--perms", "0755", "--dir", parent])
+                made.add(parent)
+        argv.extend(["--ro-bind", path, path])
+
     for name in (*_ETC, "resolv.conf") if network else _ETC:
-        path = f"/etc/{name}"
-        if os.path.exists(path):
-            argv += ["--ro-bind", path, path]
+        if os.path.exists(f"/etc/{name}"):
+            ro_bind(f"/etc/{name}")
     for root in python_roots():
-        for parent in _parents(root):
-            if not parent.startswith("/usr"):
-                argv += ["--perms", "0755", "--dir", parent]
-        argv += ["--ro-bind", root, root]
+        ro_bind(root)
     argv += ["--proc", "/proc"]
     # bwrap covers these only when it can check them as the caller; cover them always.
     for name in ("sys", "sysrq-trigger", "pressure"):
