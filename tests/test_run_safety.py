@@ -163,15 +163,21 @@ def test_damaged_or_foreign_store_is_left_untouched(env, tmp_path, shared_data, 
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("store")) == ["store.sqlite"]
 
 
-def test_store_of_an_earlier_evalmap_is_accepted_and_stamped(tmp_path):
-    path = tmp_path / "old.sqlite"
+def legacy_store(path: Path, status: str = "finished") -> None:
+    """A store as evalmap wrote it before stores were stamped: WAL, evalmap's tables, no application id."""
     with sqlite3.connect(path) as db:
+        db.execute("PRAGMA journal_mode=WAL")
         db.executescript(LEGACY_SCHEMA)
         db.execute(
             "INSERT INTO runs(id, run_key, created, status, args, seed, catalog_version, versions) "
-            "VALUES ('old-run', 'k', 1.0, 'finished', '{}', 1, 'c', '{}')"
+            "VALUES ('old-run', 'k', 1.0, ?, '{}', 1, 'c', '{}')", (status,)
         )
     db.close()
+
+
+def test_store_of_an_earlier_evalmap_is_accepted_and_stamped(tmp_path):
+    path = tmp_path / "old.sqlite"
+    legacy_store(path)
     store = Store(path)
     assert store.db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     assert store.run("old-run")["status"] == "finished" and store.run("old-run")["pid"] is None
@@ -232,10 +238,17 @@ def test_overwrite_replaces_only_evalmaps_files_via_the_guide_script(env, tmp_pa
     embedded_model()
     out = tmp_path / "out"
     earlier_run_folder(out)
+    store = tmp_path / "old.sqlite"
+    legacy_store(store, status="running")  # and the store of an earlier evalmap, whose run was killed
     args = run_args(shared_data)[1:]  # run_evaluation.py is `evalmap run`
-    result = subprocess.run([*GUIDE, *args, "--output", str(out), "--overwrite"], capture_output=True, text=True,
-                            env=env, timeout=600)
+    result = subprocess.run([*GUIDE, *args, "--output", str(out), "--overwrite", "--store", str(store)],
+                            capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr
+    with sqlite3.connect(store) as db:
+        assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        assert dict(db.execute("SELECT id, status FROM runs").fetchall())["old-run"] == "interrupted"
+        assert db.execute("SELECT COUNT(*) FROM runs WHERE status='finished'").fetchone()[0] == 1
+    db.close()
     results = json.loads((out / "results.json").read_text())
     assert results["run_id"] != "earlier" and [j["dataset"] for j in results["jobs"]] == ["arc_challenge"]
     assert len((out / "samples.jsonl").read_text().splitlines()) == 2
