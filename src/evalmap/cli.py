@@ -333,6 +333,13 @@ def run(
     ] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
     concurrency: Annotated[int, typer.Option(min=1, help="Parallel requests to a server.")] = 8,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.001, help="Seconds a server may take per request (per try).")
+    ] = 120.0,
+    max_retries: Annotated[
+        int,
+        typer.Option("--max-retries", min=0, help="Retries per request after a timeout, 429 or 5xx (each reported)."),
+    ] = 5,
     seed: Annotated[int, typer.Option()] = 1234,
     chat: Annotated[bool | None, typer.Option("--chat/--no-chat", help="Use the chat template.")] = None,
     num_fewshot: Annotated[int | None, typer.Option("--num-fewshot", min=0)] = None,
@@ -367,7 +374,7 @@ def run(
         seed=seed,
         backend=BackendOptions(
             backend=backend, base_url=base_url, api_key_env=api_key_env, batch_size=batch_size,
-            concurrency=concurrency, device=device, dtype=dtype,
+            concurrency=concurrency, device=device, dtype=dtype, timeout_s=timeout, max_retries=max_retries,
         ),
         task=TaskConfig(
             data_dir=str(data_dir) if data_dir else None, chat=chat, num_fewshot=num_fewshot, mode=mode,

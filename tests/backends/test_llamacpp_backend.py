@@ -210,3 +210,13 @@ def test_shared_context_is_evaluated_once(smollm2_backend, monkeypatch):
     continuation_evals = sum(r.continuation_tokens - 1 for r in results)
     # Each context once (not once per request), plus each continuation minus its last token.
     assert sum(evaluated) == prefix_len + results[1].context_tokens + continuation_evals
+
+
+def test_answers_are_handed_back_one_by_one(smollm2_backend):
+    """The Backend contract's on_response: every index once, the same objects the call returns."""
+    gens = [GenerationRequest(prompt=p, max_tokens=3) for p in ("The sky is", "1, 2, 3,")]
+    lls = [LoglikelihoodRequest("The sky is", " blue"), LoglikelihoodRequest("The sky is", " green")]
+    for call, requests in ((smollm2_backend.generate, gens), (smollm2_backend.loglikelihood, lls)):
+        seen: dict = {}
+        out = call(requests, on_response=lambda i, r, seen=seen: seen.setdefault(i, r))
+        assert sorted(seen) == list(range(len(requests))) and all(seen[i] is out[i] for i in seen)

@@ -29,8 +29,10 @@ class FakeServer:
     """An OpenAI-ish server on 127.0.0.1 that answers POSTs from a script.
 
     `script` items are consumed one per POST: an int status (with a JSON error body),
-    (status, headers), or "drop" (close the connection without answering); when the
-    script is empty every POST succeeds.
+    (status, headers), "drop" (close the connection without answering), "hang" (answer
+    nothing until the server closes), a dict (a 200 JSON reply with that body) or
+    ("raw", content type, bytes) (a 200 reply with that body); when the script is empty
+    every POST succeeds.
     """
 
     def __init__(self, owned_by="fake", script=(), logprobs=None, models_script=()):
@@ -40,6 +42,7 @@ class FakeServer:
         self.logprobs = logprobs
         self.seen: list[tuple[str, str, dict, dict]] = []  # method, path, headers, body
         self.lock = threading.Lock()
+        self.released = threading.Event()  # ends "hang" replies
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -76,6 +79,21 @@ class FakeServer:
                 if step == "drop":
                     self.close_connection = True
                     return
+                if step == "hang":
+                    fake.released.wait(30)
+                    self.close_connection = True
+                    return
+                if isinstance(step, dict):
+                    self._reply(200, step)
+                    return
+                if isinstance(step, tuple) and step[0] == "raw":
+                    _, kind, data = step
+                    self.send_response(200)
+                    self.send_header("Content-Type", kind)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 if step is not None:
                     status, headers = step if isinstance(step, tuple) else (step, {})
                     self._reply(status, {"error": {"message": f"scripted {status}"}}, headers)
@@ -101,6 +119,7 @@ class FakeServer:
         return [s for s in self.seen if s[0] == "POST"]
 
     def close(self):
+        self.released.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -167,7 +186,9 @@ def test_retry_after_is_honoured(fake_server):
 def test_always_500_gives_up_with_one_sentence(fake_server):
     fake = fake_server(script=[500] * 10)
     backend = OpenAIBackend(fake.url, "fake-model", max_retries=2, **FAST)
-    with pytest.raises(BackendUnavailableError, match=r"failed POST /completions 3 times \(last: HTTP 500\)"):
+    with pytest.raises(
+        BackendUnavailableError, match=r"failed POST /completions 3 times \(last: HTTP 500 \(scripted 500\)\)"
+    ):
         backend.generate([prompt("x")])
     assert len(fake.posts()) == 3
 
@@ -344,3 +365,97 @@ def test_llama_server_forced_loglikelihood_warns(llama_server_url):
     with pytest.warns(RuntimeWarning, match="shifted by one token"):
         forced = OpenAIBackend(llama_server_url, SERVER_MODEL, loglikelihood_mode="force")
     assert forced.capabilities.logprobs is True
+
+
+# ---------------------------------------------------------------- bad replies, hangs, bad URLs (issue 10)
+
+
+@pytest.mark.parametrize(
+    ("reply", "needle"),
+    [
+        ({"choices": ["str"]}, "a choice that is not an object"),
+        ({"choices": []}, "no choices"),
+        ({"choices": [{"index": 0, "finish_reason": "stop"}]}, "a choice without text"),
+        ({"choices": [{"text": "ok"}], "usage": {"prompt_tokens": "many"}}, "non-numeric usage.prompt_tokens"),
+        ({"choices": [{"text": "ok"}], "usage": [1, 2]}, "a usage that is not an object"),
+        ({"choices": [{"text": 7}]}, "an answer that is not text"),
+        (("raw", "application/json", b'["not", "an", "object"]'), "JSON that is not an object"),
+        (("raw", "text/plain", b"hello, not json"), "'hello, not json' instead of JSON"),
+        (("raw", "text/html", b"<html><title>Welcome to nginx</title><body>hi</body></html>"),
+         "an HTML page titled 'Welcome to nginx' instead of JSON"),
+    ],
+)  # fmt: skip
+def test_malformed_replies_are_one_sentence_naming_the_server(fake_server, reply, needle):
+    fake = fake_server(script=[reply])
+    backend = OpenAIBackend(fake.url, "fake-model", max_retries=3, **FAST)
+    with pytest.raises(BackendUnavailableError) as err:
+        backend.generate([prompt("x")])
+    message = str(err.value)
+    assert message.startswith(f"The server at {fake.url} answered POST /completions with ")
+    assert needle in message
+    assert "\n" not in message and message.endswith(".")
+    assert len(fake.posts()) == 1  # a malformed reply is not retried
+
+
+def test_chat_reply_without_message_is_refused(fake_server):
+    fake = fake_server(script=[{"choices": [{"index": 0, "text": "completion-shaped"}]}])
+    backend = OpenAIBackend(fake.url, "fake-model", **FAST)
+    with pytest.raises(BackendUnavailableError, match="POST /chat/completions with a choice without a message"):
+        backend.generate([GenerationRequest(messages=(("user", "hi"),), chat=True)])
+
+
+def test_a_hanging_server_times_out_per_try_and_says_so(fake_server, caplog):
+    fake = fake_server(script=["hang", "hang", "hang"])
+    backend = OpenAIBackend(fake.url, "fake-model", timeout_s=0.5, max_retries=1, **FAST)
+    start = time.perf_counter()
+    with caplog.at_level("WARNING", logger="evalmap.backends.openai_backend"), pytest.raises(
+        BackendUnavailableError
+    ) as err:
+        backend.generate([prompt("x")])
+    elapsed = time.perf_counter() - start
+    assert 0.9 < elapsed < 5, elapsed
+    assert "failed POST /completions 2 times (last: no reply within 0.5 s" in str(err.value)
+    assert "--timeout" in str(err.value)
+    retries = [r.getMessage() for r in caplog.records]
+    assert len(retries) == 1 and retries[0].startswith("retry 1/1 after no reply within 0.5 s")
+    assert fake.url in retries[0]
+
+
+def test_responses_arrive_one_by_one_and_a_failure_stops_new_requests(fake_server):
+    # concurrency 1: request 0 succeeds, request 1 fails for good, requests 2.. never start
+    fake = fake_server(script=[{"choices": [{"text": "first"}]}, 500])
+    backend = OpenAIBackend(fake.url, "fake-model", concurrency=1, max_retries=0, **FAST)
+    seen = []
+    with pytest.raises(BackendUnavailableError, match="failed POST /completions once"):
+        backend.generate([prompt(f"p{i}") for i in range(6)], on_response=lambda i, r: seen.append((i, r.text)))
+    assert seen == [(0, "first")]
+    assert len(fake.posts()) == 2
+
+
+def test_every_answer_is_delivered_once_with_its_index(fake_server):
+    fake = fake_server()
+    backend = OpenAIBackend(fake.url, "fake-model", concurrency=3, **FAST)
+    seen = {}
+    outs = backend.generate([prompt(f"p{i}") for i in range(7)], on_response=lambda i, r: seen.setdefault(i, r))
+    assert sorted(seen) == list(range(7)) and all(seen[i] is outs[i] for i in range(7))
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("not-a-url", "is not a URL"),
+        ("ftp://127.0.0.1/v1", "uses ftp://"),
+        ("http:///v1", "names no host"),
+        ("http://127.0.0.1:99999/v1", "not a valid URL"),
+    ],
+)
+def test_bad_urls_are_refused_before_any_traffic(url, needle):
+    from evalmap.backends import BackendOptions
+    from evalmap.errors import EvalmapError
+
+    start = time.perf_counter()
+    with pytest.raises(EvalmapError, match=needle):
+        OpenAIBackend(url, "m")
+    with pytest.raises(EvalmapError, match=needle):
+        BackendOptions(base_url=url)
+    assert time.perf_counter() - start < 1

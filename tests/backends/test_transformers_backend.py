@@ -267,3 +267,13 @@ def test_offline_hub_repo_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(BackendUnavailableError, match="nobody/no-such-model.*local folder"):
         TransformersBackend("nobody/no-such-model", device="cpu")
+
+
+def test_answers_are_handed_back_after_each_batch(backend):
+    """The Backend contract's on_response: every index once, the same objects the call returns."""
+    gens = [GenerationRequest(prompt=p, max_tokens=3) for p in PROMPTS]
+    lls = [LoglikelihoodRequest("The sky is", c) for c in (" blue", " green", "")]
+    for call, requests in ((backend.generate, gens), (backend.loglikelihood, lls)):
+        seen: dict = {}
+        out = call(requests, on_response=lambda i, r, seen=seen: seen.setdefault(i, r))
+        assert sorted(seen) == list(range(len(requests))) and all(seen[i] is out[i] for i in seen)

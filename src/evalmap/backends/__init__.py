@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from evalmap.backends.base import Backend
 from evalmap.catalog.schema import Model
@@ -26,6 +27,42 @@ class BackendOptions:
     n_ctx: int = 4096
     tensor_parallel: int | None = None
     gpu_memory_utilization: float = 0.9
+    timeout_s: float = 120.0  # per request to a server (--timeout)
+    max_retries: int = 5  # per request to a server, after the first try (--max-retries)
+
+    def __post_init__(self) -> None:
+        """Refuse bad settings at once, before a dataset or a model loads."""
+        if self.base_url is not None:
+            check_base_url(self.base_url)
+        if not self.timeout_s > 0:
+            raise EvalmapError(f"--timeout must be a positive number of seconds (got {self.timeout_s:g}).")
+        if self.max_retries < 0:
+            raise EvalmapError(f"--max-retries must be 0 or more (got {self.max_retries}).")
+
+
+def check_base_url(url: str) -> str:
+    """An OpenAI-compatible server's address must be http(s)://host[:port][/path]; say so in one sentence."""
+    example = "e.g. http://127.0.0.1:8000/v1"
+    text = url.strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise EvalmapError(
+            f"--base-url {url!r} is not a valid URL ({exc}); pass the server's address, {example}."
+        ) from None
+    if not parts.scheme or "://" not in text:
+        raise EvalmapError(f"--base-url {url!r} is not a URL; pass the server's address with http://, {example}.")
+    if parts.scheme.lower() not in ("http", "https"):
+        raise EvalmapError(
+            f"--base-url {url!r} uses {parts.scheme}://, but an OpenAI-compatible server speaks http:// or "
+            f"https://; pass its http address, {example}."
+        )
+    if not parts.hostname:
+        raise EvalmapError(f"--base-url {url!r} names no host; pass the server's address, {example}.")
+    if any(c.isspace() for c in text) or (port is not None and not 0 < port < 65536):
+        raise EvalmapError(f"--base-url {url!r} is not a valid URL; pass the server's address, {example}.")
+    return text
 
 
 def backend_name(model: Model, options: BackendOptions) -> str:
@@ -78,7 +115,8 @@ def open_backend(model: Model, options: BackendOptions) -> Backend:
             raise EvalmapError("The openai backend needs --base-url, e.g. http://127.0.0.1:8000/v1.")
         served = model.run.server_model or model.run.hf or model.hf_repo or model.id
         return OpenAIBackend(
-            options.base_url, served, api_key_env=options.api_key_env, concurrency=options.concurrency
+            options.base_url, served, api_key_env=options.api_key_env, concurrency=options.concurrency,
+            timeout_s=options.timeout_s, max_retries=options.max_retries,
         )
     from evalmap.backends.vllm_backend import VLLMBackend
 
@@ -94,4 +132,7 @@ def open_backend(model: Model, options: BackendOptions) -> Backend:
     )
 
 
-__all__ = ["BACKENDS", "Backend", "BackendOptions", "BackendUnavailableError", "backend_name", "open_backend"]
+__all__ = [
+    "BACKENDS", "Backend", "BackendOptions", "BackendUnavailableError", "backend_name", "check_base_url",
+    "open_backend",
+]

@@ -4,12 +4,20 @@ Shaped like lm-eval's LM interface (generate / loglikelihood) so tasks never kno
 the engine. Requests are plain frozen dataclasses with a stable `key()` so the
 response cache can be keyed by (model fingerprint, request hash) regardless of
 batch size, concurrency or rank count.
+
+Responses are handed back as they are ready: `generate` and `loglikelihood` take an
+optional `on_response(index, response)` callback that an engine calls once per request
+as soon as that answer exists (an HTTP reply as it arrives, a local engine after each
+batch), before the call returns. When the call raises, every response it delivered
+before stays valid, so the runner caches each success at once and a rerun only asks
+for what failed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -99,6 +107,7 @@ class LogLikelihood:
 
 
 Response = Generation | LogLikelihood
+OnResponse = Callable[[int, Response], None]  # (index of the request in the call, its response)
 
 
 def response_from_dict(kind: str, data: dict) -> Response:
@@ -130,9 +139,13 @@ class Backend(Protocol):
     info: BackendInfo
     capabilities: Capabilities
 
-    def generate(self, requests: list[GenerationRequest]) -> list[Generation]: ...
+    def generate(
+        self, requests: list[GenerationRequest], on_response: OnResponse | None = None
+    ) -> list[Generation]: ...
 
-    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[LogLikelihood]: ...
+    def loglikelihood(
+        self, requests: list[LoglikelihoodRequest], on_response: OnResponse | None = None
+    ) -> list[LogLikelihood]: ...
 
     def close(self) -> None: ...
 

@@ -33,6 +33,7 @@ from evalmap.backends.base import (
     GenerationRequest,
     LogLikelihood,
     LoglikelihoodRequest,
+    OnResponse,
     split_context,
 )
 from evalmap.backends.weights import file_fingerprint
@@ -148,8 +149,13 @@ class LlamaCppBackend:
 
     # ------------------------------------------------------------------ generation
 
-    def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
-        return [self._generate_one(request) for request in requests]
+    def generate(self, requests: list[GenerationRequest], on_response: OnResponse | None = None) -> list[Generation]:
+        results = []
+        for i, request in enumerate(requests):
+            results.append(self._generate_one(request))
+            if on_response is not None:
+                on_response(i, results[-1])
+        return results
 
     def _generate_one(self, request: GenerationRequest) -> Generation:
         llm = self._llm
@@ -219,7 +225,9 @@ class LlamaCppBackend:
             )
         return prefix[-room:], continuation_tokens
 
-    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[LogLikelihood]:
+    def loglikelihood(
+        self, requests: list[LoglikelihoodRequest], on_response: OnResponse | None = None
+    ) -> list[LogLikelihood]:
         llm = self._llm
         pairs = [self.encode_pair(r.context, r.continuation) for r in requests]
         # Identical contexts adjacent (and a deterministic order for any input order).
@@ -259,6 +267,8 @@ class LlamaCppBackend:
                 context_tokens=len(prefix),
                 latency_s=time.perf_counter() - start,
             )
+            if on_response is not None:
+                on_response(i, results[i])
         return [r for r in results if r is not None]
 
     def close(self) -> None:

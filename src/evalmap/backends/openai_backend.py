@@ -3,8 +3,14 @@
 httpx.AsyncClient with a semaphore bounds the requests in flight; the public API is
 synchronous (one event loop per batch). Prompt requests go to `/v1/completions`,
 chat requests to `/v1/chat/completions`. Requests that fail with 429, 5xx, a timeout
-or a dropped connection are retried with exponential backoff and jitter, honouring
-`Retry-After`.
+(`timeout_s` per try) or a dropped connection are retried up to `max_retries` times
+with exponential backoff and jitter, honouring `Retry-After`; each retry is logged as
+a warning ("retry 2/3 after no reply within 5 s ..."), so a slow or hanging server is
+never silent. Every answer is handed to `on_response` the moment it arrives; once a
+request has failed for good no new request starts, the ones in flight finish, and
+the first failure is raised. A reply that is not the JSON an OpenAI-compatible
+server sends (no choices, a choice without text, non-numeric usage, an HTML page)
+is an error in one sentence naming the server, never a silent empty answer.
 
 Log-likelihoods come from prompt logprobs (`echo=True, logprobs=1`), which only some
 servers compute correctly: vLLM does; llama.cpp's (llama-cpp-python's) server returns
@@ -22,12 +28,15 @@ import json
 import logging
 import os
 import random
+import re
 import ssl
 import time
 import warnings
+from collections.abc import Callable
 
 import httpx
 
+from evalmap.backends import check_base_url
 from evalmap.backends.base import (
     BackendInfo,
     Capabilities,
@@ -35,9 +44,10 @@ from evalmap.backends.base import (
     GenerationRequest,
     LogLikelihood,
     LoglikelihoodRequest,
+    OnResponse,
     split_context,
 )
-from evalmap.errors import BackendUnavailableError
+from evalmap.errors import BackendUnavailableError, EvalmapError
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +73,57 @@ _LLAMA_CPP_KINDS = {"llama.cpp", "llama-cpp-python"}
 
 class RequestRejectedError(BackendUnavailableError):
     """The server answered a request with a client error (4xx other than 429)."""
+
+
+class MalformedReplyError(BackendUnavailableError):
+    """The server answered, but not with what an OpenAI-compatible server sends."""
+
+
+class _Skipped(Exception):
+    """Another request of the call failed for good, so this one was not (re)started."""
+
+
+def _body_hint(response: httpx.Response, limit: int = 120) -> str:
+    """A reply body in a few words: an API error's message, an HTML page's title, or the text's start."""
+    text = response.text or ""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        error = data.get("error", data.get("detail", data.get("message")))
+        if isinstance(error, dict):
+            error = error.get("message", error)
+        if error is not None:
+            return _short(str(error), limit)
+    if _looks_html(response):
+        title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
+        return "an HTML page" + (f" titled {_short(title.group(1), 60)!r}" if title else "")
+    return repr(_short(text, limit)) if text.strip() else "an empty body"
+
+
+def _looks_html(response: httpx.Response) -> bool:
+    kind = response.headers.get("content-type", "").lower()
+    return "html" in kind or response.text.lstrip()[:1] == "<"
+
+
+def _failure_name(exc: BaseException, timeout_s: float) -> str:
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        return f"no reply within {timeout_s:g} s ({type(exc).__name__})"
+    if isinstance(exc, httpx.ConnectError):
+        return f"no connection ({type(exc).__name__})"
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
+        return f"a dropped connection ({type(exc).__name__})"
+    return type(exc).__name__
+
+
+def _count(value, what: str, bad) -> int:
+    """A token count from `usage`: a non-negative number (absent: 0)."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value or value < 0:
+        raise bad(f"a non-numeric usage.{what} ({_short(json.dumps(value), 40)})")
+    return int(value)
 
 
 def _retry_after_s(response: httpx.Response) -> float | None:
@@ -121,7 +182,11 @@ class OpenAIBackend:
             raise ValueError(f"loglikelihood_mode must be one of {LOGLIKELIHOOD_MODES}, not {loglikelihood_mode!r}.")
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1.")
-        self.base_url = base_url.rstrip("/")
+        if not timeout_s > 0:
+            raise EvalmapError(f"The request timeout must be a positive number of seconds (got {timeout_s}).")
+        if max_retries < 0:
+            raise EvalmapError(f"max_retries must be 0 or more (got {max_retries}).")
+        self.base_url = check_base_url(base_url).rstrip("/")
         self._api = self.base_url if self.base_url.endswith("/v1") else self.base_url + "/v1"
         self.model = model
         self.concurrency = concurrency
@@ -195,7 +260,7 @@ class OpenAIBackend:
                         f"Cannot reach the server at {self.base_url} ({type(exc).__name__}); is it running?"
                     ) from exc
                 except httpx.TransportError as exc:
-                    last = type(exc).__name__
+                    last = _failure_name(exc, timeout.read or 10.0)
                 if response is not None:
                     if response.status_code != 429 and response.status_code < 500:
                         break
@@ -205,7 +270,9 @@ class OpenAIBackend:
                         f"The server at {self.base_url} did not answer GET /v1/models ({last}); "
                         "is it running and healthy?"
                     )
-                time.sleep(self._delay(attempt, response))
+                delay = self._delay(attempt, response)
+                self._warn_retry("GET /v1/models", attempt, last, delay)
+                time.sleep(delay)
         if response.status_code in (401, 403):
             raise BackendUnavailableError(
                 f"The server at {self.base_url} refused the credentials (HTTP {response.status_code}); "
@@ -274,18 +341,31 @@ class OpenAIBackend:
             delay = max(delay, min(retry_after, max(self.backoff_max_s, 300.0)))
         return delay
 
-    async def _post(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, path: str, payload: dict):
-        """POST with retries; returns (json body, seconds of the successful attempt)."""
+    def _warn_retry(self, what: str, attempt: int, last: str, delay: float) -> None:
+        log.warning(
+            "retry %d/%d after %s from the server at %s (%s); next try in %.2f s",
+            attempt + 1, self.max_retries, last, self.base_url, what, delay,
+        )  # fmt: skip
+
+    async def _post(
+        self, client: httpx.AsyncClient, sem: asyncio.Semaphore, stop: asyncio.Event, path: str, payload: dict
+    ):
+        """POST with retries; returns (json body, seconds of the successful attempt).
+
+        Raises _Skipped instead of starting a try once `stop` is set (another request failed for good).
+        """
         url = f"{self._api}{path}"
         last = ""
         for attempt in range(self.max_retries + 1):
             response = None
             async with sem:
+                if stop.is_set():
+                    raise _Skipped
                 start = time.perf_counter()
                 try:
-                    response = await client.post(url, json=payload)
-                except httpx.TransportError as exc:  # timeouts, refused or dropped connections
-                    last = type(exc).__name__
+                    response = await asyncio.wait_for(client.post(url, json=payload), self.timeout_s)
+                except (TimeoutError, httpx.TransportError) as exc:  # timeouts, refused or dropped connections
+                    last = _failure_name(exc, self.timeout_s)
                 elapsed = time.perf_counter() - start
             if response is not None:
                 status = response.status_code
@@ -293,21 +373,28 @@ class OpenAIBackend:
                     try:
                         return response.json(), elapsed
                     except ValueError:
-                        last = "a reply that is not JSON"
+                        raise MalformedReplyError(
+                            f"The server at {self.base_url} answered POST {path} with {_body_hint(response)} "
+                            "instead of JSON; check that --base-url points at an OpenAI-compatible API "
+                            "(e.g. http://127.0.0.1:8000/v1)."
+                        ) from None
                 elif status == 429 or status >= 500:
-                    last = f"HTTP {status}"
+                    last = f"HTTP {status} ({_body_hint(response, 80)})"
                 else:
                     raise RequestRejectedError(
-                        f"The server at {self.base_url} rejected POST {path} with HTTP {status}: "
-                        f"{_short(response.text)}"
+                        f"The server at {self.base_url} rejected POST {path} with HTTP {status} "
+                        f"({_body_hint(response)}); check --base-url and the model name it serves."
                     )
             if attempt < self.max_retries:
+                if stop.is_set():
+                    raise _Skipped
                 delay = self._delay(attempt, response)
-                log.debug("POST %s failed (%s); retry %d in %.2fs", path, last, attempt + 1, delay)
+                self._warn_retry(f"POST {path}", attempt, last, delay)
                 await asyncio.sleep(delay)
+        tries = "once" if self.max_retries == 0 else f"{self.max_retries + 1} times"
         raise BackendUnavailableError(
-            f"The server at {self.base_url} failed POST {path} {self.max_retries + 1} times (last: {last}); "
-            "check that it is healthy and not overloaded."
+            f"The server at {self.base_url} failed POST {path} {tries} (last: {last}); check that it is "
+            "healthy and not overloaded, or raise --timeout / --max-retries."
         )
 
     def _client(self) -> httpx.AsyncClient:
@@ -318,10 +405,35 @@ class OpenAIBackend:
             limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
         )
 
-    async def _gather(self, make_calls):
+    async def _gather(self, requests: list, one, on_response: OnResponse | None) -> list:
+        """Run `one(client, sem, stop, request)` for every request, at most `concurrency` at a time.
+
+        Each answer goes to `on_response` as it arrives. The first request that fails for good stops
+        new tries from starting; the tries in flight finish (their answers are delivered too), then
+        that first failure is raised.
+        """
         sem = asyncio.Semaphore(self.concurrency)
+        stop = asyncio.Event()
+        results: list = [None] * len(requests)
+        failures: list[BaseException] = []
+
+        async def run(i: int, request) -> None:
+            try:
+                result = await one(client, sem, stop, request)
+                results[i] = result
+                if on_response is not None:
+                    on_response(i, result)
+            except _Skipped:
+                pass
+            except Exception as exc:  # noqa: BLE001 - kept and raised once the tries in flight are done
+                failures.append(exc)
+                stop.set()
+
         async with self._client() as client:
-            return await asyncio.gather(*make_calls(client, sem))
+            await asyncio.gather(*(run(i, r) for i, r in enumerate(requests)))
+        if failures:
+            raise failures[0]
+        return results
 
     # ------------------------------------------------------------------ generation
 
@@ -342,33 +454,65 @@ class OpenAIBackend:
         payload["prompt"] = request.prompt
         return "/completions", payload
 
-    async def _generate_one(self, client, sem, request: GenerationRequest) -> Generation:
-        path, payload = self._generation_payload(request)
-        body, latency = await self._post(client, sem, path, payload)
-        try:
-            choice = body["choices"][0]
-            text = (choice.get("message") or {}).get("content") if request.chat else choice.get("text")
-        except (KeyError, IndexError, TypeError) as exc:
-            raise BackendUnavailableError(
-                f"The server at {self.base_url} answered POST {path} without choices: {_short(json.dumps(body))}"
-            ) from exc
-        usage = body.get("usage") or {}
+    def _malformed(self, path: str, body) -> Callable[[str], MalformedReplyError]:
+        """An error factory: `bad(what)` -> one sentence naming the server, the call and what was wrong."""
+
+        def bad(what: str) -> MalformedReplyError:
+            return MalformedReplyError(
+                f"The server at {self.base_url} answered POST {path} with {what} "
+                f"({_short(json.dumps(body, default=str), 120)}); check that --base-url points at an "
+                "OpenAI-compatible server."
+            )
+
+        return bad
+
+    def _parse_generation(self, body, path: str, chat: bool, latency: float) -> Generation:
+        bad = self._malformed(path, body)
+        if not isinstance(body, dict):
+            raise bad("JSON that is not an object")
+        choices = body.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise bad("no choices")
+        choice = choices[0]
+        if not isinstance(choice, dict):
+            raise bad("a choice that is not an object")
+        if chat:
+            message = choice.get("message")
+            if not isinstance(message, dict):
+                raise bad("a choice without a message")
+            text = message.get("content")
+        else:
+            if "text" not in choice:
+                raise bad("a choice without text")
+            text = choice.get("text")
+        if text is not None and not isinstance(text, str):
+            raise bad("an answer that is not text")
+        usage = body.get("usage")
+        if usage is not None and not isinstance(usage, dict):
+            raise bad("a usage that is not an object")
+        usage = usage or {}
+        finish = choice.get("finish_reason")
         return Generation(
             text=text or "",
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            finish_reason=choice.get("finish_reason") or "stop",
+            prompt_tokens=_count(usage.get("prompt_tokens"), "prompt_tokens", bad),
+            completion_tokens=_count(usage.get("completion_tokens"), "completion_tokens", bad),
+            finish_reason=str(finish) if finish else "stop",
             latency_s=latency,
         )
 
-    def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
+    async def _generate_one(self, client, sem, stop, request: GenerationRequest) -> Generation:
+        path, payload = self._generation_payload(request)
+        body, latency = await self._post(client, sem, stop, path, payload)
+        return self._parse_generation(body, path, request.chat, latency)
+
+    def generate(self, requests: list[GenerationRequest], on_response: OnResponse | None = None) -> list[Generation]:
         if not requests:
             return []
-        return _run_sync(self._gather(lambda client, sem: [self._generate_one(client, sem, r) for r in requests]))
+        return _run_sync(self._gather(requests, self._generate_one, on_response))
 
     # -------------------------------------------------------------- log-likelihood
 
-    async def _loglikelihood_one(self, client, sem, request: LoglikelihoodRequest) -> LogLikelihood:
+    async def _loglikelihood_one(self, client, sem, stop, request: LoglikelihoodRequest) -> LogLikelihood:
         context, continuation = split_context(request)
         if not context:
             raise ValueError("Prompt-logprob log-likelihoods need a non-empty context.")
@@ -381,17 +525,25 @@ class OpenAIBackend:
             "echo": True,
             "logprobs": 1,
         }
-        body, latency = await self._post(client, sem, "/completions", payload)
+        body, latency = await self._post(client, sem, stop, "/completions", payload)
+        bad = self._malformed("/completions", body)
         try:
             logprobs = body["choices"][0]["logprobs"]
             offsets = logprobs["text_offset"]
             token_logprobs = logprobs["token_logprobs"]
             tops = logprobs.get("top_logprobs") or [None] * len(token_logprobs)
-        except (KeyError, IndexError, TypeError) as exc:
+            if not (isinstance(offsets, list) and isinstance(token_logprobs, list) and isinstance(tops, list)):
+                raise TypeError("logprobs lists")
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise BackendUnavailableError(
                 f"The server at {self.base_url} returned no echo prompt logprobs; it cannot serve log-likelihoods."
             ) from exc
-        n_prompt = int((body.get("usage") or {}).get("prompt_tokens") or len(offsets))
+        usage = body.get("usage")
+        if usage is not None and not isinstance(usage, dict):
+            raise bad("a usage that is not an object")
+        n_prompt = _count((usage or {}).get("prompt_tokens"), "prompt_tokens", bad) or len(offsets)
+        if not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets[:n_prompt]):
+            raise bad("non-numeric logprobs.text_offset entries")
         # Continuation tokens: those starting inside the continuation's text span.
         span = [i for i in range(min(n_prompt, len(offsets))) if len(context) <= offsets[i] < len(text)]
         total, greedy = 0.0, True
@@ -402,9 +554,15 @@ class OpenAIBackend:
                     f"The server at {self.base_url} gave no logprob for prompt token {i}; "
                     "it cannot serve this log-likelihood."
                 )
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise bad(f"a non-numeric logprob for prompt token {i} ({_short(json.dumps(value), 40)})")
             total += float(value)
-            top = tops[i]
+            top = tops[i] if i < len(tops) else None
             if top:
+                if not isinstance(top, dict) or not all(
+                    isinstance(v, int | float) and not isinstance(v, bool) for v in top.values()
+                ):
+                    raise bad(f"malformed top_logprobs for prompt token {i}")
                 best = max(float(v) for v in top.values())
                 greedy = greedy and float(value) >= best - 1e-6
         return LogLikelihood(
@@ -415,12 +573,14 @@ class OpenAIBackend:
             latency_s=latency,
         )
 
-    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[LogLikelihood]:
+    def loglikelihood(
+        self, requests: list[LoglikelihoodRequest], on_response: OnResponse | None = None
+    ) -> list[LogLikelihood]:
         if not requests:
             return []
         if self._loglikelihood_refusal is not None:
             raise BackendUnavailableError(self._loglikelihood_refusal)
-        return _run_sync(self._gather(lambda client, sem: [self._loglikelihood_one(client, sem, r) for r in requests]))
+        return _run_sync(self._gather(requests, self._loglikelihood_one, on_response))
 
     def close(self) -> None:
         """Nothing held between calls: each batch opens and closes its own client."""

@@ -42,6 +42,7 @@ from evalmap.backends.base import (
     GenerationRequest,
     LogLikelihood,
     LoglikelihoodRequest,
+    OnResponse,
     length_sorted,
     split_context,
 )
@@ -340,7 +341,7 @@ class TransformersBackend:
 
     # ------------------------------------------------------------------ generation
 
-    def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
+    def generate(self, requests: list[GenerationRequest], on_response: OnResponse | None = None) -> list[Generation]:
         results: list[Generation | None] = [None] * len(requests)
         prompts = [self._prompt_ids(r) for r in requests]
         groups: dict[tuple, list[int]] = defaultdict(list)
@@ -356,6 +357,8 @@ class TransformersBackend:
                     batch, self._generate_batch([requests[i] for i in batch], [prompts[i] for i in batch]), strict=True
                 ):
                     results[i] = generation
+                    if on_response is not None:
+                        on_response(i, generation)
         return results  # type: ignore[return-value]
 
     def _generate_batch(self, requests: list[GenerationRequest], prompts: list[list[int]]) -> list[Generation]:
@@ -491,7 +494,9 @@ class TransformersBackend:
         context_ids = self._encode(context)
         return whole[: len(context_ids)], whole[len(context_ids) :]
 
-    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[LogLikelihood]:
+    def loglikelihood(
+        self, requests: list[LoglikelihoodRequest], on_response: OnResponse | None = None
+    ) -> list[LogLikelihood]:
         results: list[LogLikelihood | None] = [None] * len(requests)
         limit = self.max_length
         feeds: dict[int, tuple[list[int], int]] = {}  # request -> (model input, continuation length)
@@ -502,6 +507,8 @@ class TransformersBackend:
                 results[i] = LogLikelihood(
                     logprob=0.0, is_greedy=True, continuation_tokens=0, context_tokens=len(context)
                 )
+                if on_response is not None:
+                    on_response(i, results[i])
                 continue
             continuation = continuation[-limit:]
             feed = (context + continuation)[-(limit + 1) :][:-1]
@@ -529,6 +536,8 @@ class TransformersBackend:
             batch = list(range(start, min(start + self.batch_size, len(rows))))
             for i, value in self._score_rows([rows[r] for r in batch], [served[r] for r in batch], feeds, targets):
                 results[i] = value
+                if on_response is not None:
+                    on_response(i, value)
         return results  # type: ignore[return-value]
 
     def _score_rows(self, rows, served, feeds, targets):

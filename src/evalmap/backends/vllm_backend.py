@@ -19,6 +19,7 @@ from evalmap.backends.base import (
     GenerationRequest,
     LogLikelihood,
     LoglikelihoodRequest,
+    OnResponse,
     split_context,
 )
 from evalmap.backends.weights import folder_fingerprint
@@ -79,7 +80,8 @@ class VLLMBackend:
             )
         return request.prompt
 
-    def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
+    def generate(self, requests: list[GenerationRequest], on_response: OnResponse | None = None) -> list[Generation]:
+        """One submission (vLLM schedules it); answers are delivered when it returns."""
         if not requests:
             return []
         params = [
@@ -107,9 +109,12 @@ class VLLMBackend:
                     latency_s=per_request,
                 )
             )
+        _deliver(results, on_response)
         return results
 
-    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[LogLikelihood]:
+    def loglikelihood(
+        self, requests: list[LoglikelihoodRequest], on_response: OnResponse | None = None
+    ) -> list[LogLikelihood]:
         if not requests:
             return []
         token_lists, context_lengths = [], []
@@ -145,8 +150,15 @@ class VLLMBackend:
                     latency_s=per_request,
                 )
             )
+        _deliver(results, on_response)
         return results
 
     def close(self) -> None:
         del self.llm
+
+
+def _deliver(results: list, on_response: OnResponse | None) -> None:
+    if on_response is not None:
+        for i, result in enumerate(results):
+            on_response(i, result)
 

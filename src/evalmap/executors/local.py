@@ -19,7 +19,7 @@ from evalmap.catalog.loader import Catalog
 from evalmap.errors import EvalmapError
 from evalmap.metrics.aggregate import pooled_group_score
 from evalmap.metrics.stats import Score
-from evalmap.runner import JobResult, run_job
+from evalmap.runner import JobResult, preload, run_job
 from evalmap.store import Store
 from evalmap.tasks.base import TaskConfig
 from evalmap.tasks.registry import build_task, headline_score
@@ -144,6 +144,7 @@ def run_plan(
         if dataset_id not in tasks:
             config = TaskConfig(**{**asdict(options.task), "seed": options.seed})
             tasks[dataset_id] = build_task(catalog.dataset(dataset_id), config)
+            preload(tasks[dataset_id], options.seed)  # records loaded and checked now, not after a model loads
     for model_id, _, _ in pairs:
         backend_name(catalog.model(model_id), options.backend)
     results: list[JobResult] = []
