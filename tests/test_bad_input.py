@@ -179,7 +179,7 @@ def test_bad_records_fail_at_load_naming_file_line_and_field(before_model, name)
     line = one_error_line(before_model[name])
     path = before_model["_tmp"] / name / "gsm8k" / "test.jsonl"
     assert str(path.parent) in line and BAD_FILES[name][1] in line, line
-    assert line.startswith("error: Dataset 'gsm8k' (test split): ") or "is not JSON" in line
+    assert line.startswith("error: Dataset 'gsm8k' (test split): ")
 
 
 def test_missing_data_dir_is_refused_at_once(before_model):

@@ -299,8 +299,16 @@ def runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
     tmp = tmp_path_factory.mktemp("cli")
     bad_type = tmp / "bad_type.yaml"
     bad_type.write_text('models:\n  - id: qwen25_7b\n    params_b: "big"\n', encoding="utf-8")
+    (tmp / "latin1.yaml").write_bytes(b"models:\n  - id: qwen25_7b\n    notes: caf\xe9\n")
+    (tmp / "recursive.yaml").write_text("models: &a [*a]\n", encoding="utf-8")
+    laughs = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    laughs += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]  # 9**10 strings
+    (tmp / "laughs.yaml").write_text("\n".join([*laughs, "models: [{id: qwen25_7b, notes: *a9}]"]), encoding="utf-8")
     commands = {
         "bad_type": ["models", "--catalog", str(bad_type)],
+        "latin1": ["models", "--catalog", str(tmp / "latin1.yaml")],
+        "recursive": ["datasets", "--catalog", str(tmp / "recursive.yaml")],
+        "laughs": ["plans", "--catalog", str(tmp / "laughs.yaml")],
         "unknown_model": ["recommend", "qwen25_7bb"],
         "unknown_dataset": ["plan", "--models", "qwen25_7b", "--datasets", "gsm8kk"],
         "table_matrix": ["matrix"],
@@ -323,6 +331,7 @@ def runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
         stdout, stderr = proc.communicate(timeout=120)
         done[name] = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     done["bad_type_path"] = bad_type  # type: ignore[assignment]
+    done["tmp"] = tmp  # type: ignore[assignment]
     return done
 
 
@@ -333,6 +342,21 @@ def _proc_error(run: subprocess.CompletedProcess) -> str:
 def test_wrong_type_exits_2_with_file_line_and_field(runs):
     line = _proc_error(runs["bad_type"])
     assert str(runs["bad_type_path"]) in line and "line 3" in line and "'params_b'" in line
+
+
+def test_a_catalog_that_is_not_utf8_exits_2(runs):
+    line = _proc_error(runs["latin1"])
+    assert f"Catalog file {runs['tmp'] / 'latin1.yaml'} is not UTF-8 text (byte 0xe9 on line 3)" in line
+
+
+def test_a_recursive_alias_exits_2_instead_of_recursing(runs):
+    line = _proc_error(runs["recursive"])
+    assert "recursive.yaml line 1: an alias refers to a collection that contains it" in line
+
+
+def test_billion_laughs_exits_2_instead_of_hanging(runs):
+    line = _proc_error(runs["laughs"])
+    assert "laughs.yaml line" in line and "expands to more than 200,000 values" in line
 
 
 def test_unknown_model_exits_2_naming_the_close_id(runs):

@@ -113,3 +113,104 @@ def test_mmlu_ids_and_dev_pool(data_dir, get_dataset):
         "choices": ["0", "1", "2", "3"],
         "answer": 1,
     }
+
+
+# -- records are checked at load: file, line and field in one sentence (issue 10) -------------------
+
+
+def _write(root, dataset_id: str, name: str, text: str | bytes) -> str:
+    folder = root / dataset_id
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    return str(path)
+
+
+def _load_error(get_dataset, root, dataset_id: str, source=None) -> str:
+    from evalmap.tasks.data import DataFormatError
+
+    with pytest.raises(DataFormatError) as err:
+        load_records(get_dataset(dataset_id), str(root), source)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.endswith(".") and ". " not in msg.split(": ", 1)[1].replace("e.g. ", "")
+    return msg
+
+
+GSM = '{"question": "q", "answer": "#### 1"}\n'
+ARC = (
+    '{"id": "a%d", "question": {"stem": "Which?", "choices": [{"text": "x", "label": "A"}, '
+    '{"text": "y", "label": "B"}]}, "answerKey": "%s"}\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('{"foo": 1}\n', "test.jsonl line 1 has no field 'question'"),
+        (GSM + "\n[1, 2, 3]\n", "test.jsonl line 3 is a JSON array, not an object"),
+        (GSM + '"just a string"\n', "test.jsonl line 2 is a string, not an object"),
+        (GSM + '{"question": "q", "answer": 42}\n', "line 2 has 'answer' = 42 (a number) where text is expected"),
+        (GSM + '{"question": "", "answer": "#### 2"}\n', "line 2 has an empty 'question'"),
+        (GSM + '{"question": null, "answer": "#### 2"}\n', "line 2 has no field 'question'"),
+        (GSM + "{not json\n", "test.jsonl line 2 is not JSON (Expecting property name"),
+        ("", "test.jsonl holds no records"),
+        ("\n\n", "test.jsonl holds no records"),
+    ],
+)
+def test_gsm8k_records_are_checked_at_load(tmp_path, get_dataset, text, needle):
+    path = _write(tmp_path, "gsm8k", "test.jsonl", text)
+    msg = _load_error(get_dataset, tmp_path, "gsm8k")
+    assert needle in msg and path.rsplit("/", 1)[0] in msg
+
+
+def test_not_utf8_data_is_one_sentence(tmp_path, get_dataset):
+    _write(tmp_path, "gsm8k", "test.jsonl", b'{"question": "caf\xe9", "answer": "#### 1"}\n')
+    assert "could not read" in _load_error(get_dataset, tmp_path, "gsm8k")
+
+
+def test_gold_answers_outside_their_options_are_caught(tmp_path, get_dataset):
+    _write(tmp_path, "arc_challenge", "ARC-Challenge-Test.jsonl", ARC % (1, "A") + ARC % (2, "E"))
+    msg = _load_error(get_dataset, tmp_path, "arc_challenge")
+    assert "ARC-Challenge-Test.jsonl line 2 has answerKey 'E', which is not one of its labels ['A', 'B']" in msg
+    _write(tmp_path, "arc_challenge", "ARC-Challenge-Test.jsonl", ARC % (1, "A") + ARC % (1, "B"))
+    assert "line 2 repeats the id \"a1\" of" in _load_error(get_dataset, tmp_path, "arc_challenge")
+    _write(tmp_path, "hellaswag", "hellaswag_val.jsonl.gz", b"")
+    import gzip
+
+    (tmp_path / "hellaswag" / "hellaswag_val.jsonl.gz").write_bytes(
+        gzip.compress(b'{"idx": 0, "query": "q", "endings": ["a", "b"], "label": 5}\n')
+    )
+    assert "line 1 has label 5, not an index of its endings" in _load_error(get_dataset, tmp_path, "hellaswag")
+
+
+def test_a_filtering_normaliser_still_names_the_line(tmp_path, get_dataset):
+    """mbpp keeps only task ids 11-510, so record k of the output is not line k of the file."""
+    good = '{"task_id": %d, "text": "t", "code": "c", "test_list": ["assert 1"]}\n'
+    _write(tmp_path, "mbpp", "mbpp.jsonl", good % 2 + good % 11 + '{"task_id": 12, "text": "t", "code": "c", '
+           '"test_list": []}\n')  # fmt: skip
+    assert "mbpp.jsonl line 3 has an empty 'test_list'" in _load_error(get_dataset, tmp_path, "mbpp")
+    _write(tmp_path, "mbpp", "mbpp.jsonl", good % 2 + '{"task_id": "twelve"}\n')
+    assert "mbpp.jsonl line 2 has " in _load_error(get_dataset, tmp_path, "mbpp")
+
+
+def test_missing_data_dir_is_refused_before_the_hub(offline, tmp_path, get_dataset, monkeypatch):
+    with pytest.raises(DataMissingError, match=r"--data-dir .*nowhere does not exist; pass the folder"):
+        load_records(get_dataset("gsm8k"), str(tmp_path / "nowhere"))
+    monkeypatch.setenv("EVALMAP_DATA_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(DataMissingError, match=r"\$EVALMAP_DATA_DIR \(.*nowhere\) does not exist"):
+        load_records(get_dataset("gsm8k"), None)
+
+
+def test_every_shipped_dataset_passes_its_checks(data_dir, get_dataset):
+    """The declared shapes describe the real files (and every id is unique)."""
+    from evalmap.tasks.registry import find_spec
+
+    for dataset_id in ("gsm8k", "math", "aime", "math_competition", "arc_challenge", "hellaswag", "mmlu", "mathqa",
+                       "winogrande", "humaneval", "mbpp", "bigcodebench"):  # fmt: skip
+        spec = find_spec(dataset_id)
+        variants = getattr(spec, "variants", ())
+        variants = variants.items() if isinstance(variants, dict) else variants
+        sources = [spec.source, getattr(spec, "fewshot_source", None)]
+        sources += [s for name, s in variants if name != "hard"]  # bigcodebench-hard is hub-only
+        for source in filter(None, sources):
+            assert load_records(get_dataset(dataset_id), data_dir, source)

@@ -213,8 +213,8 @@ def _finish(dataset: Dataset, source: DataSource, records: list, origin: str, wh
             raise DataFormatError(f"{label}: {at} {_normalize_problem(exc)}; {fix}.") from None
     if not out:
         raise DataFormatError(
-            f"{label}: {_origin_name(where)} holds no records; put the dataset's records there "
-            "(see the dataset's SOURCE.md), or remove the file to use the hub copy."
+            f"{label}: {_origin_name(where)} holds no records; put the dataset's records in it, "
+            "or remove it to load the hub copy."
         )
     fields = getattr(source.normalize, "record_fields", None) or {}
     check = getattr(source.normalize, "record_check", None)
@@ -376,6 +376,7 @@ class Where:
 
 def _read_local(paths: list[Path], source: DataSource, dataset_id: str = "") -> tuple[list, Where]:
     files = paths[0] if len(paths) == 1 else paths[0].parent
+    label = f"Dataset {dataset_id!r} ({source.name} split): " if dataset_id else ""
     try:
         if source.reader is not None:
             records = source.reader(paths)
@@ -386,10 +387,9 @@ def _read_local(paths: list[Path], source: DataSource, dataset_id: str = "") -> 
                 records.append(record)
                 places.append((path, unit, number))
         return records, Where(places, origin=str(files))
-    except DataFormatError:
-        raise
+    except DataFormatError as exc:
+        raise DataFormatError(f"{label}{exc}") from None
     except (OSError, ValueError, UnicodeDecodeError, csv.Error, EOFError) as exc:
-        label = f"Dataset {dataset_id!r} ({source.name} split): " if dataset_id else ""
         raise DataFormatError(
             f"{label}could not read {files} ({_short_reason(exc)}); check the files against "
             "the dataset's SOURCE.md or remove them to use the hub copy."
