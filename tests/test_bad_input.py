@@ -259,8 +259,9 @@ def test_a_server_failing_40_percent_loses_nothing_and_reruns_finish(fake_server
     flaky = fake_server("flaky")
     home = tmp_path / "flaky"
     runs = []
-    for _ in range(15):
-        proc = subprocess.run([*CLI, *run_args(flaky.url, shared_data, *args)], env=_env(home),
+    for attempt in range(15):
+        timeout = ("--timeout", str(30 + attempt))  # how patiently a server is asked is no part of the run
+        proc = subprocess.run([*CLI, *run_args(flaky.url, shared_data, *args, *timeout)], env=_env(home),
                               capture_output=True, text=True, timeout=180)  # fmt: skip
         runs.append((proc.returncode, _cached(home), len(_samples(home))))
         if proc.returncode == 0:
@@ -274,6 +275,8 @@ def test_a_server_failing_40_percent_loses_nothing_and_reruns_finish(fake_server
     assert runs[-1][0] == 0, runs
     assert all(b[1] >= a[1] and b[2] >= a[2] for a, b in zip(runs, runs[1:], strict=False)), runs  # never lost
     assert flaky.answered == items  # each request was answered exactly once over all the reruns
+    with sqlite3.connect(home / "store.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1  # every rerun resumed the same run
 
     healthy = fake_server("ok")
     home_ok = tmp_path / "healthy"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -11,6 +11,8 @@ from evalmap.catalog.schema import Model
 from evalmap.errors import BackendUnavailableError, EvalmapError
 
 BACKENDS = ("transformers", "llamacpp", "openai", "vllm")
+# How patiently a server is asked, not what it is asked: no part of a run's identity.
+TRANSPORT_ONLY = ("timeout_s", "max_retries")
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,10 @@ class BackendOptions:
     gpu_memory_utilization: float = 0.9
     timeout_s: float = 120.0  # per request to a server (--timeout)
     max_retries: int = 5  # per request to a server, after the first try (--max-retries)
+
+    def run_identity(self) -> dict:
+        """The settings that make a run this run (a rerun with another --timeout resumes it)."""
+        return {k: v for k, v in asdict(self).items() if k not in TRANSPORT_ONLY}
 
     def __post_init__(self) -> None:
         """Refuse bad settings at once, before a dataset or a model loads."""

@@ -116,7 +116,7 @@ def run_key(pairs: list[tuple[str, str, int | None]], options: RunOptions, catal
     payload = {
         "pairs": pairs,
         "seed": options.seed,
-        "backend": asdict(options.backend),
+        "backend": options.backend.run_identity(),
         "task": asdict(options.task),
         "catalog": catalog_version,
     }
