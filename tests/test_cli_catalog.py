@@ -304,11 +304,16 @@ def runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
     laughs = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
     laughs += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]  # 9**10 strings
     (tmp / "laughs.yaml").write_text("\n".join([*laughs, "models: [{id: qwen25_7b, notes: *a9}]"]), encoding="utf-8")
+    # libyaml's C composer crashes the interpreter (SIGSEGV) past ~10,000 levels
+    (tmp / "deep.yaml").write_text("models: " + "[" * 25_000 + "]" * 25_000 + "\n", encoding="utf-8")
+    (tmp / "deep_block.yaml").write_text("models:\n" + "- " * 25_000 + "x\n", encoding="utf-8")
     commands = {
         "bad_type": ["models", "--catalog", str(bad_type)],
         "latin1": ["models", "--catalog", str(tmp / "latin1.yaml")],
         "recursive": ["datasets", "--catalog", str(tmp / "recursive.yaml")],
         "laughs": ["plans", "--catalog", str(tmp / "laughs.yaml")],
+        "deep": ["models", "--catalog", str(tmp / "deep.yaml")],
+        "deep_block": ["models", "--catalog", str(tmp / "deep_block.yaml")],
         "unknown_model": ["recommend", "qwen25_7bb"],
         "unknown_dataset": ["plan", "--models", "qwen25_7b", "--datasets", "gsm8kk"],
         "table_matrix": ["matrix"],
@@ -357,6 +362,23 @@ def test_a_recursive_alias_exits_2_instead_of_recursing(runs):
 def test_billion_laughs_exits_2_instead_of_hanging(runs):
     line = _proc_error(runs["laughs"])
     assert "laughs.yaml line" in line and "expands to more than 200,000 values" in line
+
+
+@pytest.mark.parametrize("name", ["deep", "deep_block"])
+def test_deep_nesting_exits_2_instead_of_crashing(runs, name):
+    assert runs[name].returncode >= 0, "killed by a signal"
+    assert "nests lists or mappings too deeply" in _proc_error(runs[name])
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [("models:\n  - id: []\n", "a list"), ("datasets:\n  - id: {a: 1}\n", "a mapping"), ("plans:\n  - id:\n", "empty")],
+)
+def test_an_id_that_is_not_a_name_exits_2(monkeypatch, capsys, tmp_path, text, kind):
+    path = tmp_path / "mine.yaml"
+    path.write_text(text, encoding="utf-8")
+    line = _one_line_error(*run_main(monkeypatch, capsys, "models", "--catalog", str(path)))
+    assert f"{path} line 2: the 'id' of a" in line and f"must be a name, not {kind}." in line
 
 
 def test_unknown_model_exits_2_naming_the_close_id(runs):

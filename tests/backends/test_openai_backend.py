@@ -35,8 +35,9 @@ class FakeServer:
     every POST succeeds.
     """
 
-    def __init__(self, owned_by="fake", script=(), logprobs=None, models_script=()):
+    def __init__(self, owned_by="fake", script=(), logprobs=None, models_script=(), listing=None):
         self.owned_by = owned_by
+        self.listing = listing  # a raw GET /v1/models body (bytes) instead of the usual listing
         self.script = list(script)
         self.models_script = list(models_script)  # statuses for GET /v1/models, then 200
         self.logprobs = logprobs
@@ -65,6 +66,12 @@ class FakeServer:
                     step = fake.models_script.pop(0) if fake.models_script else None
                 if step is not None:
                     self._reply(step, {"error": "loading"})
+                elif self.path == "/v1/models" and fake.listing is not None:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(fake.listing)))
+                    self.end_headers()
+                    self.wfile.write(fake.listing)
                 elif self.path == "/v1/models":
                     model = {"id": "fake-model", "object": "model", "owned_by": fake.owned_by}
                     self._reply(200, {"object": "list", "data": [model]})
@@ -459,3 +466,30 @@ def test_bad_urls_are_refused_before_any_traffic(url, needle):
     with pytest.raises(EvalmapError, match=needle):
         BackendOptions(base_url=url)
     assert time.perf_counter() - start < 1
+
+
+@pytest.mark.parametrize(
+    "listing",
+    [
+        b'{"data": 5}',
+        b'{"data": [{"id": "m", "max_model_len": "big"}]}',
+        b'{"data": [{"id": "m", "max_model_len": [1]}]}',
+        b'{"data": [{"id": "m", "max_model_len": 1e400}]}',
+        b'["not", "a", "listing"]',
+    ],
+)
+def test_a_models_listing_of_the_wrong_shape_is_only_information(fake_server, listing):
+    """GET /v1/models only says what the server is: a listing of the wrong shape leaves the defaults."""
+    fake = fake_server(listing=listing)
+    backend = OpenAIBackend(fake.url, "fake-model", **FAST)
+    assert backend.capabilities.max_context == 2048
+    assert backend.generate([prompt("x")])[0].text == "echo:x"
+
+
+@pytest.mark.parametrize("key", ["clé", "sk-abc\n", "sk-\x07"])
+def test_an_api_key_a_header_cannot_carry_is_one_sentence(fake_server, monkeypatch, key):
+    monkeypatch.setenv("EVALMAP_TEST_API_KEY", key)
+    fake = fake_server()
+    with pytest.raises(BackendUnavailableError, match=r"The API key in \$EVALMAP_TEST_API_KEY holds characters"):
+        OpenAIBackend(fake.url, "fake-model", api_key_env="EVALMAP_TEST_API_KEY", **FAST)
+    assert fake.seen == []  # refused before any request carries it

@@ -117,6 +117,15 @@ def _failure_name(exc: BaseException, timeout_s: float) -> str:
     return type(exc).__name__
 
 
+def _positive_int(value) -> int | None:
+    """An optional size from the /v1/models listing (max_model_len): a positive whole number, else None."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 2**31:
+        return None
+    return int(value)
+
+
 def _count(value, what: str, bad) -> int:
     """A token count from `usage`: a non-negative number (absent: 0)."""
     if value is None:
@@ -203,10 +212,16 @@ class OpenAIBackend:
                 raise BackendUnavailableError(
                     f"The environment variable {api_key_env} (api_key_env) is not set; export the API key there."
                 )
+            if not (key.isascii() and key.isprintable()):
+                raise BackendUnavailableError(
+                    f"The API key in ${api_key_env} holds characters an HTTP header cannot carry (non-ASCII or "
+                    "control characters); check that the variable holds the key itself."
+                )
             self._headers["Authorization"] = f"Bearer {key}"
 
         listing = self._probe()
-        entries = [e for e in listing.get("data") or [] if isinstance(e, dict)]
+        data = listing.get("data")
+        entries = [e for e in data if isinstance(e, dict)] if isinstance(data, list) else []
         entry = next((e for e in entries if e.get("id") == model), entries[0] if entries else {})
         server_model_id = str(entry.get("id", ""))
         owned_by = str(entry.get("owned_by", ""))
@@ -237,7 +252,7 @@ class OpenAIBackend:
             logprobs=self._loglikelihood_refusal is None,
             images=False,
             tools=False,
-            max_context=int(entry.get("max_model_len") or 0) or Capabilities().max_context,
+            max_context=_positive_int(entry.get("max_model_len")) or Capabilities().max_context,
         )
 
     # ------------------------------------------------------------------ probing

@@ -31,6 +31,10 @@ _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml parses ~
 SECTIONS = {"models": Model, "datasets": Dataset, "plans": Plan}
 # Values one catalog file may build (the packaged files build ~1,500 each); aliases count each time they are used.
 MAX_NODES = 200_000
+# libyaml's composer recurses in C and crashes the interpreter (SIGSEGV) past ~10,000 nested levels; a
+# file with more openers ([, {, "- ") than this is composed by the pure-Python loader instead,
+# whose recursion limit ends in a RecursionError (the packaged files have fewer than 300).
+C_LOADER_MAX_OPENERS = 5_000
 
 
 class CatalogError(EvalmapError):
@@ -111,7 +115,8 @@ def _decode(data: bytes, file: str) -> str:
 def _read_yaml(text: str, file: str) -> _Located:
     located = _Located(None, file)
     try:
-        node = yaml.compose(text, Loader=_YAML_LOADER)
+        openers = text.count("[") + text.count("{") + text.count("- ")
+        node = yaml.compose(text, Loader=_YAML_LOADER if openers <= C_LOADER_MAX_OPENERS else yaml.SafeLoader)
         located.data = _Builder(file).build(node, (), located.lines) if node is not None else {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -254,6 +259,13 @@ def load_catalog(overrides: list[str] | None = None) -> Catalog:
                     raise CatalogError(
                         f"Invalid catalog file {located.file} line {located.line_of((section, i))}: "
                         f"every {section} entry needs an 'id'."
+                    )
+                ident = entry["id"]
+                if isinstance(ident, list | dict) or ident is None:
+                    kind = "empty" if ident is None else "a list" if isinstance(ident, list) else "a mapping"
+                    raise CatalogError(
+                        f"Invalid catalog file {located.file} line {located.line_of((section, i, 'id'))}: "
+                        f"the 'id' of a {section} entry must be a name, not {kind}."
                     )
                 previous = raw[section].get(entry["id"])
                 merged = _deep_merge(previous[0], entry) if previous else entry
