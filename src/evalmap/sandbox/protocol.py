@@ -16,13 +16,13 @@ exits and visible tricks from counting as passes.
 
 from __future__ import annotations
 
-import ast
 import marshal
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evalmap import pyast
 from evalmap.sandbox.executor import ExecResult, Limits, run_python
 
 HARNESS = Path(__file__).with_name("harness.py").read_text()
@@ -49,7 +49,7 @@ def run_harness(job: dict[str, Any], limits: Limits) -> HarnessRun:
         if not line.startswith(nonce):
             continue
         try:
-            value = ast.literal_eval(line[len(nonce) :])
+            value = pyast.literal_eval(line[len(nonce) :])
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             continue
         if done is not None:

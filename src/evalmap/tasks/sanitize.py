@@ -21,12 +21,14 @@ from __future__ import annotations
 import ast
 from collections import deque
 
+from evalmap import pyast
+
 CALIBRATION_STUB = "\n    pass\n"
 
 
 def _parses(text: str) -> bool:
     try:
-        ast.parse(text)
+        pyast.parse(text)
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return False
     return True
@@ -89,7 +91,7 @@ def sanitize(code: str, entrypoint: str) -> str:
     """Imports plus the definitions `entrypoint` depends on, from the parsing part of `code`."""
     code = longest_valid_chunk(code.strip())
     try:
-        tree = ast.parse(code)
+        tree = pyast.parse(code)
     except SyntaxError:  # a lone line that does not parse: nothing usable
         return ""
     imports: list[str] = []
