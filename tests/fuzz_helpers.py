@@ -194,17 +194,7 @@ def check_outcome(result: Outcome, ok_codes: tuple[int, ...] = (0, 2)) -> None:
 # in tests/test_fuzz.py (test_known_*, xfail strict): when one is fixed, its test XPASSes and fails, and
 # its line here goes too. The property tests skip examples that only hit these (EVALMAP_FUZZ_STRICT=1:
 # they do not), so they keep looking for new ones.
-KNOWN_BUGS = {
-    "--temperature inf (ValueError: Out of range float values are not JSON compliant)": lambda r: (
-        isinstance(r.exception, ValueError) and "not JSON compliant" in str(r.exception)
-    ),
-    "--seed outside 64 bits (OverflowError: Python int too large to convert to SQLite INTEGER)": lambda r: (
-        isinstance(r.exception, OverflowError) and "SQLite INTEGER" in str(r.exception)
-    ),
-    "--output in a folder that cannot be created (OSError from write_outputs after the run)": lambda r: (
-        isinstance(r.exception, OSError) and "write_outputs" in r.stderr
-    ),
-}
+KNOWN_BUGS: dict = {}
 
 
 def known_bug(result: Outcome) -> str | None:

@@ -856,16 +856,18 @@ def test_found_deep_flow_nesting_is_one_sentence(tmp_path):
 
 
 @needs_shared
-@pytest.mark.xfail(strict=True, reason="--temperature accepts inf; httpx refuses to encode it: ValueError traceback")
-def test_known_infinite_temperature(server, tmp_path):
-    check_outcome(_one_run(server, str(tmp_path), "--temperature", "inf"))
+def test_found_infinite_temperature(server, tmp_path):
+    outcome = _one_run(server, str(tmp_path), "--temperature", "inf")
+    check_outcome(outcome)
+    assert outcome.code == 2
 
 
 @needs_shared
-@pytest.mark.xfail(strict=True, reason="store.open_run: OverflowError for a --seed beyond SQLite's 64-bit INTEGER")
 @pytest.mark.parametrize("seed", [str(2**63), str(-(2**63) - 1)])
-def test_known_seed_beyond_64_bits(server, tmp_path, seed):
-    check_outcome(_one_run(server, str(tmp_path), "--seed", seed))
+def test_found_seed_beyond_64_bits(server, tmp_path, seed):
+    outcome = _one_run(server, str(tmp_path), "--seed", seed)
+    check_outcome(outcome)
+    assert outcome.code == 2
 
 
 @needs_shared
@@ -874,11 +876,12 @@ def test_found_api_key_that_is_not_ascii(server, tmp_path):
 
 
 @needs_shared
-@pytest.mark.xfail(strict=True, reason="check_output_dir passes a folder that cannot be created; the run ends "
-                                       "with an OSError traceback from write_outputs (the samples are stored)")
-@pytest.mark.parametrize("output", ["/proc/evalmap-fuzz/out", "/sys/evalmap-fuzz"])
-def test_known_output_folder_that_cannot_be_created(server, tmp_path, output):
-    check_outcome(_one_run(server, str(tmp_path), "--output", output))
+@pytest.mark.parametrize("output", ["/proc/evalmap-fuzz/out", "/sys/evalmap-fuzz", "", " "])
+def test_found_output_folder_that_cannot_be_created(server, tmp_path, output):
+    posts = server.posts
+    outcome = _one_run(server, str(tmp_path), "--output", output)
+    check_outcome(outcome)
+    assert outcome.code == 2 and server.posts == posts, outcome.describe()  # refused before any model call
 
 
 @needs_shared

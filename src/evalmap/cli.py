@@ -7,6 +7,7 @@ sentence and exit 2; tables degrade to plain ASCII when stdout is not a terminal
 from __future__ import annotations
 
 import json
+import math
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -325,8 +326,8 @@ def run(
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="Local dataset folder (default $EVALMAP_DATA_DIR, else hub).")
     ] = None,
-    output: Annotated[
-        Path | None, typer.Option(help="Write results.json, samples.jsonl and report/ into this folder.")
+    output_arg: Annotated[
+        str | None, typer.Option("--output", help="Write results.json, samples.jsonl and report/ into this folder.")
     ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an earlier run's results in --output (only evalmap's files).")
@@ -340,7 +341,7 @@ def run(
         int,
         typer.Option("--max-retries", min=0, help="Retries per request after a timeout, 429 or 5xx (each reported)."),
     ] = 5,
-    seed: Annotated[int, typer.Option()] = 1234,
+    seed: Annotated[int, typer.Option(min=-(2**63), max=2**63 - 1)] = 1234,
     chat: Annotated[bool | None, typer.Option("--chat/--no-chat", help="Use the chat template.")] = None,
     num_fewshot: Annotated[int | None, typer.Option("--num-fewshot", min=0)] = None,
     mode: Annotated[
@@ -365,6 +366,11 @@ def run(
     from evalmap.store import Store
     from evalmap.tasks.base import TaskConfig
 
+    if not math.isfinite(temperature):
+        raise EvalmapError(f"--temperature {temperature} is not a finite number; pass 0 (greedy) or e.g. 0.8.")
+    if output_arg is not None and not output_arg.strip():
+        raise EvalmapError("--output is empty; pass the folder to write results into, e.g. --output evalmap-out.")
+    output = Path(output_arg) if output_arg is not None else None
     cat = _catalog(catalog)
     _, pairs = _select_jobs(
         cat, plan_name, _split(models_) or ["smollm2_135m"], _split(datasets_) or ["humaneval"], samples

@@ -135,6 +135,9 @@ def _count(value, what: str, bad) -> int:
     return int(value)
 
 
+RETRY_AFTER_MAX_S = 60.0
+
+
 def _retry_after_s(response: httpx.Response) -> float | None:
     value = response.headers.get("retry-after")
     if not value:
@@ -352,8 +355,8 @@ class OpenAIBackend:
         backoff = min(self.backoff_max_s, self.backoff_base_s * (2**attempt))
         delay = backoff * random.uniform(0.5, 1.0)
         retry_after = _retry_after_s(response) if response is not None else None
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, max(self.backoff_max_s, 300.0)))
+        if retry_after is not None:  # honoured up to a minute: a server asking for hours is not waited for
+            delay = max(delay, min(retry_after, RETRY_AFTER_MAX_S))
         return delay
 
     def _warn_retry(self, what: str, attempt: int, last: str, delay: float) -> None:

@@ -64,6 +64,8 @@ class _Builder:
         self.file = file
         self.built = 0
         self.active: set[int] = set()  # ids of the collection nodes being built (the path from the root)
+        self.seen: set[int] = set()  # ids of the nodes built so far: meeting one again means an alias
+        self.aliased = False
         self.scalars = yaml.SafeLoader("")
 
     def fail(self, node: yaml.Node, problem: str) -> CatalogError:
@@ -71,12 +73,15 @@ class _Builder:
 
     def build(self, node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> Any:
         self.built += 1
+        if id(node) in self.seen:
+            self.aliased = True
+        self.seen.add(id(node))
         if self.built > MAX_NODES:
-            raise self.fail(
-                node,
-                f"it expands to more than {MAX_NODES:,} values (aliases nested inside aliases?); write the "
-                "entries out instead of repeating anchors",
-            )
+            if self.aliased:
+                problem = f"its aliases expand to more than {MAX_NODES:,} values; write the entries out instead"
+            else:
+                problem = f"it holds more than {MAX_NODES:,} values; split it into smaller catalog files"
+            raise self.fail(node, problem)
         lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.ScalarNode):
             value = self.scalars.construct_object(node, deep=True)

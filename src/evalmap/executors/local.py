@@ -6,8 +6,8 @@ import contextlib
 import hashlib
 import importlib.metadata
 import json
-import os
 import platform
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -209,9 +209,14 @@ def check_output_dir(out_dir: Path, overwrite: bool = False) -> None:
         raise EvalmapError(
             f"--output {out_dir} is inside {nearest}, which is a file, not a folder; choose another --output folder."
         )
-    if not os.access(nearest, os.W_OK | os.X_OK):
-        raise EvalmapError(f"--output {out_dir} cannot be written ({nearest} is not writable); choose another "
-                           "--output folder.")
+    try:  # the only sure test of writability (root passes os.access, /proc and /sys refuse anyway)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as exc:
+        raise EvalmapError(
+            f"--output {out_dir} cannot be written ({exc.strerror or exc}); choose another --output folder."
+        ) from None
     if not out_dir.is_dir():
         return
     for name, folder in (("results.json", False), ("samples.jsonl", False), ("report", True)):
