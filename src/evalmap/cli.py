@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from evalmap import planner
+from evalmap.backends.registry import BACKENDS, known_backend
 from evalmap.catalog.loader import Catalog, load_catalog
 from evalmap.errors import EvalmapError
 from evalmap.report.cli import register as register_report_commands
@@ -312,13 +313,23 @@ def print_plan(est: planner.PlanEstimate) -> None:
 # ---------------------------------------------------------------- run
 
 
+def _backend_option(name: str | None) -> str | None:
+    return None if name is None else known_backend(name)
+
+
 @app.command()
 def run(
     models_: Annotated[list[str] | None, typer.Option("--models", help="Model ids (comma-separated).")] = None,
     datasets_: Annotated[list[str] | None, typer.Option("--datasets", help="Dataset ids (comma-separated).")] = None,
     samples: Annotated[int | None, typer.Option(help="Deterministic subset of N items per dataset.", min=1)] = None,
     plan_name: Annotated[str | None, typer.Option("--plan", help="Run a named plan (A, B, C, ...).")] = None,
-    backend: Annotated[str | None, typer.Option(help="transformers, llamacpp, openai or vllm.")] = None,
+    backend: Annotated[
+        str | None,
+        # read from the backends table (evalmap/backends/registry.py) each time the command is built
+        typer.Option(
+            help=f"{', '.join(BACKENDS)} (default: the model's run.default_backend).", callback=_backend_option
+        ),
+    ] = None,
     base_url: Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible server URL.")] = None,
     api_key_env: Annotated[
         str | None, typer.Option("--api-key-env", help="Name of the env var holding the API key.")

@@ -1,16 +1,23 @@
-"""Engines behind the Backend contract; each module is imported only when used."""
+"""Engines behind the Backend contract; each module is imported only when used.
+
+Which engines exist is the table in `registry.py` (one line per backend); this module opens the
+one a model is run on. Nothing here imports the catalog at run time: the catalog's schema reads the
+table, so the import graph stays one-directional.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from evalmap.backends.base import Backend
-from evalmap.catalog.schema import Model
+from evalmap.backends.registry import BACKENDS, backend_class, backend_names, known_backend
 from evalmap.errors import BackendUnavailableError, EvalmapError
 
-BACKENDS = ("transformers", "llamacpp", "openai", "vllm")
+if TYPE_CHECKING:
+    from evalmap.catalog.schema import Model
+
 # How patiently a server is asked, not what it is asked: no part of a run's identity.
 TRANSPORT_ONLY = ("timeout_s", "max_retries")
 
@@ -72,73 +79,22 @@ def check_base_url(url: str) -> str:
 
 
 def backend_name(model: Model, options: BackendOptions) -> str:
-    name = options.backend or ("openai" if options.base_url else model.run.default_backend)
-    if name not in BACKENDS:
-        raise EvalmapError(f"Unknown backend {name!r}; choose one of {', '.join(BACKENDS)}.")
-    return name
-
-
-def _local_gguf(model: Model) -> Path | None:
-    """A GGUF that needs no download (package file or path), which transformers prefers offline."""
-    from evalmap.backends.weights import resolve_gguf
-
-    source = model.run.gguf
-    if source and (source.package or source.path):
-        return resolve_gguf(source)
-    return None
+    return known_backend(options.backend or ("openai" if options.base_url else model.run.default_backend))
 
 
 def open_backend(model: Model, options: BackendOptions) -> Backend:
-    """Load the model once for a run on the chosen engine."""
+    """Load the model once for a run on the chosen engine (the table's class, built from the catalog entry)."""
     name = backend_name(model, options)
-    if model.user_weights and not model.run.hf and name != "openai":
+    cls = backend_class(name)
+    if model.user_weights and not model.run.hf and getattr(cls, "loads_weights", True):
         raise EvalmapError(
             f"{model.id} is a team fine-tune without weights configured; set run.hf to its local path "
             "or repo in a catalog override file (--catalog or EVALMAP_CATALOG)."
         )
-    if name == "transformers":
-        from evalmap.backends.transformers_backend import TransformersBackend
-
-        gguf = _local_gguf(model)
-        ref, gguf_file = (str(gguf.parent), gguf.name) if gguf else (model.run.hf or model.hf_repo, None)
-        if ref is None:
-            raise EvalmapError(f"{model.id} names no Hugging Face repo or local weights for transformers.")
-        return TransformersBackend(
-            ref, gguf_file=gguf_file, device=options.device, dtype=options.dtype or model.run.dtype,
-            batch_size=options.batch_size, trust_remote_code=model.run.trust_remote_code,
-        )
-    if name == "llamacpp":
-        from evalmap.backends.llamacpp_backend import LlamaCppBackend
-        from evalmap.backends.weights import resolve_gguf
-
-        if model.run.gguf is None:
-            raise EvalmapError(f"{model.id} has no GGUF file in the catalog; llamacpp needs run.gguf.")
-        return LlamaCppBackend(str(resolve_gguf(model.run.gguf)), n_ctx=options.n_ctx)
-    if name == "openai":
-        from evalmap.backends.openai_backend import OpenAIBackend
-
-        if not options.base_url:
-            raise EvalmapError("The openai backend needs --base-url, e.g. http://127.0.0.1:8000/v1.")
-        served = model.run.server_model or model.run.hf or model.hf_repo or model.id
-        return OpenAIBackend(
-            options.base_url, served, api_key_env=options.api_key_env, concurrency=options.concurrency,
-            timeout_s=options.timeout_s, max_retries=options.max_retries,
-        )
-    from evalmap.backends.vllm_backend import VLLMBackend
-
-    ref = model.run.hf or model.hf_repo
-    if ref is None:
-        raise EvalmapError(f"{model.id} names no Hugging Face repo or local weights for vLLM.")
-    return VLLMBackend(
-        ref,
-        tensor_parallel_size=options.tensor_parallel or model.run.tensor_parallel,
-        gpu_memory_utilization=options.gpu_memory_utilization,
-        dtype=options.dtype or model.run.dtype,
-        trust_remote_code=model.run.trust_remote_code,
-    )
+    return cls.from_catalog(model, options)
 
 
 __all__ = [
-    "BACKENDS", "Backend", "BackendOptions", "BackendUnavailableError", "backend_name", "check_base_url",
-    "open_backend",
+    "BACKENDS", "Backend", "BackendOptions", "BackendUnavailableError", "backend_name", "backend_names",
+    "check_base_url", "open_backend",
 ]

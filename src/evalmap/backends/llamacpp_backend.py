@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,12 +37,15 @@ from evalmap.backends.base import (
     OnResponse,
     split_context,
 )
-from evalmap.backends.weights import file_fingerprint
-from evalmap.errors import BackendUnavailableError
+from evalmap.backends.registry import install_hint
+from evalmap.backends.weights import file_fingerprint, resolve_gguf
+from evalmap.errors import BackendUnavailableError, EvalmapError
 
-_INSTALL_HINT = (
-    "llama-cpp-python is not installed; install it with `pip install 'evalmap[llamacpp]'` (compiles ~8 min)."
-)
+if TYPE_CHECKING:
+    from evalmap.backends import BackendOptions
+    from evalmap.catalog.schema import Model
+
+_INSTALL_HINT = f"llama-cpp-python is not installed; install it with `{install_hint('llamacpp')}` (compiles ~8 min)."
 
 
 def _import_llama_cpp():
@@ -76,6 +80,17 @@ def _log_softmax_at(logits: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray
 
 class LlamaCppBackend:
     """A GGUF model run in process by llama.cpp (CPU by default)."""
+
+    @classmethod
+    def from_catalog(cls, model: Model, options: BackendOptions) -> LlamaCppBackend:
+        if model.run.gguf is None:
+            raise EvalmapError(f"{model.id} has no GGUF file in the catalog; llamacpp needs run.gguf.")
+        return cls(str(resolve_gguf(model.run.gguf)), n_ctx=options.n_ctx)
+
+    @classmethod
+    def capabilities_before_load(cls, model: Model, options: BackendOptions) -> Capabilities:
+        """Text only, logprobs from the logits; the context is the n_ctx it is opened with (at most the model's)."""
+        return Capabilities(chat_template=model.chat_template, max_context=min(options.n_ctx, model.context_length))
 
     def __init__(
         self,

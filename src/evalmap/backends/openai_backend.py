@@ -33,6 +33,8 @@ import ssl
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -48,6 +50,10 @@ from evalmap.backends.base import (
     split_context,
 )
 from evalmap.errors import BackendUnavailableError, EvalmapError
+
+if TYPE_CHECKING:
+    from evalmap.backends import BackendOptions
+    from evalmap.catalog.schema import Model
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +183,25 @@ def _run_sync(coro):
 class OpenAIBackend:
     """A model behind an OpenAI-compatible HTTP server."""
 
+    loads_weights = False  # the server holds them: a team fine-tune needs no run.hf here
+
+    @classmethod
+    def from_catalog(cls, model: Model, options: BackendOptions) -> OpenAIBackend:
+        if not options.base_url:
+            raise EvalmapError("The openai backend needs --base-url, e.g. http://127.0.0.1:8000/v1.")
+        served = model.run.server_model or model.run.hf or model.hf_repo or model.id
+        return cls(
+            options.base_url, served, api_key_env=options.api_key_env, concurrency=options.concurrency,
+            timeout_s=options.timeout_s, max_retries=options.max_retries,
+        )
+
+    @classmethod
+    def capabilities_before_load(cls, model: Model, options: BackendOptions) -> Capabilities:
+        """What the server says of itself (GET /v1/models, maybe /version): no request reaches the model.
+        Its context is the listing's max_model_len, else the catalog's."""
+        probe = cls.from_catalog(model, options)
+        return replace(probe.capabilities, max_context=probe.reported_context or model.context_length)
+
     def __init__(
         self,
         base_url: str,
@@ -250,12 +275,13 @@ class OpenAIBackend:
                 f"prompt logprobs {why}; its log-likelihood scores may be wrong."
             )
             warnings.warn(message, RuntimeWarning, stacklevel=2)
+        self.reported_context = _positive_int(entry.get("max_model_len"))  # None: the server did not say
         self.capabilities = Capabilities(
             chat_template=True,
             logprobs=self._loglikelihood_refusal is None,
             images=False,
             tools=False,
-            max_context=_positive_int(entry.get("max_model_len")) or Capabilities().max_context,
+            max_context=self.reported_context or Capabilities().max_context,
         )
 
     # ------------------------------------------------------------------ probing

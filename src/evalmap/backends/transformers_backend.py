@@ -1,10 +1,8 @@
 """Hugging Face transformers backend: any causal LM (hub repo, local folder or GGUF file) on CPU or GPU.
 
 Design notes
-- GGUF files are dequantized by transformers on load, which is slow (tens of seconds even for a
-  135M model). The first load therefore writes a plain safetensors copy (model + tokenizer) to
-  `<cache_dir>/<gguf fingerprint>` (default `$EVALMAP_CACHE_DIR/converted`, else
-  `~/.cache/evalmap/converted`), atomically (temp folder + rename); later loads read that copy.
+- GGUF files are dequantized by transformers on load, which is slow; the first load keeps a
+  safetensors copy that later loads read (`weights.py`: `converted_cache_root`, `write_converted_copy`).
 - Generation runs its own decode loop (KV cache, left padding with explicit attention mask and
   position ids) rather than `model.generate`, so that sampling uses one seeded generator per
   request (reproducible at any batch size and batch position), per-row stop strings end a row as
@@ -26,14 +24,11 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import json
 import os
-import shutil
 import time
-import uuid
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evalmap.backends.base import (
     BackendInfo,
@@ -46,11 +41,22 @@ from evalmap.backends.base import (
     length_sorted,
     split_context,
 )
-from evalmap.backends.weights import file_fingerprint, folder_fingerprint
-from evalmap.errors import BackendUnavailableError
+from evalmap.backends.registry import install_hint
+from evalmap.backends.weights import (
+    converted_dir,
+    file_fingerprint,
+    folder_fingerprint,
+    has_converted_copy,
+    resolve_gguf,
+    write_converted_copy,
+)
+from evalmap.errors import BackendUnavailableError, EvalmapError
 
-_INSTALL_HINT = "install the Hugging Face extra with `pip install 'evalmap[hf]'`"
-_MARKER = "evalmap-converted.json"
+if TYPE_CHECKING:
+    from evalmap.backends import BackendOptions
+    from evalmap.catalog.schema import Model
+
+_INSTALL_HINT = f"install the Hugging Face extra with `{install_hint('transformers')}`"
 _DTYPES = ("float32", "float16", "bfloat16")
 
 
@@ -67,17 +73,26 @@ def _import_deps() -> tuple[Any, Any]:
     return torch, transformers
 
 
-def converted_cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """Where converted (dequantized GGUF -> safetensors) copies live, one folder per GGUF fingerprint."""
-    if cache_dir:
-        return Path(cache_dir).expanduser()
-    base = os.environ.get("EVALMAP_CACHE_DIR")
-    root = Path(base).expanduser() if base else Path.home() / ".cache" / "evalmap"
-    return root / "converted"
-
-
 class TransformersBackend:
     """A causal LM run in process with torch + transformers (satisfies `evalmap.backends.base.Backend`)."""
+
+    @classmethod
+    def from_catalog(cls, model: Model, options: BackendOptions) -> TransformersBackend:
+        gguf = model.run.gguf
+        # A GGUF that needs no download (package file or path) is preferred: it works offline.
+        local = resolve_gguf(gguf) if gguf and (gguf.package or gguf.path) else None
+        ref, gguf_file = (str(local.parent), local.name) if local else (model.run.hf or model.hf_repo, None)
+        if ref is None:
+            raise EvalmapError(f"{model.id} names no Hugging Face repo or local weights for transformers.")
+        return cls(
+            ref, gguf_file=gguf_file, device=options.device, dtype=options.dtype or model.run.dtype,
+            batch_size=options.batch_size, trust_remote_code=model.run.trust_remote_code,
+        )
+
+    @classmethod
+    def capabilities_before_load(cls, model: Model, options: BackendOptions) -> Capabilities:
+        """What the catalog entry promises (the loaded model's config may say more): text only, logprobs."""
+        return Capabilities(chat_template=model.chat_template, max_context=model.context_length)
 
     def __init__(
         self,
@@ -197,9 +212,9 @@ class TransformersBackend:
     def _load_gguf(self, gguf_file: str):
         path = self._gguf_path(gguf_file)
         fingerprint = file_fingerprint(path)
-        target = converted_cache_root(self.cache_dir) / fingerprint
+        target = converted_dir(fingerprint, self.cache_dir)
         self.converted_dir = target
-        if (target / _MARKER).is_file():
+        if has_converted_copy(target):
             try:
                 model, tokenizer = self._from_folder(target)
                 self.loaded_from = "converted-cache"
@@ -215,38 +230,14 @@ class TransformersBackend:
         model.hf_quantizer = None
         model.config.__dict__.pop("quantization_config", None)
         self.loaded_from = "gguf"
-        if self._write_converted(model, tokenizer, target, path, fingerprint):
+        versions = {"transformers": self._transformers.__version__, "torch": self._torch.__version__}
+        if write_converted_copy(model, tokenizer, target, path, fingerprint, versions):
             # Run from the copy, so the first and every later run use the very same files.
             try:
                 return (*self._from_folder(target), fingerprint)
             except Exception:  # unreadable copy (disk trouble): keep going with the model in memory
                 pass
         return model.to(self.dtype), tokenizer, fingerprint
-
-    def _write_converted(self, model, tokenizer, target: Path, gguf: Path, fingerprint: str) -> bool:
-        """Save model + tokenizer as safetensors under `target`, atomically; False if it could not."""
-        tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            model.save_pretrained(tmp, safe_serialization=True)
-            tokenizer.save_pretrained(tmp)
-            marker = {
-                "source": str(gguf),
-                "gguf_file": gguf.name,
-                "fingerprint": fingerprint,
-                "transformers": self._transformers.__version__,
-                "torch": self._torch.__version__,
-            }
-            (tmp / _MARKER).write_text(json.dumps(marker, indent=2))
-            if target.exists():  # a damaged or concurrent copy: move it aside, then swap
-                aside = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-                os.rename(target, aside)
-                shutil.rmtree(aside, ignore_errors=True)
-            os.rename(tmp, target)
-            return True
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            return (target / _MARKER).is_file()  # another process may have won the race
 
     def _from_folder(self, folder: Path | str, **kwargs):
         from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -11,6 +11,7 @@ import hashlib
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evalmap.backends.base import (
     BackendInfo,
@@ -22,11 +23,34 @@ from evalmap.backends.base import (
     OnResponse,
     split_context,
 )
+from evalmap.backends.registry import install_hint
 from evalmap.backends.weights import folder_fingerprint
-from evalmap.errors import BackendUnavailableError
+from evalmap.errors import BackendUnavailableError, EvalmapError
+
+if TYPE_CHECKING:
+    from evalmap.backends import BackendOptions
+    from evalmap.catalog.schema import Model
 
 
 class VLLMBackend:
+    @classmethod
+    def from_catalog(cls, model: Model, options: BackendOptions) -> VLLMBackend:
+        ref = model.run.hf or model.hf_repo
+        if ref is None:
+            raise EvalmapError(f"{model.id} names no Hugging Face repo or local weights for vLLM.")
+        return cls(
+            ref,
+            tensor_parallel_size=options.tensor_parallel or model.run.tensor_parallel,
+            gpu_memory_utilization=options.gpu_memory_utilization,
+            dtype=options.dtype or model.run.dtype,
+            trust_remote_code=model.run.trust_remote_code,
+        )
+
+    @classmethod
+    def capabilities_before_load(cls, model: Model, options: BackendOptions) -> Capabilities:
+        """Text only here (multi_modal_data is not sent yet), prompt logprobs, the model's own context."""
+        return Capabilities(chat_template=model.chat_template, max_context=model.context_length)
+
     def __init__(
         self,
         model_ref: str,
@@ -42,7 +66,7 @@ class VLLMBackend:
             import vllm
         except ImportError as exc:
             raise BackendUnavailableError(
-                "vLLM is not installed; on a GPU machine install it on its own with `pip install 'evalmap[vllm]'` "
+                f"vLLM is not installed; on a GPU machine install it on its own with `{install_hint('vllm')}` "
                 "(it pins its own torch and transformers)."
             ) from exc
         self._vllm = vllm

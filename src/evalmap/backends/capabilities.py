@@ -1,0 +1,117 @@
+"""Can this model, on this engine, answer what this dataset asks? Decided before any model loads.
+
+What a job needs comes from its task (the kinds of the requests it builds for its first items, so
+`--mode` counts) and its catalog entry (a `multimodal` dataset sends images; `prompt_tokens` is its
+typical prompt). What a model can do comes from its backend class's `capabilities_before_load`:
+the catalog entry and the engine's class-level facts, or for a server the answer of GET /v1/models,
+never a loaded model or a request. A mismatch is one sentence (exit 2) before anything runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from evalmap.backends.base import Capabilities
+from evalmap.backends.registry import backend_class
+from evalmap.errors import EvalmapError
+
+if TYPE_CHECKING:
+    from evalmap.backends import BackendOptions
+    from evalmap.catalog.schema import Dataset, Model
+
+SAMPLE_ITEMS = 3  # items whose requests are looked at
+
+
+class CapabilityError(EvalmapError):
+    """A model or its engine cannot serve what a dataset asks."""
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What one dataset's requests ask of a model."""
+
+    loglikelihood: bool = False
+    images: bool = False
+    tools: bool = False
+    prompt_tokens: int = 0  # typical prompt (catalog)
+    answer_tokens: int = 0  # the longest answer asked for (generation max_tokens), else the catalog's
+
+    @property
+    def context(self) -> int:
+        return self.prompt_tokens + self.answer_tokens
+
+
+def task_needs(dataset: Dataset, task: Any, seed: int) -> Needs:
+    """Read from the requests the task builds for its first items (no model involved)."""
+    requests = [r for item in task.items(SAMPLE_ITEMS, seed) for r in task.requests(item)]
+    if requests:
+        kinds = {r.kind for r in requests}
+    else:  # no items: the run's mode, else the catalog's kind
+        kinds = {getattr(getattr(task, "config", None), "mode", None) or dataset.request_kind}
+    answers = [r.max_tokens for r in requests if r.kind == "generate"]
+    return Needs(
+        loglikelihood="loglikelihood" in kinds,
+        images=dataset.task_type == "multimodal" or any(getattr(r, "images", None) for r in requests),
+        tools=any(getattr(r, "tools", None) for r in requests),
+        prompt_tokens=dataset.prompt_tokens,
+        answer_tokens=max(answers) if answers else dataset.answer_tokens,
+    )
+
+
+def mismatch(model: Model, dataset: Dataset, backend: str, caps: Capabilities, needs: Needs,
+             options: BackendOptions) -> str | None:
+    """One sentence saying why `model` on `backend` cannot run `dataset`, or None when it can."""
+    server = bool(options.base_url) and backend == "openai"
+    engine = f"the server at {options.base_url}" if server else f"the {backend} backend"
+    if needs.images and model.modality == "text":
+        return (
+            f"{dataset.id} is an image dataset, but {model.id} is a text-only model; pick a vision-language "
+            "model (`evalmap models --category multimodal`)."
+        )
+    if needs.images and not caps.images:
+        return f"{dataset.id} sends images, but {engine} cannot send images to {model.id}; use a backend that does."
+    if needs.tools and not caps.tools:
+        return (
+            f"{dataset.id} sends tool definitions, but {engine} cannot pass tools to {model.id}; use a backend "
+            "that does."
+        )
+    if needs.loglikelihood and not caps.logprobs:
+        return (
+            f"{dataset.id} is scored by log-likelihoods, but {engine} gives none evalmap can trust for {model.id}"
+            + (" (of OpenAI-compatible servers only vLLM's prompt logprobs are right)" if server else "")
+            + "; run it with --mode generate if the dataset has a generative mode, or on "
+            + ("a vLLM server or a local backend." if server else "another backend.")
+        )
+    if caps.max_context < needs.context:
+        return (
+            f"{dataset.id} needs about {needs.context:,} tokens of context ({needs.prompt_tokens:,} prompt + "
+            f"{needs.answer_tokens:,} answer), but {model.id} on {engine} has {caps.max_context:,}; pick a model "
+            "or server with a longer context."
+        )
+    return None
+
+
+def check_plan(catalog: Any, pairs: Iterable[tuple[str, str, Any]], tasks: dict[str, Any],
+               options: BackendOptions, seed: int) -> None:
+    """Raise CapabilityError (one sentence, exit 2) for the first job its model cannot serve.
+
+    `tasks` maps each dataset id of `pairs` to its built Task. Each model's capabilities are asked
+    once: a server is probed (GET /v1/models), a local engine loads nothing.
+    """
+    from evalmap.backends import backend_name
+
+    pairs = list(pairs)
+    names = {m: backend_name(catalog.model(m), options) for m, _, _ in pairs}  # every name checked first
+    declared: dict[str, Capabilities] = {}
+    needs: dict[str, Needs] = {}
+    for model_id, dataset_id, _ in pairs:
+        model, dataset = catalog.model(model_id), catalog.dataset(dataset_id)
+        if model_id not in declared:
+            declared[model_id] = backend_class(names[model_id]).capabilities_before_load(model, options)
+        if dataset_id not in needs:
+            needs[dataset_id] = task_needs(dataset, tasks[dataset_id], seed)
+        problem = mismatch(model, dataset, names[model_id], declared[model_id], needs[dataset_id], options)
+        if problem:
+            raise CapabilityError(problem)
