@@ -17,12 +17,8 @@ pytest.importorskip("transformers")
 pytest.importorskip("gguf")
 
 from evalmap.backends.base import Backend, GenerationRequest, LoglikelihoodRequest  # noqa: E402
-from evalmap.backends.transformers_backend import (  # noqa: E402
-    TransformersBackend,
-    _find_stop,
-    converted_cache_root,
-)
-from evalmap.backends.weights import file_fingerprint, package_file  # noqa: E402
+from evalmap.backends.transformers_backend import TransformersBackend, _find_stop  # noqa: E402
+from evalmap.backends.weights import converted_cache_root, file_fingerprint, package_file  # noqa: E402
 from evalmap.errors import BackendUnavailableError  # noqa: E402
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
