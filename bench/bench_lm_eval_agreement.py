@@ -42,8 +42,8 @@ sys.path.insert(0, str(REPO / "src"))
 
 from evalmap.catalog.loader import load_catalog  # noqa: E402
 from evalmap.tasks.base import TaskConfig  # noqa: E402
-from evalmap.tasks.math import GSM8K_COT_FEWSHOT  # noqa: E402
 from evalmap.tasks.registry import build_task  # noqa: E402
+from evalmap.tasks.specs.mathematics import GSM8K_COT_FEWSHOT  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "datasets"
 VENV = Path(os.environ.get("LMEVAL_VENV", "/tmp/lmeval-venv"))

@@ -15,7 +15,7 @@ import pytest
 
 from evalmap.backends.base import Generation
 from evalmap.errors import EvalmapError
-from evalmap.tasks import code as code_module
+from evalmap.sandbox import protocol
 from evalmap.tasks import data as data_module
 
 pytestmark = pytest.mark.skipif(
@@ -325,7 +325,7 @@ def test_apps_call_based_stdio_and_difficulty(make_task, hub):
 
 
 def test_time_limit_scales_with_reference(make_task, hub, tmp_path, monkeypatch):
-    monkeypatch.setenv(code_module.RUNTIME_CACHE_ENV, str(tmp_path / "runtimes.json"))
+    monkeypatch.setenv(protocol.RUNTIME_CACHE_ENV, str(tmp_path / "runtimes.json"))
     task = make_task("apps")
     item = task.items()[1]
     item.data["canonical"] = "import time\ntime.sleep(0.4)\nprint(input()[::-1])\n"

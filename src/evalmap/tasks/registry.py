@@ -1,44 +1,57 @@
-"""Which datasets have a task implementation, and building one for a run.
+"""Which datasets have a task, and building one for a run.
 
-Each family module (math, multiple_choice, code, ...) exposes `SPECS`: a dict from
-catalog dataset id to a small declarative spec with a `build(dataset, config)`
-method. Adding a dataset is adding a spec there; this module only looks them up.
+`SPECS` maps a catalog dataset id to "module:NAME", the spec that writes it down (a module of
+`evalmap.tasks.specs`, one per task type); a spec module is imported only when one of its
+datasets is asked for. Adding a dataset is adding its spec and one line here. Nothing in
+`evalmap.tasks` imports this module: it is the way in, not a dependency.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
+import importlib
 from typing import Any
 
 from evalmap.catalog.schema import Dataset
 from evalmap.errors import EvalmapError
 from evalmap.tasks.base import Task, TaskConfig
 
+_SPECS = "evalmap.tasks.specs"
 
-def _families() -> tuple[ModuleType, ...]:
-    from evalmap.tasks import code, math, multiple_choice
-
-    return (math, multiple_choice, code)
-
-
-def _all_specs() -> dict[str, Any]:
-    specs: dict[str, Any] = {}
-    for module in _families():
-        for dataset_id, spec in module.SPECS.items():
-            if dataset_id in specs:
-                raise RuntimeError(f"dataset {dataset_id} has specs in two family modules")
-            specs[dataset_id] = spec
-    return specs
+SPECS: dict[str, str] = {
+    # coding
+    "humaneval": f"{_SPECS}.coding:HUMANEVAL",
+    "mbpp": f"{_SPECS}.coding:MBPP",
+    "bigcodebench": f"{_SPECS}.coding:BIGCODEBENCH",
+    "codecontests": f"{_SPECS}.coding:CODECONTESTS",
+    "apps": f"{_SPECS}.coding:APPS",
+    # mathematics
+    "gsm8k": f"{_SPECS}.mathematics:GSM8K",
+    "math": f"{_SPECS}.mathematics:MATH",
+    "math_competition": f"{_SPECS}.mathematics:MATH_COMPETITION",
+    "aime": f"{_SPECS}.mathematics:AIME",
+    "mathqa": f"{_SPECS}.mathematics:MATHQA",
+    # reasoning
+    "arc_challenge": f"{_SPECS}.reasoning:ARC_CHALLENGE",
+    "hellaswag": f"{_SPECS}.reasoning:HELLASWAG",
+    "winogrande": f"{_SPECS}.reasoning:WINOGRANDE",
+    # knowledge
+    "mmlu": f"{_SPECS}.knowledge:MMLU",
+    "truthfulqa": f"{_SPECS}.knowledge:TRUTHFULQA",
+}
 
 
 def find_spec(dataset_id: str) -> Any | None:
-    """The family spec of a dataset id, or None when it has no task implementation."""
-    return _all_specs().get(dataset_id)
+    """The spec of a dataset id, or None when it has no task implementation."""
+    target = SPECS.get(dataset_id)
+    if target is None:
+        return None
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def supported_datasets() -> list[str]:
     """Catalog dataset ids that `build_task` can turn into a Task, sorted."""
-    return sorted(_all_specs())
+    return sorted(SPECS)
 
 
 def build_task(dataset: Dataset, config: TaskConfig | None = None) -> Task:
@@ -54,18 +67,7 @@ def build_task(dataset: Dataset, config: TaskConfig | None = None) -> Task:
 def headline_metric(dataset_id: str, mode: str | None = None) -> str | None:
     """The metric that stands for a dataset in a group average (e.g. hellaswag acc_norm, gsm8k flexible)."""
     spec = find_spec(dataset_id)
-    if spec is None:
-        return None
-    if mode == "generate" and hasattr(spec, "default_mode"):
-        return "acc"
-    headline = getattr(spec, "headline", None)
-    if headline:
-        return headline
-    metrics = getattr(spec, "metrics", ())
-    if not metrics:
-        return None
-    first = metrics[0]
-    return first[0] if isinstance(first, tuple) else first
+    return spec.headline_metric(mode) if spec is not None else None
 
 
 def headline_score(dataset_id: str, scores: list[Any]) -> Any | None:
