@@ -13,19 +13,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from evalmap.backends import BackendOptions
-from evalmap.catalog.loader import load_catalog
-from evalmap.executors.local import RunOptions, run_plan
-from evalmap.store import Store
-from evalmap.tasks.base import TaskConfig
+import evalmap
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 
-def timed_run(catalog, pairs, options, store) -> tuple[float, object]:
+def timed_run(store: Path, args: argparse.Namespace) -> tuple[float, evalmap.RunResult]:
     began = time.perf_counter()
-    summary = run_plan(catalog, pairs, options, store)
-    return time.perf_counter() - began, summary
+    result = evalmap.evaluate(
+        "smollm2_135m", ["gsm8k", "arc_challenge"], {"gsm8k": args.gsm8k, "arc_challenge": args.arc},
+        backend=args.backend, batch_size=args.batch_size, data_dir=args.data_dir, store=store, quiet=True,
+    )
+    return time.perf_counter() - began, result
 
 
 def main() -> None:
@@ -37,23 +36,17 @@ def main() -> None:
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA))
     args = parser.parse_args()
 
-    catalog = load_catalog()
-    pairs = [("smollm2_135m", "gsm8k", args.gsm8k), ("smollm2_135m", "arc_challenge", args.arc)]
-    options = RunOptions(
-        backend=BackendOptions(backend=args.backend, batch_size=args.batch_size),
-        task=TaskConfig(data_dir=args.data_dir),
-    )
     with tempfile.TemporaryDirectory() as tmp:
-        store = Store(Path(tmp) / "bench.sqlite")
-        cold_s, cold = timed_run(catalog, pairs, options, store)
+        store = Path(tmp) / "bench.sqlite"
+        cold_s, cold = timed_run(store, args)
         # A second run with the same arguments is a new run: every response must come from the cache.
-        warm_s, warm = timed_run(catalog, pairs, options, store)
-    samples = sum(r.n for r in cold.results)
-    tokens = sum(r.tokens for r in cold.results)
-    print(f"backend: {args.backend}, batch size {args.batch_size}, jobs: {pairs}")
-    for r in cold.results:
-        first = r.scores[0]
-        print(f"  {r.dataset:14s} {first.name} {first.format()}  {r.model_calls} calls, {r.wall_seconds:.1f} s")
+        warm_s, warm = timed_run(store, args)
+    samples = sum(r.n for r in cold.jobs)
+    tokens = sum(r.tokens for r in cold.jobs)
+    print(f"backend: {args.backend}, batch size {args.batch_size}, jobs: {[(j.dataset, j.n) for j in cold.jobs]}")
+    for r in cold.jobs:
+        head = r.headline_score
+        print(f"  {r.dataset:14s} {head.name} {head.format()}  {r.model_calls} calls, {r.wall_seconds:.1f} s")
     print(f"cold:   {cold_s:8.2f} s  {samples / cold_s:7.2f} samples/s  {tokens / cold_s:8.1f} tokens/s "
           f"({cold.model_calls} model calls; includes model load)")
     print(f"cached: {warm_s:8.2f} s  {samples / warm_s:7.2f} samples/s  ({warm.model_calls} model calls, "

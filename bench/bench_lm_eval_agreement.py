@@ -40,6 +40,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+import evalmap  # noqa: E402
 from evalmap.catalog.loader import load_catalog  # noqa: E402
 from evalmap.tasks.base import TaskConfig  # noqa: E402
 from evalmap.tasks.registry import build_task  # noqa: E402
@@ -169,11 +170,8 @@ def converted_folder() -> Path:
     for meta in found:
         if "SmolLM2-135M" in json.loads(meta.read_text()).get("gguf_file", ""):
             return meta.parent
-    subprocess.run(
-        ["evalmap", "run", "--models", "smollm2_135m", "--datasets", "arc_challenge", "--samples", "1",
-         "--data-dir", str(DEFAULT_DATA), "--store", "/tmp/em-convert.sqlite", "--quiet"],
-        check=True,
-    )  # fmt: skip
+    evalmap.evaluate("smollm2_135m", "arc_challenge", samples=1, data_dir=DEFAULT_DATA,
+                     store="/tmp/em-convert.sqlite", quiet=True)  # fmt: skip
     return converted_folder()
 
 
@@ -195,21 +193,29 @@ def write_items(dataset_id: str, n: int, data_dir: Path, out: Path) -> tuple[Pat
     return path, shots
 
 
+# One dataset per fresh process, as lm-eval runs: both wall times include imports and the model load.
+EVALUATE = """
+import json, sys, evalmap
+ds, n, data_dir, store, seed = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+result = evalmap.evaluate("smollm2_135m", ds, samples=n, data_dir=data_dir, store=store, seed=seed,
+                          dtype="float32", batch_size=8, quiet=True)
+print(json.dumps(result.to_dict()))
+"""
+
+
 def run_evalmap(datasets: list[str], n_for: dict[str, int], data_dir: Path, store: Path) -> tuple[dict, float]:
+    """{dataset: {metric: {value, stderr, n, ...}}} from `evalmap.evaluate` (RunResult.to_dict()), and the wall time."""
     results, wall = {}, 0.0
     for ds in datasets:
         began = time.perf_counter()
         proc = subprocess.run(
-            ["evalmap", "run", "--models", "smollm2_135m", "--datasets", ds, "--samples", str(n_for[ds]),
-             "--data-dir", str(data_dir), "--store", str(store), "--seed", str(SEED), "--dtype", "float32",
-             "--batch-size", "8", "--format", "json", "--quiet"],
+            [sys.executable, "-c", EVALUATE, ds, str(n_for[ds]), str(data_dir), str(store), str(SEED)],
             capture_output=True, text=True, check=False,
-        )  # fmt: skip
+        )
         wall += time.perf_counter() - began
         if proc.returncode != 0:
             raise SystemExit(f"evalmap failed on {ds}:\n{proc.stderr[-2000:]}")
-        job = json.loads(proc.stdout)["jobs"][0]
-        results[ds] = {s["name"]: s for s in job["scores"]}
+        results[ds] = json.loads(proc.stdout)["jobs"][0]["metrics"]
     return results, wall
 
 
@@ -323,7 +329,7 @@ def main() -> None:
             rows.append(dict(dataset=ds, metric=em_name, n=a["n"], evalmap=a["value"], evalmap_se=a["stderr"],
                              lm_eval=b_val, lm_eval_se=b_se, diff_over_se=z))  # fmt: skip
             print(
-                f"{ds:<14}{em_name:<22}{a['n']:>5}{a['value']:>10.3f} ± {a['stderr']:.3f}"
+                f"{ds:<14}{em_name:<22}{a['n']:>5}{a['value']:>10.3f} ± {a['stderr'] or math.nan:.3f}"
                 f"{b_val:>10.3f} ± {b_se:.3f}{z:>11.2f}"
             )
     print("\nitem by item:")

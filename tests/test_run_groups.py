@@ -7,19 +7,27 @@ import math
 import pytest
 
 from evalmap.catalog.loader import load_catalog
-from evalmap.executors.local import RunSummary, group_results
 from evalmap.metrics.stats import Score
+from evalmap.report.tables import run_groups
 from evalmap.report.terminal import group_table
 from evalmap.runner import JobResult
+from evalmap.tasks.registry import headline_metric
 
 
 def job(model: str, dataset: str, *scores: tuple[str, float, float, int]) -> JobResult:
+    """A finished job as finish_job leaves it: the headline is the spec's (the first score without one)."""
+    names = [name for name, *_ in scores]
+    headline = headline_metric(dataset)
     return JobResult(
         job_id=f"{model}/{dataset}", model=model, dataset=dataset, n=scores[0][3],
         scores=[Score(name, v, se, v - 1.96 * se, v + 1.96 * se, n, "normal") for name, v, se, n in scores],
         model_calls=1, cache_hits=0, wall_seconds=1.0, prompt_tokens=1, completion_tokens=1, backend={},
-        prompt_hash="x",
+        prompt_hash="x", headline=headline if headline in names else names[0],
     )
+
+
+def group_results(catalog, results: list[JobResult]):
+    return run_groups([(r.model, r.dataset, r.headline_score) for r in results], lambda d: catalog.dataset(d).task_type)
 
 
 def test_groups_pool_headline_metrics_per_model_and_task_type():
@@ -43,7 +51,7 @@ def test_groups_pool_headline_metrics_per_model_and_task_type():
     coding = groups["m", "coding"]
     assert coding.score.value == pytest.approx(0.4) and coding.score.stderr == pytest.approx(math.sqrt(0.0020) / 2)
 
-    table = group_table(RunSummary("r", False, results, 1.0, {}, list(groups.values())), terminal=False)
+    table = group_table(list(groups.values()), terminal=False)
     rows = list(zip(*[c.cells for c in table.columns], strict=True))
     assert rows[0][:3] == ("m", "mathematics", "0.150 ± 0.025 (n=60)")
 
@@ -52,7 +60,7 @@ def test_no_group_table_when_no_task_type_has_two_datasets():
     results = [job("m", "gsm8k", ("exact_match_flexible", 0.2, 0.03, 30)), job("m", "mmlu", ("acc", 0.3, 0.04, 30))]
     groups = group_results(load_catalog(), results)
     assert groups == []
-    assert group_table(RunSummary("r", False, results, 1.0, {}, groups), terminal=False) is None
+    assert group_table(groups, terminal=False) is None
 
 
 def test_score_table_keeps_subgroup_scores_out_of_the_terminal():
@@ -60,6 +68,17 @@ def test_score_table_keeps_subgroup_scores_out_of_the_terminal():
 
     result = job("m", "mmlu", ("acc", 0.3, 0.04, 40), ("acc/subject_macro", 0.3, 0.05, 40),
                  ("acc/subject:anatomy", 0.5, 0.2, 4), ("acc/subject:virology", 0.0, 0.0, 3))  # fmt: skip
-    table = score_table(RunSummary("r", False, [result], 1.0, {}), terminal=False)
-    assert list(table.columns[2].cells) == ["acc", "acc/subject_macro"]
+    table = score_table("r", [result], terminal=False)
+    assert list(table.columns[2].cells) == ["acc *", "acc/subject_macro"]
     assert "2 per-subject / level / difficulty scores are in results.json" in str(table.caption)
+
+
+def test_score_table_puts_the_stored_headline_first_and_stars_it():
+    from evalmap.report.terminal import score_table
+
+    result = job("m", "gsm8k", ("exact_match_strict", 0.9, 0.05, 30), ("exact_match_flexible", 0.2, 0.03, 30))
+    assert result.headline == "exact_match_flexible"
+    table = score_table("r", [result], terminal=False)
+    assert list(table.columns[2].cells) == ["exact_match_flexible *", "exact_match_strict"]
+    assert list(table.columns[3].cells)[0] == "0.200 ± 0.030 (n=30)"
+    assert "* headline metric" in str(table.caption)

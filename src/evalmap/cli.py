@@ -7,7 +7,6 @@ sentence and exit 2; tables degrade to plain ASCII when stdout is not a terminal
 from __future__ import annotations
 
 import json
-import math
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -53,16 +52,6 @@ def _catalog(paths: list[Path] | None) -> Catalog:
 def _split(values: list[str] | None) -> list[str]:
     """Accept both `--models a,b` and `--models a --models b`."""
     return [v.strip() for raw in values or [] for v in raw.split(",") if v.strip()]
-
-
-def _select_jobs(
-    cat: Catalog, plan_name: str | None, models_: list[str], datasets_: list[str], samples: int | None
-) -> tuple[str, list[tuple[str, str, int | None]]]:
-    """(title, jobs) of a named plan (with `--samples` replacing its limits) or of a models × datasets pick."""
-    if plan_name:
-        title, pairs = planner.named_plan_pairs(cat, plan_name)
-        return title, [(m, d, samples or s) for m, d, s in pairs]
-    return "Ad-hoc plan", planner.plan_pairs(cat, models_, datasets_, samples)
 
 
 def _table(title: str, columns: list[str], rows: list[list], caption: str | None = None) -> Table:
@@ -275,11 +264,12 @@ def plan(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """The jobs of a plan with requests, tokens and estimated time per engine."""
+    from evalmap.api import plan as estimate
+
     cat = _catalog(catalog)
     if not name and not (models_ and datasets_):
         raise EvalmapError("Give a plan name (A, B, C) or both --models and --datasets.")
-    title, pairs = _select_jobs(cat, name, _split(models_), _split(datasets_), samples)
-    est = planner.estimate_plan(cat, title, pairs, n_samples)
+    est = estimate(_split(models_), _split(datasets_), samples, plan=name, n_samples=n_samples, catalog=cat)
     if fmt is Format.json:
         return _json(est.to_dict())
     print_plan(est)
@@ -371,73 +361,59 @@ def run(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Evaluate models on datasets; resumable, cached, every score with n and stderr."""
-    from evalmap.backends import BackendOptions
-    from evalmap.executors.local import RunOptions, check_output_dir, remove_outputs, run_plan, write_outputs
-    from evalmap.report.terminal import RichReporter, group_table, score_table
-    from evalmap.store import Store
-    from evalmap.tasks.base import TaskConfig
+    from evalmap.api import evaluate
+    from evalmap.report.terminal import group_table, score_table
 
-    if not math.isfinite(temperature):
-        raise EvalmapError(f"--temperature {temperature} is not a finite number; pass 0 (greedy) or e.g. 0.8.")
-    if output_arg is not None and not output_arg.strip():
-        raise EvalmapError("--output is empty; pass the folder to write results into, e.g. --output evalmap-out.")
-    output = Path(output_arg) if output_arg is not None else None
-    cat = _catalog(catalog)
-    _, pairs = _select_jobs(
-        cat, plan_name, _split(models_) or ["smollm2_135m"], _split(datasets_) or ["humaneval"], samples
-    )
-    options = RunOptions(
-        samples=samples,
-        seed=seed,
-        backend=BackendOptions(
-            backend=backend, base_url=base_url, api_key_env=api_key_env, batch_size=batch_size,
-            concurrency=concurrency, device=device, dtype=dtype, timeout_s=timeout, max_retries=max_retries,
-        ),
-        task=TaskConfig(
-            data_dir=str(data_dir) if data_dir else None, chat=chat, num_fewshot=num_fewshot, mode=mode,
-            variant=variant, n_samples=n_samples, temperature=temperature, seed=seed,
-        ),
-    )
-    if output:
-        check_output_dir(output, overwrite)  # before the store opens or a model loads
-    store = Store(store_path)
-    args = {"pairs": pairs, "backend": backend, "base_url": base_url, "samples": samples, "seed": seed}
-    progress_console = Console(stderr=True)
     try:
-        with RichReporter(progress_console, quiet=quiet or fmt is Format.json) as reporter:
-            summary = run_plan(cat, pairs, options, store, reporter, args=args)
+        result = evaluate(
+            _split(models_) or ["smollm2_135m"], _split(datasets_) or ["humaneval"], samples, backend,
+            plan=plan_name, seed=seed, catalog=catalog, store=store_path, output=output_arg,
+            overwrite=overwrite, quiet=quiet or fmt is Format.json, base_url=base_url, api_key_env=api_key_env,
+            batch_size=batch_size, concurrency=concurrency, device=device, dtype=dtype, timeout_s=timeout,
+            max_retries=max_retries, data_dir=data_dir, chat=chat, num_fewshot=num_fewshot, mode=mode,
+            variant=variant, n_samples=n_samples, temperature=temperature,
+        )
     except KeyboardInterrupt:
         err.print("Interrupted: finished samples are saved; run the same command again to resume.")
         raise SystemExit(130) from None
-    if output:
-        if overwrite:
-            remove_outputs(output)  # only now: an interrupted run leaves the earlier results in place
-        results_path, samples_path = write_outputs(summary, store, output)
     if fmt is Format.json:
-        return _json({**summary.metadata, "jobs": [
-            {"model": r.model, "dataset": r.dataset, "n": r.n, "scores": [s.to_dict() for s in r.scores],
-             "model_calls": r.model_calls, "cache_hits": r.cache_hits, "wall_seconds": r.wall_seconds}
-            for r in summary.results
-        ], "groups": [g.to_dict() for g in summary.groups]})
-    out.print(score_table(summary, out.is_terminal))
-    groups = group_table(summary, out.is_terminal)
+        return _json(result.to_dict())
+    out.print(score_table(result.run_id, result.jobs, out.is_terminal))
+    groups = group_table(result.groups, out.is_terminal)
     if groups is not None:
         out.print(groups)
-    calls = summary.model_calls
+    calls = result.model_calls
     out.print(
-        f"{calls} model calls, {summary.cache_hits} cache hits"
-        + (" (everything came from the cache)" if calls == 0 and summary.cache_hits else "")
-        + f"; store: {store.path}",
+        f"{calls} model calls, {result.cache_hits} cache hits"
+        + (" (everything came from the cache)" if calls == 0 and result.cache_hits else "")
+        + f"; store: {result.store_path}",
         highlight=False,
     )
-    if output:
-        from evalmap.report.html import build_report
-
-        report = build_report(store, [summary.run_id], output / "report", cat)
-        out.print(f"results: {results_path}\nsamples: {samples_path}\nreport:  {report.index}", highlight=False)
+    if result.outputs:
+        paths = result.outputs
+        out.print(
+            f"results: {paths['results']}\nsamples: {paths['samples']}\nreport:  {paths['report']}", highlight=False
+        )
 
 
 register_report_commands(app)
+
+
+def _version(value: bool) -> None:
+    if value:
+        import evalmap
+
+        sys.stdout.write(f"evalmap {evalmap.__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print evalmap's version and exit.", callback=_version, is_eager=True)
+    ] = False,
+) -> None:
+    """Turn a model-to-dataset mapping guide into evaluations that really run."""
 
 
 def main() -> None:

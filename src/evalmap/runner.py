@@ -22,6 +22,7 @@ from evalmap.errors import EvalmapError
 from evalmap.metrics.stats import Score
 from evalmap.store import Store
 from evalmap.tasks.base import Item, SampleResult, Task
+from evalmap.tasks.registry import headline_metric
 
 
 @dataclass
@@ -39,10 +40,17 @@ class JobResult:
     backend: dict
     prompt_hash: str
     task_config: dict = field(default_factory=dict)
+    headline: str | None = None  # the name of the score that stands for the job (chosen by finish_job)
 
     @property
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def headline_score(self) -> Score | None:
+        """The job's headline Score: the stored choice, else (a result built by hand) its first score."""
+        named = {s.name: s for s in self.scores}
+        return named.get(self.headline or "") or (self.scores[0] if self.scores else None)
 
 
 def cache_fingerprint(backend: Backend) -> str:
@@ -200,16 +208,20 @@ def _with_saved(message: str, saved: int, asked: int) -> str:
 
 
 def finish_job(task: Task, store: Store, job_id: str) -> JobResult:
-    """Aggregate every stored sample of the job (resumed ones included) into scores."""
+    """Aggregate every stored sample of the job (resumed ones included) into scores, and store them with
+    the job's headline metric: the dataset spec's, under the run's mode (multiple choice in generate mode
+    is scored by `acc`); the job's first score where the spec names none it has."""
     rows = store.samples(job_id)
     results = [SampleResult(r["metrics"], r["extracted"], r["target"], r["details"]) for r in rows]
     scores = task.aggregate(results)
-    store.set_scores(job_id, [s.to_dict() for s in scores])
-    store.finish_job(job_id, "finished")
     job = store.job(job_id)
+    store.set_scores(job_id, [s.to_dict() for s in scores], headline_metric(job["dataset"], task.config.mode))
+    store.finish_job(job_id, "finished")
+    stored = store.headline(job_id)
     return JobResult(
         job_id=job_id, model=job["model"], dataset=job["dataset"], n=len(rows), scores=scores,
         model_calls=job["model_calls"], cache_hits=job["cache_hits"], wall_seconds=job["wall_seconds"],
         prompt_tokens=job["prompt_tokens"], completion_tokens=job["completion_tokens"],
         backend=job["backend"], prompt_hash=job["prompt_hash"], task_config=job["task_config"],
+        headline=stored["name"] if stored else None,
     )

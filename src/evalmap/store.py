@@ -12,6 +12,11 @@ foreign file is left untouched and the user is told what to do. Each run row nam
 the process that runs it (pid, host, boot id, process start time): a second process
 cannot attach to a run whose owner is alive, and a run whose owner is gone
 (kill -9, crash, reboot) reads as "interrupted" and resumes like any other.
+
+Each finished job flags one of its scores as its headline (`scores.headline = 1`): the
+metric that stands for the job in the terminal table, results.json, group scores, the
+report and `evalmap compare`. It is chosen once, when the job finishes (runner.finish_job);
+readers never choose again.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from evalmap.backends.base import Request, Response, response_from_dict
 from evalmap.errors import EvalmapError
 
 APPLICATION_ID = 0x45564D50  # "EVMP" in the SQLite header: this file is an evalmap store
-SCHEMA_VERSION = 1  # PRAGMA user_version; 0 = a store of an evalmap that did not stamp its files
+SCHEMA_VERSION = 2  # PRAGMA user_version; 0 = a store of an evalmap that did not stamp its files
+# Schema history (columns are only ever added): 1 = run owner columns; 2 = scores.headline.
 TABLES = ("runs", "jobs", "samples", "scores", "responses")
 OWNER_COLUMNS = ("pid", "host", "boot_id", "proc_start")  # who runs a run (added in schema 1)
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -59,7 +65,8 @@ CREATE TABLE IF NOT EXISTS samples (
 );
 CREATE TABLE IF NOT EXISTS scores (
     job_id TEXT NOT NULL REFERENCES jobs(id), name TEXT NOT NULL, value REAL, stderr REAL,
-    ci_low REAL, ci_high REAL, n INTEGER NOT NULL, method TEXT NOT NULL, PRIMARY KEY (job_id, name)
+    ci_low REAL, ci_high REAL, n INTEGER NOT NULL, method TEXT NOT NULL, headline INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (job_id, name)
 );
 CREATE TABLE IF NOT EXISTS responses (
     fingerprint TEXT NOT NULL, request_hash TEXT NOT NULL, kind TEXT NOT NULL, response TEXT NOT NULL,
@@ -308,7 +315,27 @@ class Store:
             for column, kind in zip(OWNER_COLUMNS, ("INTEGER", "TEXT", "TEXT", "TEXT"), strict=True):
                 if column not in have:
                     self.db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+            if "headline" not in {r[1] for r in self.db.execute("PRAGMA table_info(scores)")}:
+                self.db.execute("ALTER TABLE scores ADD COLUMN headline INTEGER NOT NULL DEFAULT 0")
+            self._flag_earlier_headlines()
             self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _flag_earlier_headlines(self) -> None:
+        """Jobs scored before the headline was stored get it now, by the rule finish_job applies."""
+        rows = self.db.execute(
+            "SELECT id, dataset, task_config FROM jobs j WHERE EXISTS (SELECT 1 FROM scores s WHERE s.job_id=j.id) "
+            "AND NOT EXISTS (SELECT 1 FROM scores s WHERE s.job_id=j.id AND s.headline=1)"
+        ).fetchall()
+        if not rows:
+            return
+        from evalmap.tasks.registry import headline_metric
+
+        for row in rows:
+            try:
+                mode = (json.loads(row["task_config"]) or {}).get("mode")
+            except (ValueError, AttributeError):
+                mode = None
+            self.flag_headline(row["id"], headline_metric(row["dataset"], mode))
 
     # ------------------------------------------------------------ runs and jobs
 
@@ -442,20 +469,39 @@ class Store:
         rows = self.db.execute("SELECT * FROM samples WHERE job_id=? ORDER BY position", (job_id,)).fetchall()
         return [_decode(dict(r), ("output", "extracted", "target", "metrics", "details")) for r in rows]
 
-    def set_scores(self, job_id: str, scores: list[dict]) -> None:
-        with self.db:
-            self.db.execute("BEGIN")
+    def set_scores(self, job_id: str, scores: list[dict], headline: str | None = None) -> None:
+        """Replace the job's scores; `headline` names the one that stands for the job (see flag_headline)."""
+        with self._write():
             self.db.execute("DELETE FROM scores WHERE job_id=?", (job_id,))
             self.db.executemany(
-                "INSERT INTO scores VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO scores(job_id, name, value, stderr, ci_low, ci_high, n, method) VALUES (?,?,?,?,?,?,?,?)",
                 [
                     (job_id, s["name"], s["value"], s["stderr"], s["ci_low"], s["ci_high"], s["n"], s["method"])
                     for s in scores
                 ],
             )
+            self.flag_headline(job_id, headline)
+
+    def flag_headline(self, job_id: str, name: str | None) -> None:
+        """Flag the job's score `name` as its headline; a job without that score gets its first score."""
+        with self._write():
+            self.db.execute("UPDATE scores SET headline=0 WHERE job_id=?", (job_id,))
+            if name is not None and self.db.execute(
+                "UPDATE scores SET headline=1 WHERE job_id=? AND name=?", (job_id, name)
+            ).rowcount:
+                return
+            self.db.execute(
+                "UPDATE scores SET headline=1 WHERE rowid=(SELECT MIN(rowid) FROM scores WHERE job_id=?)", (job_id,)
+            )
 
     def scores(self, job_id: str) -> list[dict]:
-        return [dict(r) for r in self.db.execute("SELECT * FROM scores WHERE job_id=? ORDER BY rowid", (job_id,))]
+        """The job's scores in the order its task gave them; `headline` is True on the one that stands for it."""
+        rows = self.db.execute("SELECT * FROM scores WHERE job_id=? ORDER BY rowid", (job_id,))
+        return [{**dict(r), "headline": bool(r["headline"])} for r in rows]
+
+    def headline(self, job_id: str) -> dict | None:
+        """The job's headline score, None while the job has no scores."""
+        return next((s for s in self.scores(job_id) if s["headline"]), None)
 
     # ------------------------------------------------------------ response cache
 

@@ -2,8 +2,9 @@
 
 Jobs are paired per dataset: the same model on the same dataset when both runs
 ran that model (a new prompt, engine or quantisation), otherwise every model of A
-against every model of B on that dataset (two models on the same items). Items
-are matched by item id; the test is McNemar for 0/1 metrics and a paired
+against every model of B on that dataset (two models on the same items). Each pair
+is compared on the headline metric stored with the jobs (store.py). Items are
+matched by item id; the test is McNemar for 0/1 metrics and a paired
 bootstrap otherwise (`evalmap.metrics.compare_paired`).
 """
 
@@ -88,14 +89,20 @@ def _pairs(jobs_a: list[dict], jobs_b: list[dict]) -> list[tuple[dict, dict]]:
     return out
 
 
-def _primary_metric(store: Store, job_a: dict, job_b: dict) -> str | None:
-    """The first score of A's job that B's job also has (else A's first metric)."""
-    names_a = [s["name"] for s in store.scores(job_a["id"])]
-    names_b = {s["name"] for s in store.scores(job_b["id"])}
-    for name in names_a:
-        if name in names_b:
-            return name
-    return names_a[0] if names_a else None
+def _headline_metric(store: Store, job_a: dict, job_b: dict) -> str | None:
+    """The headline metric stored with the jobs; None while A's job has no scores.
+
+    Both jobs normally share it. When they do not (the same dataset run in another mode), A's headline is
+    used if B's job has that score too, else B's headline if A's job has it, else A's.
+    """
+    scores_a, scores_b = store.scores(job_a["id"]), store.scores(job_b["id"])
+    head_a = next((s["name"] for s in scores_a if s["headline"]), None)
+    head_b = next((s["name"] for s in scores_b if s["headline"]), None)
+    if head_a is None or head_b is None or head_a == head_b:
+        return head_a
+    if head_a in {s["name"] for s in scores_b}:
+        return head_a
+    return head_b if head_b in {s["name"] for s in scores_a} else head_a
 
 
 def compare_runs(store: Store, run_a: str, run_b: str, iters: int = 10000, seed: int = 0) -> Comparison:
@@ -109,7 +116,7 @@ def compare_runs(store: Store, run_a: str, run_b: str, iters: int = 10000, seed:
     rows: list[PairRow] = []
     notes: list[str] = []
     for a, b in pairs:
-        metric = _primary_metric(store, a, b)
+        metric = _headline_metric(store, a, b)
         if metric is None:
             notes.append(f"{a['dataset']}: {a['model']} has no scores yet (unfinished job); skipped.")
             continue

@@ -82,6 +82,7 @@ class JobRecord:
     prompt_tokens: int
     completion_tokens: int
     scores: list[Score] = field(default_factory=list)
+    headline: str | None = None  # the stored headline metric's name (store.py: scores.headline)
     n_samples: int = 0
     latency_sum: float = 0.0
     latency_sq: float = 0.0
@@ -92,8 +93,8 @@ class JobRecord:
 
     @property
     def primary(self) -> Score | None:
-        """The job's first score: the dataset's headline metric."""
-        return self.scores[0] if self.scores else None
+        """The job's headline score, as stored when the job finished; None while it has no scores."""
+        return next((s for s in self.scores if s.name == self.headline), self.scores[0] if self.scores else None)
 
     @property
     def value(self) -> float:
@@ -347,14 +348,15 @@ def _attach_scores(store: Store, by_id: dict[str, JobRecord]) -> None:
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         rows = store.db.execute(
-            f"SELECT job_id, name, value, stderr, ci_low, ci_high, n, method FROM scores "
+            f"SELECT job_id, name, value, stderr, ci_low, ci_high, n, method, headline FROM scores "
             f"WHERE job_id IN ({_marks(chunk)}) ORDER BY rowid",
             chunk,
         )
         for r in rows:
-            by_id[r[0]].scores.append(
-                Score(r[1], _float(r[2]), _float(r[3]), _float(r[4]), _float(r[5]), int(r[6]), r[7])
-            )
+            job = by_id[r[0]]
+            job.scores.append(Score(r[1], _float(r[2]), _float(r[3]), _float(r[4]), _float(r[5]), int(r[6]), r[7]))
+            if r[8]:
+                job.headline = r[1]
 
 
 def _attach_sample_summaries(store: Store, by_id: dict[str, JobRecord]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,15 +85,47 @@ def rank_groups(scores: Sequence[Score]) -> list[int]:
     return ranks
 
 
-def group_score(name: str, jobs: Sequence[JobRecord]) -> Score:
-    """Macro mean of the jobs' headline scores; a single job keeps its own interval (Wilson for 0/1)."""
-    scores = [j.primary for j in jobs if j.primary is not None and j.primary.n > 0 and not isnan(j.primary.value)]
+# ---------------------------------------------------------------- group scores (the one definition)
+
+
+def group_score(name: str, headlines: Sequence[Score | None]) -> Score:
+    """A group's score: the macro mean of its datasets' stored headline scores with pooled stderr
+    (`metrics.aggregate.pooled_group_score`); scores without samples or value are left out, and a single
+    one keeps its own interval (Wilson for 0/1). Run tables, results.json and the report all use this."""
+    scores = [s for s in headlines if s is not None and s.n > 0 and not isnan(s.value)]
     if not scores:
         return empty_score(name)
     if len(scores) == 1:
         s = scores[0]
         return Score(name, s.value, s.stderr, s.ci_low, s.ci_high, s.n, s.method)
     return pooled_group_score(name, scores, "macro")
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    """One model's score on a task type (e.g. mathematics): `group_score` over its datasets' headline
+    scores; `members` names the dataset:metric pairs that went in."""
+
+    model: str
+    group: str
+    members: tuple[str, ...]
+    score: Score
+
+
+def run_groups(jobs: Sequence[tuple[str, str, Score | None]], task_type: Callable[[str], str]) -> list[GroupResult]:
+    """Per model, one GroupResult for each task type that two or more of its jobs share.
+
+    `jobs` are (model, dataset, headline score) triples; `task_type(dataset)` names a dataset's group.
+    """
+    buckets: dict[tuple[str, str], list[tuple[str, Score]]] = {}
+    for model, dataset, headline in jobs:
+        if headline is not None and headline.n > 0 and not isnan(headline.value):
+            buckets.setdefault((model, task_type(dataset)), []).append((dataset, headline))
+    return [
+        GroupResult(model, group, tuple(f"{d}:{s.name}" for d, s in pairs), group_score(group, [s for _, s in pairs]))
+        for (model, group), pairs in buckets.items()
+        if len(pairs) >= 2
+    ]
 
 
 # ---------------------------------------------------------------- leaderboards
@@ -134,7 +166,7 @@ def _leaderboard(data: ReportData, kind: str, name: str, models: list[str], data
         jobs = [j for j in jobs if j.primary is not None and j.primary.n > 0]
         if not jobs:
             continue
-        entries.append(LeaderEntry(m, group_score(name, jobs), [j.dataset for j in jobs]))
+        entries.append(LeaderEntry(m, group_score(name, [j.primary for j in jobs]), [j.dataset for j in jobs]))
     entries.sort(key=lambda e: (-(e.score.value if not isnan(e.score.value) else -1e9), e.model))
     ranks = rank_groups([e.score for e in entries])
     for e, r in zip(entries, ranks, strict=True):
@@ -251,7 +283,10 @@ def speed_points(data: ReportData) -> tuple[list[SpeedPoint], dict[str, list[Spe
         lat = sum(j.latency_sum for j in jobs)
         tok = sum(j.sample_tokens for j in jobs)
         overall.append(
-            SpeedPoint(m, "", group_score("overall", jobs), secs, tok / lat if lat > 0 and tok else NAN, len(jobs))
+            SpeedPoint(
+                m, "", group_score("overall", [j.primary for j in jobs]), secs, tok / lat if lat > 0 and tok else NAN,
+                len(jobs),
+            )
         )
     for p in pareto_front(overall):
         p.pareto = True
@@ -294,13 +329,13 @@ def transfer(data: ReportData) -> tuple[list[str], list[str], dict[tuple[str, st
             per_model, used = [], []
             for m in models:
                 jobs = [data.cells[(m, d)] for d in datasets if (m, d) in data.cells]
-                s = group_score(tt, jobs)
+                s = group_score(tt, [j.primary for j in jobs])
                 if s.n > 0:
                     per_model.append(s)
                     used.append(m)
             if not per_model:
                 continue
-            score = per_model[0] if len(per_model) == 1 else pooled_group_score(tt, per_model, "macro")
+            score = group_score(tt, per_model)
             cells[(cat, tt)] = TransferCell(cat, tt, score, used, tt in HOME_TASK_TYPES.get(cat, ()))
     categories = [c for c in categories if any((c, t) in cells for t in task_types)]
     return categories, task_types, cells

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich import box
 from rich.console import Console
 from rich.progress import (
@@ -15,8 +17,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from evalmap.executors.local import Reporter, RunSummary
-from evalmap.report.tables import fmt_ci, fmt_score
+from evalmap.executors.local import Reporter
+from evalmap.report.tables import GroupResult, fmt_ci, fmt_score
 from evalmap.runner import JobResult
 
 
@@ -80,10 +82,9 @@ class RichReporter(Reporter):
             self.progress.console.print(text, highlight=False, markup=False)
 
 
-def score_table(summary: RunSummary, terminal: bool) -> Table:
-    table = Table(
-        title=f"Run {summary.run_id}", box=box.SIMPLE_HEAVY if terminal else box.ASCII, title_justify="left"
-    )
+def score_table(run_id: str, jobs: Sequence[JobResult], terminal: bool) -> Table:
+    """Every job's scores, its headline metric first and starred (the one groups, the report and compare use)."""
+    table = Table(title=f"Run {run_id}", box=box.SIMPLE_HEAVY if terminal else box.ASCII, title_justify="left")
     for col, justify in (
         ("model", "left"), ("dataset", "left"), ("metric", "left"), ("value ± stderr (n)", "right"),
         ("95% CI", "right"), ("backend", "left"), ("calls", "right"), ("cache hits", "right"),
@@ -91,33 +92,34 @@ def score_table(summary: RunSummary, terminal: bool) -> Table:
     ):
         table.add_column(col, justify=justify)
     hidden = 0
-    for r in summary.results:
+    for r in jobs:
         tps = r.tokens / r.wall_seconds if r.wall_seconds > 0 and r.model_calls else None
+        headline = r.headline_score
         shown = [s for s in r.scores if ":" not in s.name]  # per subject / level / difficulty: results.json
         hidden += len(r.scores) - len(shown)
+        shown.sort(key=lambda s: s is not headline)
         for i, s in enumerate(shown):
             first = i == 0
             table.add_row(
-                r.model if first else "", r.dataset if first else "", s.name,
+                r.model if first else "", r.dataset if first else "", f"{s.name} *" if s is headline else s.name,
                 fmt_score(s), fmt_ci(s),
                 f"{r.backend.get('name')} {r.backend.get('version')}" if first else "",
                 str(r.model_calls) if first else "", str(r.cache_hits) if first else "",
                 (f"{tps:.1f}" if tps else "cached") if first else "", f"{r.wall_seconds:.1f} s" if first else "",
             )
-    notes = []
-    small = [r for r in summary.results if r.n < 30]
+    notes = ["* headline metric (groups, the report and compare use it)."]
+    small = [r for r in jobs if r.n < 30]
     if small:
         notes.append(", ".join(f"{r.dataset} has only {r.n} samples" for r in small) + "; treat those scores as rough.")
     if hidden:
         notes.append(f"{hidden} per-subject / level / difficulty scores are in results.json and the report.")
-    if notes:
-        table.caption = "Note: " + " ".join(notes)
+    table.caption = "Note: " + " ".join(notes)
     return table
 
 
-def group_table(summary: RunSummary, terminal: bool) -> Table | None:
+def group_table(groups: Sequence[GroupResult], terminal: bool) -> Table | None:
     """Task-type groups (two or more datasets of one model): macro mean with pooled stderr."""
-    if not summary.groups:
+    if not groups:
         return None
     table = Table(
         title="Groups (macro mean of headline metrics, pooled stderr)",
@@ -126,7 +128,7 @@ def group_table(summary: RunSummary, terminal: bool) -> Table | None:
     for col, justify in (("model", "left"), ("group", "left"), ("value ± stderr (n)", "right"),
                          ("95% CI", "right"), ("datasets:metric", "left")):
         table.add_column(col, justify=justify, overflow="fold")
-    for g in summary.groups:
+    for g in groups:
         table.add_row(
             g.model, g.group, fmt_score(g.score), fmt_ci(g.score), ", ".join(g.members),
         )

@@ -1,0 +1,443 @@
+"""The public Python API: `evaluate`, `plan`, `load_run` and the `RunResult` they hand back.
+
+    import evalmap
+
+    result = evalmap.evaluate("smollm2_135m", "gsm8k", samples=2, data_dir="datasets/")
+    print(result.score("gsm8k"))       # the headline score, with stderr and n
+    result.to_dict()                   # = results.json = `evalmap run --format json`
+
+`evaluate` is what `evalmap run` does, minus the printing (as lm-eval's `simple_evaluate` and
+Inspect's `eval()`): the same resumable, cached run in the same store, with the same checks
+and one-sentence errors (`EvalmapError`). `RunResult.to_dict()` is the one JSON shape of a run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from evalmap import planner
+from evalmap.catalog.loader import Catalog, load_catalog
+from evalmap.errors import EvalmapError
+
+if TYPE_CHECKING:  # the run machinery (torch-free, but numpy and the tasks) loads on the first evaluate / load_run
+    from evalmap.executors.local import Reporter
+    from evalmap.metrics.stats import Score
+    from evalmap.report.tables import GroupResult
+    from evalmap.runner import JobResult
+    from evalmap.store import Store
+
+Pairs = list[tuple[str, str, int | None]]
+
+# What evalmap writes under an output folder (results.json, samples.jsonl, the HTML report);
+# `overwrite` removes these and only these.
+OUTPUT_FILES = (
+    "results.json", "samples.jsonl", "report/index.html", "report/report.md", "report/tables/*.csv",
+    "report/tables/*.md", "report/figures/*.png", "report/figures/*.svg", "report/samples/*.js",
+)
+OUTPUT_FOLDERS = ("report/tables", "report/figures", "report/samples", "report")
+EARLIER_RUN_MARKERS = ("results.json", "samples.jsonl", "report/index.html")
+# evaluate()'s own keywords; every other option is a BackendOptions or TaskConfig field.
+RUN_KEYWORDS = ("plan", "seed", "catalog", "store", "output", "overwrite", "quiet", "reporter", "chunk_items")
+
+
+# ---------------------------------------------------------------- the result of a run
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities become None, so the JSON is strict (a 1-sample stderr is null, not NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _entry(score: Score) -> dict:
+    return {"value": score.value, "stderr": score.stderr, "ci95": [score.ci_low, score.ci_high], "n": score.n,
+            "ci_method": score.method}
+
+
+def _job_dict(job: JobResult) -> dict:
+    return {
+        "model": job.model,
+        "dataset": job.dataset,
+        "n": job.n,
+        "headline": job.headline,
+        "metrics": {s.name: _entry(s) for s in job.scores},
+        "model_calls": job.model_calls,
+        "cache_hits": job.cache_hits,
+        "wall_seconds": job.wall_seconds,
+        "tokens": {"prompt": job.prompt_tokens, "completion": job.completion_tokens, "total": job.tokens},
+        "backend": {k: job.backend.get(k) for k in ("name", "version", "model", "fingerprint", "extra")},
+        "prompt_hash": job.prompt_hash,
+        "task_config": job.task_config,
+    }
+
+
+@dataclass
+class RunResult:
+    """One run: its jobs (each with every score and its headline), its task-type groups and how it ran.
+
+    `to_dict()` is the one JSON shape of a run: results.json and `evalmap run --format json` print it.
+    """
+
+    run_id: str
+    status: str
+    jobs: list[JobResult]
+    groups: list[GroupResult]
+    seed: int
+    catalog_version: str
+    versions: dict
+    args: dict
+    store_path: Path
+    wall_seconds: float  # the run's time in all the processes that worked on it (resumes add up)
+    resumed: bool = False
+    outputs: dict[str, Path] = field(default_factory=dict)  # results / samples / report, when written
+
+    @property
+    def model_calls(self) -> int:
+        return sum(j.model_calls for j in self.jobs)
+
+    @property
+    def cache_hits(self) -> int:
+        return sum(j.cache_hits for j in self.jobs)
+
+    def job(self, dataset: str, model: str | None = None) -> JobResult:
+        """The job of a dataset (and model, when the run has several)."""
+        found = [j for j in self.jobs if j.dataset == dataset and model in (None, j.model)]
+        if len(found) != 1:
+            which = f"{model} on {dataset}" if model else dataset
+            more = "; name the model too" if len(found) > 1 else ""
+            raise EvalmapError(f"Run {self.run_id} has {len(found)} jobs for {which}{more}.")
+        return found[0]
+
+    def score(self, dataset: str, model: str | None = None) -> Score | None:
+        """The headline score of a dataset's job (value, stderr, CI, n)."""
+        return self.job(dataset, model).headline_score
+
+    def samples(self, dataset: str | None = None, model: str | None = None) -> list[dict]:
+        """The stored samples (prompt, output, extracted answer, target, metrics) of the run's jobs."""
+        from evalmap.store import Store
+
+        store = Store(self.store_path)
+        try:
+            return [
+                {"model": j.model, "dataset": j.dataset, **{k: v for k, v in s.items() if k != "job_id"}}
+                for j in self.jobs if dataset in (None, j.dataset) and model in (None, j.model)
+                for s in store.samples(j.job_id)
+            ]
+        finally:
+            store.close()
+
+    def to_dict(self) -> dict:
+        return _finite({
+            "run_id": self.run_id,
+            "status": self.status,
+            "resumed": self.resumed,
+            "seed": self.seed,
+            "catalog_version": self.catalog_version,
+            "versions": self.versions,
+            "args": self.args,
+            "store": str(self.store_path),
+            "wall_seconds": self.wall_seconds,
+            "model_calls": self.model_calls,
+            "cache_hits": self.cache_hits,
+            "jobs": [_job_dict(j) for j in self.jobs],
+            "groups": [{"model": g.model, "group": g.group, "members": list(g.members), **_entry(g.score)}
+                       for g in self.groups],
+        })
+
+
+def _task_type(catalog: Catalog):
+    from evalmap.report.data import UNCATALOGUED
+
+    return lambda dataset: catalog.datasets[dataset].task_type if dataset in catalog.datasets else UNCATALOGUED
+
+
+def _run_result(store: Store, run_id: str, jobs: list[JobResult], catalog: Catalog, resumed: bool) -> RunResult:
+    from evalmap.report.tables import run_groups
+
+    row = store.run(run_id) or {}
+    groups = run_groups([(j.model, j.dataset, j.headline_score) for j in jobs], _task_type(catalog))
+    return RunResult(
+        run_id=run_id, status=row.get("status", "unknown"), jobs=jobs, groups=groups, seed=row.get("seed", 0),
+        catalog_version=row.get("catalog_version", ""), versions=row.get("versions") or {},
+        args=row.get("args") or {}, store_path=store.path, wall_seconds=row.get("wall_seconds") or 0.0,
+        resumed=resumed,
+    )
+
+
+def load_run(
+    run_id: str = "latest", store: Store | str | Path | None = None, catalog: Catalog | None = None
+) -> RunResult:
+    """A stored run as a RunResult: `run_id` may be an id, a unique prefix, `latest` or `latest~N`;
+    `store` a Store or a path (default $EVALMAP_HOME/store.sqlite)."""
+    from evalmap.metrics.stats import NAN, Score
+    from evalmap.report.data import open_store, resolve_runs
+    from evalmap.runner import JobResult
+    from evalmap.store import Store
+
+    opened = not isinstance(store, Store)
+    db = open_store(store) if opened else store
+    try:
+        rid = resolve_runs(db, [run_id])[0]
+        jobs = []
+        for row in db.jobs(rid):
+            stored = db.scores(row["id"])
+            scores = [
+                Score(s["name"], *(NAN if s[k] is None else s[k] for k in ("value", "stderr", "ci_low", "ci_high")),
+                      s["n"], s["method"])
+                for s in stored
+            ]
+            (n,) = db.db.execute("SELECT COUNT(*) FROM samples WHERE job_id=?", (row["id"],)).fetchone()
+            jobs.append(JobResult(
+                job_id=row["id"], model=row["model"], dataset=row["dataset"], n=n, scores=scores,
+                model_calls=row["model_calls"], cache_hits=row["cache_hits"], wall_seconds=row["wall_seconds"],
+                prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"],
+                backend=row["backend"] or {}, prompt_hash=row["prompt_hash"], task_config=row["task_config"] or {},
+                headline=next((s["name"] for s in stored if s["headline"]), None),
+            ))
+        return _run_result(db, rid, jobs, catalog or load_catalog(), resumed=False)
+    finally:
+        if opened:
+            db.close()
+
+
+# ---------------------------------------------------------------- choosing jobs, and the planner's estimate
+
+
+def _ids(value: str | Sequence[str] | None) -> list[str]:
+    """"a,b", ["a", "b"] or ["a,b"]: the ids or selectors, in order."""
+    if value is None:
+        return []
+    values = [value] if isinstance(value, str) else list(value)
+    return [v.strip() for raw in values for v in str(raw).split(",") if v.strip()]
+
+
+def _catalog(catalog: Catalog | str | Path | Sequence[str | Path] | None) -> Catalog:
+    """A Catalog as given, or the packaged one plus these override YAML files."""
+    if isinstance(catalog, Catalog):
+        return catalog
+    files = [catalog] if isinstance(catalog, str | Path) else list(catalog or [])
+    return load_catalog([str(p) for p in files])
+
+
+Samples = int | dict[str, int] | None  # items per dataset: one number for all, or {dataset id: N}
+
+
+def _limit(samples: Samples, dataset: str) -> int | None:
+    return samples.get(dataset) if isinstance(samples, dict) else samples
+
+
+def select_jobs(
+    catalog: Catalog, plan: str | None, models: str | Sequence[str] | None, datasets: str | Sequence[str] | None,
+    samples: Samples = None,
+) -> tuple[str, Pairs]:
+    """(title, jobs) of a named plan (with `samples` replacing its limits) or of a models × datasets pick."""
+    if plan:
+        title, pairs = planner.named_plan_pairs(catalog, plan)
+        return title, [(m, d, _limit(samples, d) or s) for m, d, s in pairs]
+    if not (_ids(models) and _ids(datasets)):
+        raise EvalmapError("Give a plan name (A, B, C) or both models and datasets.")
+    pairs = planner.plan_pairs(catalog, _ids(models), _ids(datasets))
+    return "Ad-hoc plan", [(m, d, _limit(samples, d)) for m, d, _ in pairs]
+
+
+def plan(
+    models: str | Sequence[str] | None = None,
+    datasets: str | Sequence[str] | None = None,
+    samples: Samples = None,
+    *,
+    plan: str | None = None,
+    n_samples: int = 1,
+    catalog: Catalog | str | Path | Sequence[str | Path] | None = None,
+) -> planner.PlanEstimate:
+    """The jobs of a named plan (`plan="A"`) or of models × datasets, with requests, tokens and the
+    estimated time per engine (`evalmap plan`); `.to_dict()` for JSON."""
+    cat = _catalog(catalog)
+    title, pairs = select_jobs(cat, plan, models, datasets, samples)
+    return planner.estimate_plan(cat, title, pairs, n_samples)
+
+
+# ---------------------------------------------------------------- running
+
+
+def _options(samples: int | None, backend: str | None, seed: int, chunk_items: int | None, options: dict):
+    from evalmap.backends import BackendOptions
+    from evalmap.executors.local import RunOptions
+    from evalmap.tasks.base import TaskConfig
+
+    backend_fields = {f.name for f in dataclasses.fields(BackendOptions)} - {"backend"}
+    task_fields = {f.name for f in dataclasses.fields(TaskConfig)} - {"seed"}
+    if "timeout" in options:  # the CLI's name for it
+        options["timeout_s"] = options.pop("timeout")
+    unknown = sorted(set(options) - backend_fields - task_fields)
+    if unknown:
+        known = ", ".join(sorted({*RUN_KEYWORDS, "samples", "backend", "timeout", *backend_fields, *task_fields}))
+        raise EvalmapError(f"Unknown option(s) for evalmap.evaluate: {', '.join(unknown)}; known: {known}.")
+    if options.get("data_dir") is not None:
+        options["data_dir"] = str(options["data_dir"])
+    return RunOptions(
+        samples=samples,
+        seed=seed,
+        backend=BackendOptions(backend=backend, **{k: v for k, v in options.items() if k in backend_fields}),
+        task=TaskConfig(**{k: v for k, v in options.items() if k in task_fields}, seed=seed),
+        **({"chunk_items": chunk_items} if chunk_items else {}),
+    )
+
+
+def evaluate(
+    models: str | Sequence[str] | None = None,
+    datasets: str | Sequence[str] | None = None,
+    samples: Samples = None,
+    backend: str | None = None,
+    *,
+    plan: str | None = None,
+    seed: int = 1234,
+    catalog: Catalog | str | Path | Sequence[str | Path] | None = None,
+    store: Store | str | Path | None = None,
+    output: str | Path | None = None,
+    overwrite: bool = False,
+    quiet: bool = False,
+    reporter: Reporter | None = None,
+    chunk_items: int | None = None,
+    **options: Any,
+) -> RunResult:
+    """Evaluate models on datasets (or a named `plan`), as `evalmap run` does; returns the RunResult.
+
+    models, datasets: ids or selectors ("smollm2_135m", ["gsm8k", "arc_challenge"], "a,b").
+    samples: a deterministic subset of N items per dataset, or {dataset: N} (default: all). backend: transformers,
+    llamacpp, openai, vllm, ... (default: the model's). options: any BackendOptions field (base_url,
+    api_key_env, batch_size, concurrency, device, dtype, timeout, max_retries, ...) or TaskConfig field
+    (data_dir, chat, num_fewshot, mode, variant, n_samples, temperature, ...). store: a Store or a file
+    (default $EVALMAP_HOME/store.sqlite). output: a folder to write results.json, samples.jsonl and the
+    HTML report into (an earlier run's results there need overwrite=True). quiet: no progress bars
+    (they go to stderr). A rerun with the same arguments resumes an unfinished run or answers from the
+    response cache. Errors a user can cause raise EvalmapError with one sentence saying what to do.
+    """
+    from evalmap.executors.local import run_plan
+    from evalmap.store import Store
+
+    temperature = options.get("temperature", 0.0)
+    if not (isinstance(temperature, int | float) and math.isfinite(temperature)):
+        raise EvalmapError(f"--temperature {temperature} is not a finite number; pass 0 (greedy) or e.g. 0.8.")
+    if output is not None and not str(output).strip():
+        raise EvalmapError("--output is empty; pass the folder to write results into, e.g. --output evalmap-out.")
+    out_dir = Path(output) if output is not None else None
+    cat = _catalog(catalog)
+    _, pairs = select_jobs(cat, plan, models, datasets, samples)
+    run_options = _options(None if isinstance(samples, dict) else samples, backend, seed, chunk_items, dict(options))
+    if out_dir:
+        check_output_dir(out_dir, overwrite)  # before the store opens or a model loads
+    db = store if isinstance(store, Store) else Store(store)
+    args = {"pairs": pairs, "backend": backend, "base_url": options.get("base_url"), "samples": samples,
+            "seed": seed}
+    try:
+        with _progress(reporter, quiet) as shown:
+            summary = run_plan(cat, pairs, run_options, db, shown, args=args)
+        result = _run_result(db, summary.run_id, summary.results, cat, summary.resumed)
+        if out_dir:
+            if overwrite:
+                remove_outputs(out_dir)  # only now: an interrupted run leaves the earlier results in place
+            result.outputs = write_outputs(result, db, out_dir)
+            from evalmap.report.html import build_report
+
+            result.outputs["report"] = build_report(db, [result.run_id], out_dir / "report", cat).index
+        return result
+    finally:
+        if db is not store:
+            db.close()
+
+
+@contextlib.contextmanager
+def _progress(reporter: Reporter | None, quiet: bool):
+    """The caller's reporter, else progress bars on stderr (none when quiet)."""
+    if reporter is not None:
+        yield reporter
+        return
+    from rich.console import Console
+
+    from evalmap.report.terminal import RichReporter
+
+    with RichReporter(Console(stderr=True), quiet=quiet) as bars:
+        yield bars
+
+
+# ---------------------------------------------------------------- the output folder
+
+
+def check_output_dir(out_dir: Path, overwrite: bool = False) -> None:
+    """Fail before anything runs (no model loaded, nothing stored) if results could not be written
+    to out_dir, or would replace an earlier run's results there without `overwrite`."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise EvalmapError(
+            f"--output {out_dir} is a file, not a folder; pass a folder path (results.json, samples.jsonl and "
+            "report/ are written inside it)."
+        )
+    nearest = next(p for p in (out_dir.absolute(), *out_dir.absolute().parents) if p.exists())
+    if not nearest.is_dir():
+        raise EvalmapError(
+            f"--output {out_dir} is inside {nearest}, which is a file, not a folder; choose another --output folder."
+        )
+    try:  # the only sure test of writability (root passes os.access, /proc and /sys refuse anyway)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as exc:
+        raise EvalmapError(
+            f"--output {out_dir} cannot be written ({exc.strerror or exc}); choose another --output folder."
+        ) from None
+    if not out_dir.is_dir():
+        return
+    for name, folder in (("results.json", False), ("samples.jsonl", False), ("report", True)):
+        path = out_dir / name
+        if path.exists() and path.is_dir() != folder:
+            raise EvalmapError(
+                f"--output {out_dir} holds a {'file' if folder else 'folder'} named {name} where evalmap writes its "
+                f"{'report folder' if folder else name}; move it away or choose another --output folder."
+            )
+    earlier = [m for m in EARLIER_RUN_MARKERS if (out_dir / m).exists()]
+    if earlier and not overwrite:
+        raise EvalmapError(
+            f"--output {out_dir} already holds an earlier run's results ({', '.join(earlier)}); pass --overwrite "
+            "to replace them, or choose another --output folder."
+        )
+
+
+def remove_outputs(out_dir: Path) -> list[Path]:
+    """Delete what an earlier run wrote under out_dir (OUTPUT_FILES), so no stale report page or sample
+    file survives; other files stay, and so does a folder that still holds any."""
+    removed = []
+    for pattern in OUTPUT_FILES:
+        for path in sorted(out_dir.glob(pattern)):
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+                removed.append(path)
+    for folder in OUTPUT_FOLDERS:
+        with contextlib.suppress(OSError):  # absent, or holds files that are not evalmap's
+            (out_dir / folder).rmdir()
+    return removed
+
+
+def write_outputs(result: RunResult, store: Store, out_dir: Path) -> dict[str, Path]:
+    """results.json (`RunResult.to_dict()`) and samples.jsonl (one stored sample a line)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results_path = out_dir / "results.json"
+    results_path.write_text(json.dumps(result.to_dict(), indent=2, default=str))
+    samples_path = out_dir / "samples.jsonl"
+    with samples_path.open("w", encoding="utf-8") as fh:
+        for job in result.jobs:
+            for s in store.samples(job.job_id):
+                row = {"model": job.model, "dataset": job.dataset, **{k: v for k, v in s.items() if k != "job_id"}}
+                fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    return {"results": results_path, "samples": samples_path}
