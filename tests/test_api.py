@@ -120,6 +120,9 @@ def test_plan_matches_the_cli():
         ({"models": "no_such_model", "datasets": "gsm8k"}, "no_such_model"),
         ({"models": "smollm2_135m", "datasets": "gsm8k", "temperature": float("inf")}, "not a finite number"),
         ({"models": "smollm2_135m", "datasets": "gsm8k", "output": " "}, "--output is empty"),
+        ({"models": "smollm2_135m", "datasets": "gsm8k", "samples": 0}, "samples must be a whole number"),
+        ({"models": "smollm2_135m", "datasets": "gsm8k", "samples": {"gsm8k": 2.5}}, "samples must be a whole"),
+        ({"models": "smollm2_135m", "datasets": "gsm8k", "seed": 2**64}, "seed must be a whole number"),
     ],
 )
 def test_evaluate_refuses_bad_arguments_in_one_sentence_before_running(home, kwargs, says):

@@ -331,6 +331,11 @@ def evaluate(
     temperature = options.get("temperature", 0.0)
     if not (isinstance(temperature, int | float) and math.isfinite(temperature)):
         raise EvalmapError(f"--temperature {temperature} is not a finite number; pass 0 (greedy) or e.g. 0.8.")
+    limits = list(samples.values()) if isinstance(samples, dict) else [] if samples is None else [samples]
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in limits):
+        raise EvalmapError(f"samples must be a whole number of items per dataset, 1 or more (got {samples!r}).")
+    if not (isinstance(seed, int) and -(2**63) <= seed < 2**63):
+        raise EvalmapError(f"seed must be a whole number within 64 bits (got {seed!r}).")
     if output is not None and not str(output).strip():
         raise EvalmapError("--output is empty; pass the folder to write results into, e.g. --output evalmap-out.")
     out_dir = Path(output) if output is not None else None
