@@ -519,6 +519,7 @@ INTS = st.one_of(
     st.integers(-3, 3), st.sampled_from([2**31, 2**63, 10**30, -(10**30)]),
     st.sampled_from(["", "x", "1.5", "1e3", "0x10", " 2", "٣", "nan", "--1"]),
 )
+SMALL_OR_BAD_INTS = st.one_of(st.integers(-3, 3), INTS.filter(lambda v: not isinstance(v, int)))
 FLOATS = st.one_of(
     st.floats(-2, 2, allow_nan=False), st.sampled_from(["nan", "inf", "-inf", "1e308", "1e-300", "", "x", "0"])
 )
@@ -618,7 +619,9 @@ def run_args(draw, port: int):
         args += ["--datasets", _either(draw, st.lists(st.sampled_from(SMALL_DATASETS), min_size=1, max_size=2),
                                        st.lists(dataset_ids(cheap=False), min_size=1, max_size=2), 6)]
         args[-1] = ",".join(dict.fromkeys(args[-1]))
-        args += ["--samples", str(_either(draw, st.integers(1, 4), INTS, 8))]
+        # A huge --samples is a full-size run: minutes of fake-server traffic on a 2-core CI machine,
+        # and nothing a small run does not reach. `plan` fuzzes the huge values.
+        args += ["--samples", str(_either(draw, st.integers(1, 4), SMALL_OR_BAD_INTS, 8))]
     backend = _either(draw, st.just("openai"), st.sampled_from(["OpenAI", "nosuch", "", None]), 12)
     if backend is not None:
         args += ["--backend", backend]
@@ -894,3 +897,12 @@ def test_found_output_folder_that_cannot_be_created(server, tmp_path, output):
 def test_found_models_listing_of_the_wrong_shape(tmp_path, listing):
     with FakeOpenAI(models_reply=Reply(200, listing)) as fake:
         check_outcome(_one_run(fake, str(tmp_path)))
+
+
+@needs_shared
+def test_found_huge_n_samples_is_refused_at_once(server, tmp_path):
+    """--n-samples 1e9 built a billion requests per item (a hang); now it is refused before anything runs."""
+    posts = server.posts
+    outcome = _one_run(server, str(tmp_path), "--n-samples", str(10**9))
+    check_outcome(outcome)
+    assert outcome.code == 2 and server.posts == posts, outcome.describe()

@@ -351,7 +351,9 @@ def run(
     variant: Annotated[
         str | None, typer.Option(help="A dataset variant, e.g. sanitized (mbpp), math500, aime25.")
     ] = None,
-    n_samples: Annotated[int, typer.Option("--n-samples", min=1, help="Generations per item (pass@k).")] = 1,
+    n_samples: Annotated[
+        int, typer.Option("--n-samples", min=1, max=1000, help="Generations per item (pass@k), up to 1000.")
+    ] = 1,
     temperature: Annotated[float, typer.Option(min=0.0)] = 0.0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     dtype: Annotated[str | None, typer.Option(help="auto, float32, bfloat16, float16.")] = None,
