@@ -7,9 +7,10 @@ import pytest
 
 from evalmap.backends.base import Generation, GenerationRequest, LogLikelihood
 from evalmap.catalog.schema import Dataset
+from evalmap.metrics.aggregate import pooled_group_score
 from evalmap.metrics.stats import Score
 from evalmap.tasks.base import Item, TaskConfig
-from evalmap.tasks.registry import build_task, group_score, headline_metric
+from evalmap.tasks.registry import build_task, headline_metric
 from evalmap.tasks.specs.knowledge import TRUTHFULQA, truthfulqa_scores
 from evalmap.tasks.specs.mathematics import mathqa_options
 
@@ -223,10 +224,12 @@ def test_group_score_pools_headline_metrics():
     gsm = [Score("exact_match_strict", 0.2, 0.04, 0, 0, 100), Score("exact_match_flexible", 0.3, 0.05, 0, 0, 100)]
     hs = [Score("acc", 0.4, 0.02, 0, 0, 400), Score("acc_norm", 0.5, 0.03, 0, 0, 400)]
     assert headline_metric("hellaswag") == "acc_norm" and headline_metric("gsm8k") == "exact_match_flexible"
-    macro = group_score("mathematics+reasoning", {"gsm8k": gsm, "hellaswag": hs})
+    jobs = {"gsm8k": gsm, "hellaswag": hs}
+    chosen = [next(s for s in scores if s.name == headline_metric(d)) for d, scores in jobs.items()]
+    macro = pooled_group_score("mathematics+reasoning", chosen)
     assert macro.value == pytest.approx(0.4)
     assert macro.stderr == pytest.approx(math.sqrt(0.05**2 + 0.03**2) / 2)
     assert macro.n == 500
-    micro = group_score("g", {"gsm8k": gsm, "hellaswag": hs}, "micro")
+    micro = pooled_group_score("g", chosen, "micro")
     assert micro.value == pytest.approx(0.2 * 0.3 + 0.8 * 0.5)
     assert micro.stderr == pytest.approx(math.sqrt((0.2 * 0.05) ** 2 + (0.8 * 0.03) ** 2))

@@ -68,26 +68,3 @@ def headline_metric(dataset_id: str, mode: str | None = None) -> str | None:
     """The metric that stands for a dataset in a group average (e.g. hellaswag acc_norm, gsm8k flexible)."""
     spec = find_spec(dataset_id)
     return spec.headline_metric(mode) if spec is not None else None
-
-
-def headline_score(dataset_id: str, scores: list[Any]) -> Any | None:
-    """The Score that stands for a dataset's job in a group: its headline metric, or `acc` for a
-    multiple-choice dataset run in generate mode; None when the job has neither."""
-    names = {s.name: s for s in scores}
-    metric = headline_metric(dataset_id)
-    if metric not in names and "acc" in names:
-        metric = "acc"
-    return names.get(metric) if metric else None
-
-
-def group_score(name: str, dataset_scores: dict[str, list[Any]], weighting: str = "macro") -> Any:
-    """One group score (e.g. "mathematics") over datasets: each dataset's headline Score, pooled
-    with `metrics.aggregate.pooled_group_score` (macro: mean of dataset means, stderr sqrt(sum se^2)/k).
-
-    `dataset_scores` maps a dataset id to the Scores of its job; datasets without their headline
-    metric are left out.
-    """
-    from evalmap.metrics.aggregate import pooled_group_score
-
-    chosen = [headline_score(d, scores) for d, scores in dataset_scores.items()]
-    return pooled_group_score(name, [s for s in chosen if s is not None], weighting)  # type: ignore[arg-type]
