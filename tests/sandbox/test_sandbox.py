@@ -110,6 +110,17 @@ def test_system_files_a_program_needs_are_readable() -> None:
     assert (result.status, result.stdout) == ("passed", "127.0.0.1\nTrue True\n"), result
 
 
+def test_packages_of_a_venv_in_tmp_are_importable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A venv's site-packages under /tmp would sit under the sandbox's own /tmp: it is bound elsewhere."""
+    venv_site = tmp_path / "venv" / "lib" / "site-packages"
+    venv_site.mkdir(parents=True)
+    (venv_site / "evalmap_venv_probe.py").write_text("ANSWER = 42\n")
+    real = isolation.site.getsitepackages
+    monkeypatch.setattr(isolation.site, "getsitepackages", lambda: [str(venv_site), *real()])
+    result = run("import evalmap_venv_probe, numpy; print(evalmap_venv_probe.ANSWER)")
+    assert (result.status, result.stdout) == ("passed", "42\n"), result
+
+
 def test_site_packages_importable() -> None:
     result = run("import numpy as np; print(int(np.arange(10).sum()))")
     assert (result.status, result.stdout) == ("passed", "45\n"), result.stderr

@@ -15,16 +15,11 @@ for what failed.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Protocol, runtime_checkable
 
-
-def _stable_hash(payload: dict) -> str:
-    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+from evalmap.hashing import sha256_json
 
 
 @dataclass(frozen=True)
@@ -48,7 +43,7 @@ class GenerationRequest:
     kind = "generate"
 
     def key(self) -> str:
-        return _stable_hash({"kind": self.kind, **asdict(self)})
+        return sha256_json({"kind": self.kind, **asdict(self)})
 
     def chat_messages(self) -> list[dict[str, str]]:
         return [{"role": role, "content": content} for role, content in self.messages]
@@ -64,7 +59,7 @@ class LoglikelihoodRequest:
     kind = "loglikelihood"
 
     def key(self) -> str:
-        return _stable_hash({"kind": self.kind, **asdict(self)})
+        return sha256_json({"kind": self.kind, **asdict(self)})
 
 
 Request = GenerationRequest | LoglikelihoodRequest

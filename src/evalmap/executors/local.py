@@ -5,9 +5,7 @@ The public entry point is `evalmap.evaluate` (api.py), which also computes group
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
-import json
 import platform
 import time
 from collections.abc import Callable
@@ -18,6 +16,7 @@ from evalmap.backends import BackendOptions, open_backend
 from evalmap.backends.capabilities import check_plan
 from evalmap.backends.registry import backend_packages
 from evalmap.catalog.loader import Catalog
+from evalmap.hashing import sha256_json
 from evalmap.runner import JobResult, preload, run_job
 from evalmap.store import Store
 from evalmap.tasks.base import TaskConfig
@@ -86,7 +85,7 @@ def run_key(pairs: list[tuple[str, str, int | None]], options: RunOptions, catal
         "task": asdict(options.task),
         "catalog": catalog_version,
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    return sha256_json(payload)[:20]
 
 
 def run_plan(

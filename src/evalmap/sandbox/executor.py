@@ -13,7 +13,6 @@ import resource
 import selectors
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from evalmap.sandbox.isolation import (
     WORKDIR,
     bwrap_argv,
     bwrap_path,
+    interpreter,
     isolation_available,
     program_prefix,
     sandbox_env,
@@ -162,7 +162,7 @@ def _run_bwrap(
         block_r, block_w = (fds.add(fd) for fd in os.pipe())
         info_r, info_w = (fds.add(fd) for fd in os.pipe())
         stdin_fd = fds.add(_memfd(stdin))
-        program = [sys.executable, "-S", MAIN]
+        program = [interpreter(), "-S", MAIN]
         passed_fds = [*child_fds, block_r, info_w, *([seccomp_fd] if seccomp_fd is not None else [])]
         if secret is not None:
             secret_fd = fds.add(_memfd(secret))
@@ -207,7 +207,7 @@ def _run_rlimit(inputs: dict[str, str | bytes], stdin: str, limits: Limits, secr
                 os.chown(path, uid, uid)
         fds = stack.enter_context(_Fds())
         stdin_fd = fds.add(_memfd(stdin))
-        program = [sys.executable, "-S", MAIN]
+        program = [interpreter(), "-S", MAIN]
         passed_fds: list[int] = []
         if secret is not None:
             passed_fds.append(fds.add(_memfd(secret)))
@@ -218,7 +218,7 @@ def _run_rlimit(inputs: dict[str, str | bytes], stdin: str, limits: Limits, secr
         limit_self = functools.partial(_limit_self, limits.rlimits(cgroup), cgroup.procs_files() if cgroup else [], uid)
         start = time.monotonic()
         proc = subprocess.Popen(
-            program, cwd=workdir, env=sandbox_env(workdir), pass_fds=passed_fds,
+            program, cwd=workdir, env=sandbox_env(workdir, isolated=False), pass_fds=passed_fds,
             stdin=stdin_fd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
             preexec_fn=limit_self,
         )  # fmt: skip

@@ -34,21 +34,49 @@ class SandboxUnavailableError(EvalmapError):
     """The isolation EVALMAP_SANDBOX asks for cannot be had here."""
 
 
-def site_packages() -> str:
-    """The interpreter's package dirs, given to `python -S` directly.
+SITE_MOUNT = "/opt/evalmap-site"  # where package dirs outside the interpreter's prefix appear inside
+
+
+def interpreter() -> str:
+    """The real Python binary: a venv's `bin/python` is a link to it (and the venv may sit in /tmp,
+    which the sandbox's work dir hides), so sandboxes run it directly with the venv's packages on
+    PYTHONPATH instead."""
+    return os.path.realpath(sys.executable)
+
+
+def python_roots() -> list[str]:
+    """The Python installation(s) to bind: the interpreter's prefix only, never the home it may live in."""
+    binary_prefix = os.path.dirname(os.path.dirname(interpreter()))
+    roots: list[str] = []
+    for prefix in sorted({sys.base_prefix, binary_prefix}):
+        if not any(prefix == r or prefix.startswith(r + "/") for r in ["/usr", *roots]):
+            roots.append(prefix)
+    return roots
+
+
+def site_dirs() -> list[tuple[str, str]]:
+    """(host dir, the dir as the sandbox sees it) for each installed-package dir.
 
     `-S` skips the site module and its .pth files, which cost ~65 ms of the ~85 ms startup
     of every sandboxed program; PYTHONPATH keeps installed packages (numpy, pandas) importable.
+    A dir outside the bound prefixes (a venv's) is bound under SITE_MOUNT.
     """
-    dirs = [*site.getsitepackages(), site.getusersitepackages()]
-    return os.pathsep.join(d for d in dirs if os.path.isdir(d))
+    found = [*site.getsitepackages(), site.getusersitepackages()]
+    inside_roots = ["/usr", *python_roots()]
+    pairs = []
+    for i, host in enumerate(d for d in dict.fromkeys(found) if os.path.isdir(d)):
+        covered = any(host == r or host.startswith(r + "/") for r in inside_roots)
+        pairs.append((host, host if covered else f"{SITE_MOUNT}/{i}"))
+    return pairs
 
 
-def sandbox_env(home: str) -> dict[str, str]:
-    """The whole environment of a sandboxed program: nothing of the caller's leaks in."""
+def sandbox_env(home: str, isolated: bool) -> dict[str, str]:
+    """The whole environment of a sandboxed program: nothing of the caller's leaks in.
+    `isolated`: the paths as bwrap's sandbox sees them (else as the host does)."""
+    pythonpath = [inside if isolated else host for host, inside in site_dirs()]
     return {
-        "PATH": f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin",
-        "PYTHONPATH": site_packages(),
+        "PATH": f"{os.path.dirname(interpreter())}:/usr/local/bin:/usr/bin:/bin",
+        "PYTHONPATH": os.pathsep.join(pythonpath),
         "HOME": home,
         "TMPDIR": home,
         "LANG": "C.UTF-8",
@@ -60,15 +88,6 @@ def sandbox_env(home: str) -> dict[str, str]:
         "MKL_NUM_THREADS": "1",
         "MPLBACKEND": "Agg",
     }
-
-
-def python_roots() -> list[str]:
-    """The Python installation(s) to bind: the prefix only, never the home it may live in."""
-    roots: list[str] = []
-    for prefix in sorted({sys.base_prefix, sys.prefix}):
-        if not any(prefix == r or prefix.startswith(r + "/") for r in ["/usr", *roots]):
-            roots.append(prefix)
-    return roots
 
 
 def sandbox_uid() -> int | None:
@@ -129,19 +148,22 @@ def bwrap_argv(bwrap: str, tmpfs_bytes: int, network: bool, seccomp_fd: int | No
             argv += ["--ro-bind", path, path]
     made: set[str] = set()
 
-    def ro_bind(path: str) -> None:
+    def ro_bind(path: str, inside: str | None = None) -> None:
         # bwrap makes missing parents with modes the sandbox's uid may not pass (seen: /etc 0700).
-        for parent in _parents(path):
+        for parent in _parents(inside or path):
             if parent not in made and not parent.startswith("/usr"):
                 argv.extend(["--perms", "0755", "--dir", parent])
                 made.add(parent)
-        argv.extend(["--ro-bind", path, path])
+        argv.extend(["--ro-bind", path, inside or path])
 
     for name in (*_ETC, "resolv.conf") if network else _ETC:
         if os.path.exists(f"/etc/{name}"):
             ro_bind(f"/etc/{name}")
     for root in python_roots():
         ro_bind(root)
+    for host, inside in site_dirs():
+        if inside != host:
+            ro_bind(host, inside)
     argv += ["--proc", "/proc"]
     # bwrap covers these only when it can check them as the caller; cover them always.
     for name in ("sys", "sysrq-trigger", "pressure"):
@@ -155,7 +177,7 @@ def bwrap_argv(bwrap: str, tmpfs_bytes: int, network: bool, seccomp_fd: int | No
         # Else the root and /dev tmpfs would take unbounded writes.
         "--remount-ro", "/", "--remount-ro", "/dev",
     ]  # fmt: skip
-    for key, value in sandbox_env(WORKDIR).items():
+    for key, value in sandbox_env(WORKDIR, isolated=True).items():
         argv += ["--setenv", key, value]
     return argv
 
@@ -180,7 +202,7 @@ def _bwrap_problem() -> str | None:
     seccomp_fd = seccomp.filter_fd() if os.geteuid() == 0 else None
     try:
         options = bwrap_argv(bwrap, 1 << 20, network=False, seccomp_fd=seccomp_fd)
-        argv = [*options, "--", *program_prefix(), sys.executable, "-S", "-c", ""]
+        argv = [*options, "--", *program_prefix(), interpreter(), "-S", "-c", "import json"]
         inherited = [seccomp_fd] if seccomp_fd is not None else []
         probe = subprocess.run(argv, capture_output=True, timeout=60, env={}, pass_fds=inherited)
     except SandboxUnavailableError as exc:
@@ -214,15 +236,15 @@ def _rlimit_problem() -> str | None:
         return str(exc)
     if uid is None:
         return None
-    argv = [sys.executable, "-S", "-c", "import json, encodings.idna"]  # the stdlib must be readable
+    argv = [interpreter(), "-S", "-c", "import json, encodings.idna"]  # the stdlib must be readable
     try:
         probe = subprocess.run(
             argv, capture_output=True, timeout=60, env={}, cwd="/", user=uid, group=uid, extra_groups=[]
         )
     except (OSError, subprocess.SubprocessError) as exc:
-        return f"uid {uid} cannot run {sys.executable} ({exc})"
+        return f"uid {uid} cannot run {interpreter()} ({exc})"
     if probe.returncode != 0:
-        return f"uid {uid} cannot run {sys.executable} ({probe.stderr.decode(errors='replace').strip()[-200:]})"
+        return f"uid {uid} cannot run {interpreter()} ({probe.stderr.decode(errors='replace').strip()[-200:]})"
     return None
 
 
