@@ -906,3 +906,9 @@ def test_found_huge_n_samples_is_refused_at_once(server, tmp_path):
     outcome = _one_run(server, str(tmp_path), "--n-samples", str(10**9))
     check_outcome(outcome)
     assert outcome.code == 2 and server.posts == posts, outcome.describe()
+
+
+@needs_shared
+def test_found_undecodable_argument_byte(server, tmp_path):
+    """An argument holding an undecodable byte (a lone surrogate) broke the run key's hash: exit 1."""
+    check_outcome(_one_run(server, str(tmp_path), "--device", "\udcff"))
