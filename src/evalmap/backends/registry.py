@@ -45,10 +45,16 @@ def backend_names() -> tuple[str, ...]:
     return tuple(BACKENDS)
 
 
+def unknown_backend(name: str) -> str:
+    """What is wrong with a name that is not a line of the table (the catalog schema says it too)."""
+    return f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}"
+
+
 def known_backend(name: str) -> str:
     """`name` if it is a line of the table, else one sentence naming the choices."""
     if name not in BACKENDS:
-        raise EvalmapError(f"Unknown backend {name!r}; choose one of {', '.join(BACKENDS)}.")
+        problem = unknown_backend(name)
+        raise EvalmapError(f"{problem[0].upper()}{problem[1:]}.")
     return name
 
 

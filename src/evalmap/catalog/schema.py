@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-from evalmap.backends.registry import BACKENDS
+from evalmap.backends.registry import BACKENDS, unknown_backend
 
 CATEGORIES = ("coding", "math", "text", "multimodal", "efficiency", "genomics")
 TASK_TYPES = (
@@ -45,10 +45,7 @@ TaskType = Literal[
 def _known_backend(name: str) -> str:
     """A backend is a line of the backends table (evalmap/backends/registry.py), read when validating."""
     if name not in BACKENDS:
-        raise PydanticCustomError(
-            "unknown_backend", "unknown backend {name}; choose one of {choices}",
-            {"name": repr(name), "choices": ", ".join(BACKENDS)},
-        )
+        raise PydanticCustomError("unknown_backend", "{problem}", {"problem": unknown_backend(name)})
     return name
 
 
