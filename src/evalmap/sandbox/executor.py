@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from evalmap.sandbox import seccomp
 from evalmap.sandbox.cgroup import ExecutionCgroup
 from evalmap.sandbox.isolation import (
     WORKDIR,
@@ -26,6 +25,7 @@ from evalmap.sandbox.isolation import (
     bwrap_path,
     interpreter,
     isolation_available,
+    no_userns_fd,
     program_prefix,
     sandbox_env,
     sandbox_uid,
@@ -154,7 +154,7 @@ def _run_bwrap(
     tmpfs_bytes = (limits.max_file_mb << 20) + sum(len(_bytes(t)) for t in inputs.values())
     with contextlib.ExitStack() as stack:
         fds = stack.enter_context(_Fds())
-        seccomp_fd = seccomp.filter_fd() if sandbox_uid() is not None else None
+        seccomp_fd = no_userns_fd()
         argv = bwrap_argv(bwrap, tmpfs_bytes, network, fds.add(seccomp_fd) if seccomp_fd is not None else None)
         child_fds = [fds.add(_memfd(text)) for text in inputs.values()]
         for fd, name in zip(child_fds, inputs, strict=True):
@@ -162,12 +162,8 @@ def _run_bwrap(
         block_r, block_w = (fds.add(fd) for fd in os.pipe())
         info_r, info_w = (fds.add(fd) for fd in os.pipe())
         stdin_fd = fds.add(_memfd(stdin))
-        program = [interpreter(), "-S", MAIN]
-        passed_fds = [*child_fds, block_r, info_w, *([seccomp_fd] if seccomp_fd is not None else [])]
-        if secret is not None:
-            secret_fd = fds.add(_memfd(secret))
-            passed_fds.append(secret_fd)
-            program.append(str(secret_fd))
+        program, secret_fds = _program(fds, secret)
+        passed_fds = [*child_fds, block_r, info_w, *([seccomp_fd] if seccomp_fd is not None else []), *secret_fds]
         argv += ["--block-fd", str(block_r), "--info-fd", str(info_w), "--", *program_prefix(), *program]
         cgroup = _cgroup(limits)
         if cgroup is not None:
@@ -207,11 +203,7 @@ def _run_rlimit(inputs: dict[str, str | bytes], stdin: str, limits: Limits, secr
                 os.chown(path, uid, uid)
         fds = stack.enter_context(_Fds())
         stdin_fd = fds.add(_memfd(stdin))
-        program = [interpreter(), "-S", MAIN]
-        passed_fds: list[int] = []
-        if secret is not None:
-            passed_fds.append(fds.add(_memfd(secret)))
-            program.append(str(passed_fds[0]))
+        program, passed_fds = _program(fds, secret)
         cgroup = _cgroup(limits)
         if cgroup is not None:
             stack.callback(cgroup.destroy)  # also when Popen itself fails
@@ -226,6 +218,14 @@ def _run_rlimit(inputs: dict[str, str | bytes], stdin: str, limits: Limits, secr
         stack.callback(_reap, proc, cgroup)
         fds.close(*passed_fds)
         return _supervise(proc, cgroup, limits, start, "rlimit", started=True)
+
+
+def _program(fds: _Fds, secret: bytes | None) -> tuple[list[str], list[int]]:
+    """The sandboxed command line, and the descriptor it inherits holding `secret` (argv[1]), if any."""
+    if secret is None:
+        return [interpreter(), "-S", MAIN], []
+    fd = fds.add(_memfd(secret))
+    return [interpreter(), "-S", MAIN, str(fd)], [fd]
 
 
 def _cgroup(limits: Limits) -> ExecutionCgroup | None:

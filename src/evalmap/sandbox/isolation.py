@@ -105,7 +105,8 @@ def sandbox_uid() -> int | None:
     return int(value)
 
 
-def drop_to(uid: int) -> list[str]:
+@functools.cache
+def drop_to(uid: int) -> tuple[str, ...]:
     """The command prefix that turns root into `uid` (no groups, no capabilities, no new privileges)."""
     setpriv = shutil.which("setpriv")
     if setpriv is None:
@@ -113,7 +114,7 @@ def drop_to(uid: int) -> list[str]:
             "evalmap runs as root and needs setpriv (Debian: util-linux) to run model code as an unprivileged uid; "
             "install util-linux or run evalmap as a non-root user."
         )
-    return [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all", "--no-new-privs", "--"]
+    return (setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all", "--no-new-privs", "--")
 
 
 def _parents(path: str) -> list[str]:
@@ -182,10 +183,16 @@ def bwrap_argv(bwrap: str, tmpfs_bytes: int, network: bool, seccomp_fd: int | No
     return argv
 
 
-def program_prefix() -> list[str]:
+def no_userns_fd() -> int | None:
+    """As root (no user namespace of the sandbox's own), a descriptor holding the seccomp filter that
+    stands in for --disable-userns; the caller passes it to bwrap and closes it. Else None."""
+    return seccomp.filter_fd() if sandbox_uid() is not None else None
+
+
+def program_prefix() -> tuple[str, ...]:
     """What goes between bwrap's `--` and the program: the drop from root, when evalmap is root."""
     uid = sandbox_uid()
-    return [] if uid is None else drop_to(uid)
+    return () if uid is None else drop_to(uid)
 
 
 @functools.cache
@@ -199,7 +206,7 @@ def _bwrap_problem() -> str | None:
     bwrap = bwrap_path()
     if bwrap is None:
         return "bwrap is not installed (Debian: apt-get install bubblewrap)"
-    seccomp_fd = seccomp.filter_fd() if os.geteuid() == 0 else None
+    seccomp_fd = no_userns_fd()
     try:
         options = bwrap_argv(bwrap, 1 << 20, network=False, seccomp_fd=seccomp_fd)
         argv = [*options, "--", *program_prefix(), interpreter(), "-S", "-c", "import json"]
