@@ -503,6 +503,21 @@ class Store:
         """The job's headline score, None while the job has no scores."""
         return next((s for s in self.scores(job_id) if s["headline"]), None)
 
+    # ------------------------------------------------------------ measured speed
+
+    def measured_throughput(self, model: str, backend: str, host: str | None = None) -> dict | None:
+        """What the store has measured for a model on an engine (on `host`, default this machine): the
+        fresh tokens and wall seconds of its finished jobs that called the model, summed; None when none did."""
+        row = self.db.execute(
+            "SELECT COUNT(*) AS jobs, SUM(j.prompt_tokens) AS prompt_tokens, "
+            "SUM(j.completion_tokens) AS completion_tokens, SUM(j.wall_seconds) AS wall_seconds, "
+            "SUM(j.model_calls) AS model_calls, SUM(j.n_items) AS items FROM jobs j JOIN runs r ON r.id = j.run_id "
+            "WHERE j.model=? AND json_extract(j.backend, '$.name')=? AND r.host=? AND j.status='finished' "
+            "AND j.model_calls > 0 AND j.wall_seconds > 0",
+            (model, backend, host or socket.gethostname()),
+        ).fetchone()
+        return dict(row) if row and row["jobs"] else None
+
     # ------------------------------------------------------------ response cache
 
     def cached(self, fingerprint: str, requests: list[Request]) -> dict[str, Response]:

@@ -11,11 +11,19 @@ as soon as that answer exists (an HTTP reply as it arrives, a local engine after
 batch), before the call returns. When the call raises, every response it delivered
 before stays valid, so the runner caches each success at once and a rerun only asks
 for what failed.
+
+The runner feeds an engine through `stream(backend, requests, sink)`: one call for all of a
+model's uncached requests (every job, both kinds, in job order), so the engine's window spans
+job boundaries. An engine that can keep many requests in flight itself (a server) defines
+`stream(requests, sink)`; any other is fed consecutive same-kind slices of `window` requests
+(its class attribute: a transformers window is length-sorted into batches, vLLM takes thousands).
+Local engines may also accept `on_tokens(n)` in `generate` to report tokens as they are made.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -103,6 +111,21 @@ class LogLikelihood:
 
 Response = Generation | LogLikelihood
 OnResponse = Callable[[int, Response], None]  # (index of the request in the call, its response)
+OnTokens = Callable[[int], None]  # n more tokens were generated (progress only, never scored)
+
+
+class Sink(Protocol):
+    """Where a streaming engine hands its results, from any thread, each request exactly once."""
+
+    def response(self, index: int, response: Response) -> None:
+        """The answer to requests[index]."""
+
+    def failure(self, index: int, error: Exception) -> None:
+        """requests[index] was given up on (a server that kept failing it after every retry);
+        the run goes on without it and counts it as failed."""
+
+    def tokens(self, n: int) -> None:
+        """n more tokens were generated (progress only)."""
 
 
 def response_from_dict(kind: str, data: dict) -> Response:
@@ -143,6 +166,48 @@ class Backend(Protocol):
     ) -> list[LogLikelihood]: ...
 
     def close(self) -> None: ...
+
+
+DEFAULT_WINDOW = 256  # requests per slice for an engine without its own `window` or `stream`
+
+
+def stream(backend: Backend, requests: Sequence[Request], sink: Sink) -> None:
+    """Answer every request through `sink`: the engine's own `stream` where it has one (a server keeps
+    its window full across kinds and jobs), else consecutive same-kind slices of its `window`.
+
+    Raises when the engine fails as a whole (a local engine's error, a server that rejects requests);
+    responses delivered before stay valid.
+    """
+    own = getattr(backend, "stream", None)
+    if own is not None:
+        own(requests, sink)
+        return
+    window = max(1, int(getattr(backend, "window", DEFAULT_WINDOW)))
+    start = 0
+    while start < len(requests):
+        kind = requests[start].kind
+        end = start + 1
+        while end < len(requests) and end - start < window and requests[end].kind == kind:
+            end += 1
+        method = backend.generate if kind == "generate" else backend.loglikelihood
+        _call(method, list(requests[start:end]), start, sink)
+        start = end
+
+
+def _call(method: Callable, requests: list[Request], offset: int, sink: Sink) -> None:
+    """One engine call; an engine without `on_response` delivers everything when its call returns."""
+    try:
+        params = inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        params = {}
+    kwargs: dict = {}
+    if "on_tokens" in params:
+        kwargs["on_tokens"] = sink.tokens
+    if "on_response" in params:
+        method(requests, on_response=lambda i, response: sink.response(offset + i, response), **kwargs)
+        return
+    for i, response in enumerate(method(requests, **kwargs)):
+        sink.response(offset + i, response)
 
 
 def length_sorted(indices_and_lengths: list[tuple[int, int]], descending: bool = True) -> list[int]:
