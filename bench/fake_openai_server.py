@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import re
@@ -118,8 +119,8 @@ class FakeOpenAIServer:
 
     Counters (read them from any thread): `requests` POSTs received, `in_flight` POSTs being
     answered now (a hanging one counts until its client disconnects), `peak_in_flight` the most at
-    once, `failures` 500s sent, `hangs` POSTs never answered. `reset_stats()` zeroes them (the fault pattern, which depends on how often each body
-    was seen, is kept).
+    once, `failures` 500s sent, `hangs` POSTs never answered. `reset_stats()` zeroes them (the fault
+    pattern, which depends on how often each body was seen, is kept).
     """
 
     def __init__(
@@ -337,9 +338,9 @@ class FakeOpenAIServer:
         if isinstance(source, str) and source in self.fail_prompts:
             return "fail"
         messages = payload.get("messages")
-        if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
-            if messages[-1].get("content") in self.fail_prompts:
-                return "fail"
+        last = messages[-1] if isinstance(messages, list) and messages else None
+        if isinstance(last, dict) and last.get("content") in self.fail_prompts:
+            return "fail"
         if not self.fail_rate and not self.hang_rate:
             return None
         body_hash = _digest("body", payload)
@@ -463,10 +464,8 @@ def main(argv=None) -> None:
     )  # fmt: skip
     with server:
         print(f"fake OpenAI server at {server.base_url} (latency {args.latency:g} s); Ctrl-C stops it", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
     print(f"served {server.requests} requests (peak {server.peak_in_flight} in flight)", flush=True)
 
 
