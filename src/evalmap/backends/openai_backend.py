@@ -1,16 +1,24 @@
 """Any OpenAI-compatible server: vLLM, SGLang, TGI, Ollama, llama.cpp's servers.
 
-httpx.AsyncClient with a semaphore bounds the requests in flight; the public API is
-synchronous (one event loop per batch). Prompt requests go to `/v1/completions`,
-chat requests to `/v1/chat/completions`. Requests that fail with 429, 5xx, a timeout
-(`timeout_s` per try) or a dropped connection are retried up to `max_retries` times
-with exponential backoff and jitter, honouring `Retry-After`; each retry is logged as
-a warning ("retry 2/3 after no reply within 5 s ..."), so a slow or hanging server is
-never silent. Every answer is handed to `on_response` the moment it arrives; once a
-request has failed for good no new request starts, the ones in flight finish, and
-the first failure is raised. A reply that is not the JSON an OpenAI-compatible
-server sends (no choices, a choice without text, non-numeric usage, an HTML page)
-is an error in one sentence naming the server, never a silent empty answer.
+The transport is a streaming window: `stream(requests, sink)` runs one event loop and one
+httpx.AsyncClient for all of a model's requests (both kinds, every job), and `concurrency`
+workers pull them from one queue, so exactly that many requests are in flight while work
+remains, across kinds and job boundaries. Prompt requests go to `/v1/completions`, chat
+requests to `/v1/chat/completions`, log-likelihoods to `/v1/completions` with echoed prompt
+logprobs. Every answer goes to the sink the moment it arrives.
+
+A try that fails with 429, 5xx, a timeout (`timeout_s` per try) or a dropped or refused
+connection goes back on the queue after its backoff (exponential with jitter, honouring
+`Retry-After`); the worker takes the next request meanwhile, so retries never empty the window.
+The first retries of a stream are logged as warnings ("retry 2/3 after no reply within 5 s ..."),
+so a slow or hanging server is never silent, the rest at debug level. A request still failing
+after `max_retries` retries goes to `sink.failure` and the stream goes on, until `breaker`
+requests in a row have failed with no success between: then the server is taken for down.
+That, a rejected request (4xx other than 429) and a reply that is not the JSON an
+OpenAI-compatible server sends (no choices, a choice without text, non-numeric usage, an HTML
+page) stop the stream: the tries in flight finish and deliver, and the error is raised in one
+sentence naming the server, never a silent empty answer. `generate` and `loglikelihood` are the
+same stream, stopped by the first request given up on.
 
 Log-likelihoods come from prompt logprobs (`echo=True, logprobs=1`), which only some
 servers compute correctly: vLLM does; llama.cpp's (llama-cpp-python's) server returns
@@ -32,7 +40,7 @@ import re
 import ssl
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -47,6 +55,9 @@ from evalmap.backends.base import (
     LogLikelihood,
     LoglikelihoodRequest,
     OnResponse,
+    Request,
+    Response,
+    Sink,
     split_context,
 )
 from evalmap.errors import BackendUnavailableError, EvalmapError
@@ -83,10 +94,6 @@ class RequestRejectedError(BackendUnavailableError):
 
 class MalformedReplyError(BackendUnavailableError):
     """The server answered, but not with what an OpenAI-compatible server sends."""
-
-
-class _Skipped(Exception):
-    """Another request of the call failed for good, so this one was not (re)started."""
 
 
 def _body_hint(response: httpx.Response, limit: int = 120) -> str:
@@ -180,6 +187,155 @@ def _run_sync(coro):
         return pool.submit(asyncio.run, coro).result()
 
 
+# Retries logged at WARNING per stream; the rest go to DEBUG (a flaky server under a 10,000-request
+# stream would otherwise print thousands of lines), after one WARNING line saying so.
+RETRY_WARNINGS = 5
+
+
+def default_breaker(concurrency: int) -> int:
+    """Requests given up on in a row (no success between) after which the server is taken for down.
+
+    Counted in windows: `concurrency` requests are in flight together, so one incident (a restart,
+    an overload spike) can fail a whole window at once; two windows failing in a row with no success
+    is a dead server whatever the concurrency. At least 8, so that at a low concurrency a handful of
+    prompts the server always fails on (say, too long for it) do not stop the run.
+    """
+    return max(8, 2 * concurrency)
+
+
+class _Window:
+    """One `stream` call: `concurrency` workers keep that many tries in flight until all is delivered.
+
+    Requests wait in a queue ordered by index, so a retry goes ahead of later requests and the answers
+    arrive roughly in job order. A try that fails transiently puts its request back on the queue once
+    its backoff has passed (a loop timer, not a sleeping worker), so the worker takes the next request
+    at once and the window stays full. Each request is in exactly one place (the queue, a try, a timer),
+    so it is delivered once: to `sink.response`, or to `sink.failure` after its last retry.
+    """
+
+    def __init__(self, backend: OpenAIBackend, requests: Sequence[Request], calls: list, sink: Sink, client):
+        self.backend = backend
+        self.requests = requests
+        self.calls = calls  # (path, payload) per request
+        self.sink = sink
+        self.client = client
+        self.queue: asyncio.PriorityQueue[tuple[int, int]] = asyncio.PriorityQueue()  # (index, attempt)
+        for index in range(len(requests)):
+            self.queue.put_nowait((index, 0))
+        self.timers: dict[int, asyncio.TimerHandle] = {}  # index -> the end of its backoff
+        self.left = len(requests)  # not yet delivered
+        self.trying = 0
+        self.given_up_in_row = 0
+        self.retries = 0
+        self.fatal: BaseException | None = None
+        self.finished = asyncio.Event()
+
+    async def run(self) -> None:
+        workers = [asyncio.create_task(self._worker()) for _ in range(min(self.backend.concurrency, self.left))]
+        try:
+            await self.finished.wait()
+        finally:
+            for timer in self.timers.values():
+                timer.cancel()
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+        if self.fatal is not None:
+            raise self.fatal
+
+    async def _worker(self) -> None:
+        while True:
+            index, attempt = await self.queue.get()
+            if self.fatal is not None:
+                return
+            self.trying += 1
+            try:
+                await self._try(index, attempt)
+            except Exception as exc:  # noqa: BLE001 - stops the stream; raised by run() once the tries end
+                self._stop(exc)
+            finally:
+                self.trying -= 1
+                if self.left == 0 or (self.fatal is not None and self.trying == 0):
+                    self.finished.set()
+
+    def _stop(self, exc: BaseException) -> None:
+        if self.fatal is None:
+            self.fatal = exc
+            for timer in self.timers.values():
+                timer.cancel()
+            self.timers.clear()
+
+    def _requeue(self, index: int, attempt: int) -> None:
+        del self.timers[index]
+        self.queue.put_nowait((index, attempt))
+
+    async def _try(self, index: int, attempt: int) -> None:
+        backend = self.backend
+        request = self.requests[index]
+        path, payload = self.calls[index]
+        response, last = None, ""
+        start = time.perf_counter()
+        try:
+            response = await asyncio.wait_for(self.client.post(backend._api + path, json=payload), backend.timeout_s)
+        except (TimeoutError, httpx.TransportError) as exc:  # timeouts, refused or dropped connections
+            last = _failure_name(exc, backend.timeout_s)
+        latency = time.perf_counter() - start
+        if response is not None:
+            last = backend._transient(response, path)
+            if last is None:
+                result = backend._parse(request, path, backend._json(response, path), latency)
+                self.left -= 1
+                self.given_up_in_row = 0
+                self.sink.response(index, result)
+                if isinstance(result, Generation) and result.completion_tokens:
+                    self.sink.tokens(result.completion_tokens)
+                return
+        if attempt < backend.max_retries:
+            if self.fatal is None:  # a stopping stream starts no new try
+                delay = backend._delay(attempt, response)
+                self._log_retry(f"POST {path}", attempt, last, delay)
+                self.timers[index] = asyncio.get_running_loop().call_later(delay, self._requeue, index, attempt + 1)
+            return
+        self.left -= 1
+        self.given_up_in_row += 1
+        self.sink.failure(index, backend._gave_up(path, last))
+        if self.given_up_in_row >= backend.breaker:
+            tries = "once" if backend.max_retries == 0 else f"{backend.max_retries + 1} times"
+            raise BackendUnavailableError(
+                f"The server at {backend.base_url} failed {self.given_up_in_row} requests in a row, each tried "
+                f"{tries} (last: {last}), so evalmap stopped sending it requests; is it healthy?"
+            )
+
+    def _log_retry(self, what: str, attempt: int, last: str, delay: float) -> None:
+        self.retries += 1
+        if self.retries == RETRY_WARNINGS + 1:
+            log.warning(
+                "further retries from the server at %s in this stream are logged at debug level",
+                self.backend.base_url,
+            )
+        level = logging.WARNING if self.retries <= RETRY_WARNINGS else logging.DEBUG
+        self.backend._log_retry(what, attempt, last, delay, level)
+
+
+class _Collect:
+    """The sink of `generate` / `loglikelihood`: the answers in order; the first failure stops the stream."""
+
+    def __init__(self, n: int, on_response: OnResponse | None):
+        self.results: list = [None] * n
+        self.on_response = on_response
+
+    def response(self, index: int, response: Response) -> None:
+        self.results[index] = response
+        if self.on_response is not None:
+            self.on_response(index, response)
+
+    def failure(self, index: int, error: Exception) -> None:
+        raise error  # a sink that raises stops the stream, which raises this error once its tries end
+
+    def tokens(self, n: int) -> None:
+        pass
+
+
 class OpenAIBackend:
     """A model behind an OpenAI-compatible HTTP server."""
 
@@ -214,6 +370,7 @@ class OpenAIBackend:
         loglikelihood_mode: str = "auto",
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 30.0,
+        breaker: int | None = None,
     ):
         if loglikelihood_mode not in LOGLIKELIHOOD_MODES:
             raise ValueError(f"loglikelihood_mode must be one of {LOGLIKELIHOOD_MODES}, not {loglikelihood_mode!r}.")
@@ -223,6 +380,8 @@ class OpenAIBackend:
             raise EvalmapError(f"The request timeout must be a positive number of seconds (got {timeout_s}).")
         if max_retries < 0:
             raise EvalmapError(f"max_retries must be 0 or more (got {max_retries}).")
+        if breaker is not None and breaker < 1:
+            raise ValueError("breaker must be at least 1.")
         self.base_url = check_base_url(base_url).rstrip("/")
         self._api = self.base_url if self.base_url.endswith("/v1") else self.base_url + "/v1"
         self.model = model
@@ -232,6 +391,7 @@ class OpenAIBackend:
         self.loglikelihood_mode = loglikelihood_mode
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
+        self.breaker = default_breaker(concurrency) if breaker is None else breaker
 
         self._headers = {"Content-Type": "application/json"}
         if api_key_env:
@@ -315,7 +475,7 @@ class OpenAIBackend:
                         "is it running and healthy?"
                     )
                 delay = self._delay(attempt, response)
-                self._warn_retry("GET /v1/models", attempt, last, delay)
+                self._log_retry("GET /v1/models", attempt, last, delay)
                 time.sleep(delay)
         if response.status_code in (401, 403):
             raise BackendUnavailableError(
@@ -385,58 +545,38 @@ class OpenAIBackend:
             delay = max(delay, min(retry_after, RETRY_AFTER_MAX_S))
         return delay
 
-    def _warn_retry(self, what: str, attempt: int, last: str, delay: float) -> None:
-        log.warning(
-            "retry %d/%d after %s from the server at %s (%s); next try in %.2f s",
+    def _log_retry(self, what: str, attempt: int, last: str, delay: float, level: int = logging.WARNING) -> None:
+        log.log(
+            level, "retry %d/%d after %s from the server at %s (%s); next try in %.2f s",
             attempt + 1, self.max_retries, last, self.base_url, what, delay,
         )  # fmt: skip
 
-    async def _post(
-        self, client: httpx.AsyncClient, sem: asyncio.Semaphore, stop: asyncio.Event, path: str, payload: dict
-    ):
-        """POST with retries; returns (json body, seconds of the successful attempt).
+    def _transient(self, response: httpx.Response, path: str) -> str | None:
+        """What went wrong when a reply is worth another try (429, 5xx), None for a success; raises
+        RequestRejectedError for any other client error."""
+        status = response.status_code
+        if status < 400:
+            return None
+        if status == 429 or status >= 500:
+            return f"HTTP {status} ({_body_hint(response, 80)})"
+        raise RequestRejectedError(
+            f"The server at {self.base_url} rejected POST {path} with HTTP {status} "
+            f"({_body_hint(response)}); check --base-url and the model name it serves."
+        )
 
-        Raises _Skipped instead of starting a try once `stop` is set (another request failed for good).
-        """
-        url = f"{self._api}{path}"
-        last = ""
-        for attempt in range(self.max_retries + 1):
-            response = None
-            async with sem:
-                if stop.is_set():
-                    raise _Skipped
-                start = time.perf_counter()
-                try:
-                    response = await asyncio.wait_for(client.post(url, json=payload), self.timeout_s)
-                except (TimeoutError, httpx.TransportError) as exc:  # timeouts, refused or dropped connections
-                    last = _failure_name(exc, self.timeout_s)
-                elapsed = time.perf_counter() - start
-            if response is not None:
-                status = response.status_code
-                if status < 400:
-                    try:
-                        return response.json(), elapsed
-                    except ValueError:
-                        raise MalformedReplyError(
-                            f"The server at {self.base_url} answered POST {path} with {_body_hint(response)} "
-                            "instead of JSON; check that --base-url points at an OpenAI-compatible API "
-                            "(e.g. http://127.0.0.1:8000/v1)."
-                        ) from None
-                elif status == 429 or status >= 500:
-                    last = f"HTTP {status} ({_body_hint(response, 80)})"
-                else:
-                    raise RequestRejectedError(
-                        f"The server at {self.base_url} rejected POST {path} with HTTP {status} "
-                        f"({_body_hint(response)}); check --base-url and the model name it serves."
-                    )
-            if attempt < self.max_retries:
-                if stop.is_set():
-                    raise _Skipped
-                delay = self._delay(attempt, response)
-                self._warn_retry(f"POST {path}", attempt, last, delay)
-                await asyncio.sleep(delay)
+    def _json(self, response: httpx.Response, path: str):
+        try:
+            return response.json()
+        except ValueError:
+            raise MalformedReplyError(
+                f"The server at {self.base_url} answered POST {path} with {_body_hint(response)} "
+                "instead of JSON; check that --base-url points at an OpenAI-compatible API "
+                "(e.g. http://127.0.0.1:8000/v1)."
+            ) from None
+
+    def _gave_up(self, path: str, last: str) -> BackendUnavailableError:
         tries = "once" if self.max_retries == 0 else f"{self.max_retries + 1} times"
-        raise BackendUnavailableError(
+        return BackendUnavailableError(
             f"The server at {self.base_url} failed POST {path} {tries} (last: {last}); check that it is "
             "healthy and not overloaded, or raise --timeout / --max-retries."
         )
@@ -449,35 +589,47 @@ class OpenAIBackend:
             limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
         )
 
-    async def _gather(self, requests: list, one, on_response: OnResponse | None) -> list:
-        """Run `one(client, sem, stop, request)` for every request, at most `concurrency` at a time.
+    def _payload(self, request: Request) -> tuple[str, dict]:
+        if isinstance(request, LoglikelihoodRequest):
+            return self._loglikelihood_payload(request)
+        return self._generation_payload(request)
 
-        Each answer goes to `on_response` as it arrives. The first request that fails for good stops
-        new tries from starting; the tries in flight finish (their answers are delivered too), then
-        that first failure is raised.
+    def _parse(self, request: Request, path: str, body, latency: float) -> Response:
+        if isinstance(request, LoglikelihoodRequest):
+            return self._parse_loglikelihood(request, body, latency)
+        return self._parse_generation(body, path, request.chat, latency)
+
+    def stream(self, requests: Sequence[Request], sink: Sink) -> None:
+        """Answer every request (both kinds, any mix) through `sink`, `concurrency` tries in flight at all
+        times while work remains; one event loop and one connection pool for the whole call.
+
+        A request the server keeps failing (429, 5xx, no reply within `timeout_s`, a dropped connection)
+        after `max_retries` retries goes to `sink.failure` and the stream goes on. These stop it: a
+        rejected request (4xx other than 429), a reply that is not an OpenAI answer, `breaker` requests
+        in a row given up on, or an exception raised by the sink. Then no new try starts, the tries in
+        flight finish and deliver their answers, and the first such error is raised; requests still
+        waiting are delivered neither way. Log-likelihoods on a server that cannot serve them, or a
+        request without a payload (a log-likelihood with an empty context), raise before anything is sent.
         """
-        sem = asyncio.Semaphore(self.concurrency)
-        stop = asyncio.Event()
-        results: list = [None] * len(requests)
-        failures: list[BaseException] = []
+        if not requests:
+            return
+        if self._loglikelihood_refusal is not None and any(isinstance(r, LoglikelihoodRequest) for r in requests):
+            raise BackendUnavailableError(self._loglikelihood_refusal)
+        calls = [self._payload(r) for r in requests]
 
-        async def run(i: int, request) -> None:
-            try:
-                result = await one(client, sem, stop, request)
-                results[i] = result
-                if on_response is not None:
-                    on_response(i, result)
-            except _Skipped:
-                pass
-            except Exception as exc:  # noqa: BLE001 - kept and raised once the tries in flight are done
-                failures.append(exc)
-                stop.set()
+        async def run() -> None:
+            async with self._client() as client:
+                await _Window(self, requests, calls, sink, client).run()
 
-        async with self._client() as client:
-            await asyncio.gather(*(run(i, r) for i, r in enumerate(requests)))
-        if failures:
-            raise failures[0]
-        return results
+        _run_sync(run())
+
+    def _call(self, requests: list, on_response: OnResponse | None) -> list:
+        """generate / loglikelihood: stream with a sink that collects the answers in order."""
+        if not requests:
+            return []
+        sink = _Collect(len(requests), on_response)
+        self.stream(requests, sink)
+        return sink.results
 
     # ------------------------------------------------------------------ generation
 
@@ -544,32 +696,33 @@ class OpenAIBackend:
             latency_s=latency,
         )
 
-    async def _generate_one(self, client, sem, stop, request: GenerationRequest) -> Generation:
-        path, payload = self._generation_payload(request)
-        body, latency = await self._post(client, sem, stop, path, payload)
-        return self._parse_generation(body, path, request.chat, latency)
-
     def generate(self, requests: list[GenerationRequest], on_response: OnResponse | None = None) -> list[Generation]:
-        if not requests:
-            return []
-        return _run_sync(self._gather(requests, self._generate_one, on_response))
+        """The answers in order, each also handed to `on_response(index, answer)` as it arrives.
+
+        Unlike `stream`, the first request given up on stops the call (no new try starts, the tries in
+        flight finish and are delivered) and is raised: a caller that gets a list back gets every answer.
+        """
+        return self._call(requests, on_response)
 
     # -------------------------------------------------------------- log-likelihood
 
-    async def _loglikelihood_one(self, client, sem, stop, request: LoglikelihoodRequest) -> LogLikelihood:
+    def _loglikelihood_payload(self, request: LoglikelihoodRequest) -> tuple[str, dict]:
         context, continuation = split_context(request)
         if not context:
             raise ValueError("Prompt-logprob log-likelihoods need a non-empty context.")
-        text = context + continuation
         payload = {
             "model": self.model,
-            "prompt": text,
+            "prompt": context + continuation,
             "max_tokens": 1,
             "temperature": 0.0,
             "echo": True,
             "logprobs": 1,
         }
-        body, latency = await self._post(client, sem, stop, "/completions", payload)
+        return "/completions", payload
+
+    def _parse_loglikelihood(self, request: LoglikelihoodRequest, body, latency: float) -> LogLikelihood:
+        context, continuation = split_context(request)
+        text = context + continuation
         bad = self._malformed("/completions", body)
         try:
             logprobs = body["choices"][0]["logprobs"]
@@ -620,14 +773,11 @@ class OpenAIBackend:
     def loglikelihood(
         self, requests: list[LoglikelihoodRequest], on_response: OnResponse | None = None
     ) -> list[LogLikelihood]:
-        if not requests:
-            return []
-        if self._loglikelihood_refusal is not None:
-            raise BackendUnavailableError(self._loglikelihood_refusal)
-        return _run_sync(self._gather(requests, self._loglikelihood_one, on_response))
+        """Like `generate`: the answers in order, the first request given up on stops the call and is raised."""
+        return self._call(requests, on_response)
 
     def close(self) -> None:
-        """Nothing held between calls: each batch opens and closes its own client."""
+        """Nothing held between calls: each stream opens and closes its own client."""
 
     def __enter__(self) -> OpenAIBackend:
         return self
