@@ -22,7 +22,7 @@ Faults are chosen per request from (seed, a hash of the request body, how many t
 was seen before), so a rerun against a fresh server sees the same pattern while a retried request
 draws again: with probability `fail_rate` an HTTP 500 with a JSON error, with probability
 `hang_rate` no answer at all (held until the client disconnects or the server stops). A prompt in
-`fail_prompts` always fails with 500.
+`fail_prompts` always fails with 500, one in `reject_prompts` with 400 (a client error).
 """
 
 from __future__ import annotations
@@ -119,8 +119,9 @@ class FakeOpenAIServer:
 
     Counters (read them from any thread): `requests` POSTs received, `in_flight` POSTs being
     answered now (a hanging one counts until its client disconnects), `peak_in_flight` the most at
-    once, `failures` 500s sent, `hangs` POSTs never answered. `reset_stats()` zeroes them (the fault
-    pattern, which depends on how often each body was seen, is kept).
+    once, `failures` 500s sent, `hangs` POSTs never answered, `rejections` 400s sent for
+    `reject_prompts`. `reset_stats()` zeroes them (the fault pattern, which depends on how often
+    each body was seen, is kept, and so is `distinct_requests`, the number of different bodies seen).
     """
 
     def __init__(
@@ -133,6 +134,7 @@ class FakeOpenAIServer:
         model: str = "fake",
         *,
         fail_prompts=(),
+        reject_prompts=(),
         host: str = "127.0.0.1",
         port: int = 0,
         max_model_len: int = 8192,
@@ -146,6 +148,7 @@ class FakeOpenAIServer:
         self.owned_by = owned_by
         self.model = model
         self.fail_prompts = set(fail_prompts)
+        self.reject_prompts = set(reject_prompts)
         self.max_model_len = max_model_len
         self.host = host
         self.port = port
@@ -166,6 +169,7 @@ class FakeOpenAIServer:
             self.requests = 0
             self.failures = 0
             self.hangs = 0
+            self.rejections = 0
             self.in_flight = getattr(self, "in_flight", 0)
             self.peak_in_flight = self.in_flight
 
@@ -188,6 +192,11 @@ class FakeOpenAIServer:
             self._loop.call_soon_threadsafe(self._stopping.set)
         self._thread.join()
         self._thread = None
+
+    @property
+    def distinct_requests(self) -> int:
+        """How many different POST bodies were seen (a retry sends the same body again)."""
+        return len(self._attempts)
 
     def __enter__(self) -> FakeOpenAIServer:
         return self.start()
@@ -333,20 +342,21 @@ class FakeOpenAIServer:
         return {"object": "list", "data": [entry]}
 
     def _fault(self, payload: dict) -> str | None:
-        """None, "fail" or "hang" for this try of this body."""
-        source = payload.get("prompt") if "messages" not in payload else None
-        if isinstance(source, str) and source in self.fail_prompts:
-            return "fail"
-        messages = payload.get("messages")
-        last = messages[-1] if isinstance(messages, list) and messages else None
-        if isinstance(last, dict) and last.get("content") in self.fail_prompts:
-            return "fail"
-        if not self.fail_rate and not self.hang_rate:
-            return None
+        """None, "fail", "hang" or "reject" for this try of this body."""
         body_hash = _digest("body", payload)
         with self._lock:
             attempt = self._attempts.get(body_hash, 0)
             self._attempts[body_hash] = attempt + 1
+        messages = payload.get("messages")
+        if isinstance(messages, list):
+            last = messages[-1] if messages else None
+            source = last.get("content") if isinstance(last, dict) else None
+        else:
+            source = payload.get("prompt")
+        if isinstance(source, str) and source in self.reject_prompts:
+            return "reject"
+        if isinstance(source, str) and source in self.fail_prompts:
+            return "fail"
         u = _unit(_digest("fault", self.seed, body_hash, attempt))
         if u < self.fail_rate:
             return "fail"
@@ -383,6 +393,12 @@ class FakeOpenAIServer:
                 self.in_flight -= 1
         if fault == "hang" or not answered_in_time:
             return False
+        if fault == "reject":
+            with self._lock:
+                self.rejections += 1
+            error = {"message": "fake server rejects this prompt", "type": "invalid_request_error", "code": 400}
+            await self._send(writer, 400, {"error": error}, close)
+            return True
         if fault == "fail":
             with self._lock:
                 self.failures += 1
