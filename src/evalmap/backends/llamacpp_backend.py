@@ -1,10 +1,15 @@
 """llama.cpp through llama-cpp-python: GGUF models fast on a CPU.
 
-Generation goes through `create_completion` (completion prompts) or
-`create_chat_completion` with the model's own chat template from the GGUF metadata
-(chat requests). Every request starts from an empty KV cache and is seeded with its
-own `seed`, so an answer depends on the request alone, never on its neighbours or on
-the batch it came in.
+Generation goes through `create_completion`; a chat request is rendered with the model's
+own chat template from the GGUF metadata exactly as `create_chat_completion` renders it
+(same formatter, stop token and stopping rule), so both kinds take the one path that can
+report tokens as they are made (`on_tokens`, through llama-cpp-python's per-token
+`stopping_criteria` hook, which never stops anything here). Each request is seeded with
+its own `seed`. Consecutive generations reuse the KV cache of their common prompt prefix
+(llama-cpp-python's own prefix match: 8-shot prompts share most of their tokens) and
+compute logits for the last prompt position only; both give bit-identical logits to a
+fresh evaluation of the whole prompt (llama.cpp computes each token's row on its own), so
+an answer still depends on the request alone, never on its neighbours or its batch.
 
 Log-likelihoods are read from the model's own logits: the context is `eval()`-ed,
 then the continuation, and `Llama.scores` (one row of logits per position, kept
@@ -22,6 +27,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +42,7 @@ from evalmap.backends.base import (
     LogLikelihood,
     LoglikelihoodRequest,
     OnResponse,
+    OnTokens,
     split_context,
 )
 from evalmap.backends.registry import install_hint
@@ -78,8 +86,50 @@ def _log_softmax_at(logits: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray
     return picked, rows.argmax(axis=1)
 
 
+class _TokenCounter:
+    """`on_tokens` fed from llama-cpp-python's `stopping_criteria` hook, which never stops anything.
+
+    The hook runs once per sampled token (an end-of-generation token too, which `usage` does not
+    count) and once more after the last one; so the last two calls are held back and `settle`
+    reports what `usage` says is left: a request reports exactly its `completion_tokens`.
+    """
+
+    def __init__(self, on_tokens: OnTokens):
+        self.on_tokens = on_tokens
+        self.calls = 0
+        self.reported = 0
+
+    def __call__(self, input_ids, logits) -> bool:
+        self.calls += 1
+        if self.calls > 2:
+            self.reported += 1
+            self.on_tokens(1)
+        return False
+
+    def settle(self, completion_tokens: int) -> None:
+        rest = completion_tokens - self.reported
+        if rest > 0:
+            self.reported += rest
+            self.on_tokens(rest)
+
+
+def _criteria_list(criteria: list):
+    if not criteria:
+        return None
+    from llama_cpp import StoppingCriteriaList
+
+    return StoppingCriteriaList(criteria)
+
+
+def _criteria(counter: _TokenCounter | None):
+    return _criteria_list([counter] if counter is not None else [])
+
+
 class LlamaCppBackend:
     """A GGUF model run in process by llama.cpp (CPU by default)."""
+
+    # Requests per engine call from `base.stream`: it answers one at a time and hands each back at once.
+    window = 16
 
     @classmethod
     def from_catalog(cls, model: Model, options: BackendOptions) -> LlamaCppBackend:
@@ -161,22 +211,64 @@ class LlamaCppBackend:
         self._empty_context = self._special_prefix or [bos if bos >= 0 else eos]
         # Prefix whose KV cache and last-row logits are the canonical ones (None: unknown).
         self._ll_prefix: tuple[int, ...] | None = None
+        # True while the KV cache holds what the last generation left (llama-cpp-python's bookkeeping
+        # of it is exact then, so the next generation may reuse a common prefix).
+        self._cache_from_generation = False
+        default_template = self._llm.chat_format == "chat_template.default"
+        self._chat_formatter = self._template_formatter(llama_cpp, metadata) if default_template else None
+
+    def _template_formatter(self, llama_cpp, metadata: dict):
+        """The formatter `create_chat_completion` uses for the GGUF's own template, built the same way
+        (`Llama.__init__`); None where this llama-cpp-python lays it out differently."""
+        try:
+            token_text = self._llm._model.token_get_text
+            eos, bos = self._llm.token_eos(), self._llm.token_bos()
+            return llama_cpp.llama_chat_format.Jinja2ChatFormatter(
+                template=metadata["tokenizer.chat_template"],
+                eos_token=token_text(eos) if eos != -1 else "",
+                bos_token=token_text(bos) if bos != -1 else "",
+                stop_token_ids=[eos],
+            )
+        except (AttributeError, ImportError, KeyError, TypeError):
+            return None
 
     # ------------------------------------------------------------------ generation
 
-    def generate(self, requests: list[GenerationRequest], on_response: OnResponse | None = None) -> list[Generation]:
+    def generate(
+        self,
+        requests: list[GenerationRequest],
+        on_response: OnResponse | None = None,
+        on_tokens: OnTokens | None = None,
+    ) -> list[Generation]:
         results = []
         for i, request in enumerate(requests):
-            results.append(self._generate_one(request))
+            results.append(self._generate_one(request, on_tokens))
             if on_response is not None:
                 on_response(i, results[-1])
         return results
 
-    def _generate_one(self, request: GenerationRequest) -> Generation:
+    @contextmanager
+    def _last_logits_only(self) -> Iterator[None]:
+        """Generation needs the logits of the last position only; the model is built with
+        `logits_all=True` for log-likelihoods, which makes every prompt token pay the output
+        layer and a copy of its logits row (bench/bench_cpu_engines.py measures it)."""
         llm = self._llm
-        # Start from an empty cache: an answer must not depend on the previous request.
-        llm.reset()
+        saved = getattr(llm, "_logits_all", None)
+        if saved is not None:
+            llm._logits_all = False
+        try:
+            yield
+        finally:
+            if saved is not None:
+                llm._logits_all = saved
+
+    def _generate_one(self, request: GenerationRequest, on_tokens: OnTokens | None = None) -> Generation:
+        llm = self._llm
+        if not self._cache_from_generation:
+            llm.reset()  # a log-likelihood (or a failed call) left the cache: start from empty
         self._ll_prefix = None
+        self._cache_from_generation = False
+        counter = _TokenCounter(on_tokens) if on_tokens is not None else None
         kwargs = dict(
             max_tokens=request.max_tokens,
             temperature=max(0.0, float(request.temperature)),
@@ -190,30 +282,54 @@ class LlamaCppBackend:
         )
         start = time.perf_counter()
         try:
-            if request.chat:
-                if not self._chat_ok:
-                    raise BackendUnavailableError(
-                        f"The GGUF file {self.path.name} has no chat template; pass chat_format=... "
-                        "to LlamaCppBackend or use completion prompts."
-                    )
-                out = llm.create_chat_completion(messages=request.chat_messages(), **kwargs)
-                text = out["choices"][0]["message"].get("content") or ""
-            else:
-                out = llm.create_completion(prompt=request.prompt, **kwargs)
-                text = out["choices"][0]["text"]
+            with self._last_logits_only():
+                if request.chat:
+                    out, text = self._chat_completion(request, kwargs, counter)
+                else:
+                    criteria = _criteria(counter)
+                    out = llm.create_completion(prompt=request.prompt, stopping_criteria=criteria, **kwargs)
+                    text = out["choices"][0]["text"]
         except ValueError as exc:
             if "context window" in str(exc):
                 raise ValueError(f"{exc}; raise n_ctx (now {llm.n_ctx()}) or shorten the prompt.") from exc
             raise
+        self._cache_from_generation = True
         latency = time.perf_counter() - start
         usage = out.get("usage") or {}
+        completion_tokens = int(usage.get("completion_tokens", 0))
+        if counter is not None:
+            counter.settle(completion_tokens)
         return Generation(
             text=text,
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
-            completion_tokens=int(usage.get("completion_tokens", 0)),
+            completion_tokens=completion_tokens,
             finish_reason=out["choices"][0].get("finish_reason") or "stop",
             latency_s=latency,
         )
+
+    def _chat_completion(self, request: GenerationRequest, kwargs: dict, counter: _TokenCounter | None):
+        """A chat request: (the completion, its text)."""
+        llm = self._llm
+        if not self._chat_ok:
+            raise BackendUnavailableError(
+                f"The GGUF file {self.path.name} has no chat template; pass chat_format=... "
+                "to LlamaCppBackend or use completion prompts."
+            )
+        formatter = self._chat_formatter
+        if formatter is None:  # a chosen chat_format: its own handler, tokens reported when it ends
+            out = llm.create_chat_completion(messages=request.chat_messages(), **kwargs)
+            return out, out["choices"][0]["message"].get("content") or ""
+        # What create_chat_completion's handler for the GGUF's template does, plus the token counter.
+        rendered = formatter(messages=request.chat_messages())
+        prompt = llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True)
+        stop = [*(kwargs["stop"] or []), *(rendered.stop or [])]
+        criteria = list(rendered.stopping_criteria or [])
+        if counter is not None:
+            criteria.append(counter)
+        out = llm.create_completion(
+            prompt=prompt, stopping_criteria=_criteria_list(criteria), **{**kwargs, "stop": stop}
+        )
+        return out, out["choices"][0]["text"]
 
     # -------------------------------------------------------------- log-likelihood
 
@@ -244,6 +360,7 @@ class LlamaCppBackend:
         self, requests: list[LoglikelihoodRequest], on_response: OnResponse | None = None
     ) -> list[LogLikelihood]:
         llm = self._llm
+        self._cache_from_generation = False
         pairs = [self.encode_pair(r.context, r.continuation) for r in requests]
         # Identical contexts adjacent (and a deterministic order for any input order).
         order = sorted(range(len(pairs)), key=lambda i: (pairs[i][0], pairs[i][1]))

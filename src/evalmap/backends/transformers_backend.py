@@ -18,6 +18,8 @@ Design notes
   shape round differently, so a near-tie can flip a greedy token late in a long generation; pass
   dtype="float32" where bit-stable greedy output across batch sizes matters more than speed.
 - Generation batches group requests by (max_tokens, temperature, top_p); stop strings are per row.
+- `window` (requests per call from `base.stream`) is 16 batches, so length sorting has room to pad
+  little; `on_tokens` is told, after each decoding step, how many rows made a token in it.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from evalmap.backends.base import (
     LogLikelihood,
     LoglikelihoodRequest,
     OnResponse,
+    OnTokens,
     length_sorted,
     split_context,
 )
@@ -75,6 +78,11 @@ def _import_deps() -> tuple[Any, Any]:
 
 class TransformersBackend:
     """A causal LM run in process with torch + transformers (satisfies `evalmap.backends.base.Backend`)."""
+
+    @property
+    def window(self) -> int:
+        """Requests per engine call from `base.stream`: 16 batches to length-sort."""
+        return self.batch_size * 16
 
     @classmethod
     def from_catalog(cls, model: Model, options: BackendOptions) -> TransformersBackend:
@@ -332,7 +340,12 @@ class TransformersBackend:
 
     # ------------------------------------------------------------------ generation
 
-    def generate(self, requests: list[GenerationRequest], on_response: OnResponse | None = None) -> list[Generation]:
+    def generate(
+        self,
+        requests: list[GenerationRequest],
+        on_response: OnResponse | None = None,
+        on_tokens: OnTokens | None = None,
+    ) -> list[Generation]:
         results: list[Generation | None] = [None] * len(requests)
         prompts = [self._prompt_ids(r) for r in requests]
         groups: dict[tuple, list[int]] = defaultdict(list)
@@ -345,14 +358,18 @@ class TransformersBackend:
             for start in range(0, len(order), self.batch_size):
                 batch = order[start : start + self.batch_size]
                 for i, generation in zip(
-                    batch, self._generate_batch([requests[i] for i in batch], [prompts[i] for i in batch]), strict=True
+                    batch,
+                    self._generate_batch([requests[i] for i in batch], [prompts[i] for i in batch], on_tokens),
+                    strict=True,
                 ):
                     results[i] = generation
                     if on_response is not None:
                         on_response(i, generation)
         return results  # type: ignore[return-value]
 
-    def _generate_batch(self, requests: list[GenerationRequest], prompts: list[list[int]]) -> list[Generation]:
+    def _generate_batch(
+        self, requests: list[GenerationRequest], prompts: list[list[int]], on_tokens: OnTokens | None = None
+    ) -> list[Generation]:
         torch = self._torch
         started = time.perf_counter()
         n = len(requests)
@@ -417,6 +434,8 @@ class TransformersBackend:
                     if used[i] >= requests[i].max_tokens:
                         continue
                     keep.append(row)
+                if on_tokens is not None:
+                    on_tokens(len(active))  # every active row made a token (an EOS too, as `used` counts)
                 if not keep:
                     break
                 if len(keep) < len(active):  # finished rows leave the batch
