@@ -302,3 +302,184 @@ def test_ad_hoc_plan_pairs_are_model_major_and_capped(catalog):
     est = planner.estimate_plan(catalog, "x", pairs)
     assert all(j.samples <= 7 for j in est.jobs)
     assert planner.estimate_plan(catalog, "x", pairs, n_samples=2).total("requests") > est.total("requests")
+
+
+# ---------------------------------------------------------------- measured throughput (issue 12)
+
+M, E = "qwen25_0_5b", "transformers"  # its catalog default_backend
+# a finished job of M on E: 3,000 prompt + 1,000 completion tokens in 20 s = 0.005 s per token
+MEASURED = {"jobs": 1, "prompt_tokens": 3000, "completion_tokens": 1000, "wall_seconds": 20.0, "model_calls": 10}
+
+
+def _store_with_jobs(path, jobs):
+    """A store holding one run per job: (model, backend, status, prompt, completion, wall, host or None)."""
+    from evalmap.store import Store
+
+    store = Store(path)
+    try:
+        for i, (model, backend, status, prompt, completion, wall, host) in enumerate(jobs):
+            run_id, _ = store.open_run(f"key{i}", {}, 1234, "test", {})
+            job_id = store.open_job(run_id, model, "gsm8k", {"name": backend, "version": "x"}, {}, "h", 10)
+            store.add_job_counters(
+                job_id, model_calls=10, prompt_tokens=prompt, completion_tokens=completion, wall_seconds=wall
+            )
+            store.finish_job(job_id, status)
+            store.finish_run(run_id, "finished", wall)
+            if host:
+                store.db.execute("UPDATE runs SET host=? WHERE id=?", (host, run_id))
+    finally:
+        store.close()
+    return path
+
+
+def test_measured_rate_replaces_the_reference_profile(catalog):
+    est = planner.estimate_job(catalog, M, "gsm8k", 10, measured={(M, E): MEASURED})
+    assert est.engine == E
+    assert est.prompt_tokens + est.generated_tokens == 10 * 900 + 10 * 150
+    assert est.estimate_seconds == pytest.approx(0.005 * 10_500) == pytest.approx(52.5)
+    assert est.source == "measured (1 job on this host)" and est.speed == "measured"
+    assert est.measured["seconds_per_token"] == pytest.approx(0.005)
+    assert est.seconds["transformers-cpu"] != pytest.approx(52.5)  # the reference columns stay as they were
+    # a callable works as a mapping does, and is asked with (model, backend)
+    asked = []
+    via_call = planner.estimate_job(catalog, M, "gsm8k", 10, measured=lambda m, b: asked.append((m, b)) or MEASURED)
+    assert asked == [(M, E)] and via_call.estimate_seconds == pytest.approx(52.5)
+
+
+def test_without_a_measurement_the_reference_profile_is_used_and_named(catalog):
+    cpu = planner.estimate_job(catalog, M, "gsm8k", 10)
+    assert cpu.source == "reference transformers-cpu" and cpu.speed == "ref" and cpu.measured is None
+    assert cpu.estimate_seconds == cpu.seconds["transformers-cpu"]
+    gpu = planner.estimate_job(catalog, M, "gsm8k", 10, gpu=True)
+    assert gpu.source == "reference transformers" and gpu.estimate_seconds == gpu.seconds["transformers"]
+    # a measurement of another model or another engine does not count
+    other = {("qwen25_3b", E): MEASURED, (M, "llamacpp"): MEASURED}
+    assert planner.estimate_job(catalog, M, "gsm8k", 10, measured=other).source == "reference transformers-cpu"
+    # a chosen engine uses its own measurement, or its own profile
+    llama = planner.estimate_job(catalog, M, "gsm8k", 10, backend="llamacpp", measured=other)
+    assert llama.engine == "llamacpp" and llama.estimate_seconds == pytest.approx(52.5)
+    vllm = planner.estimate_job(catalog, M, "gsm8k", 10, backend="vllm", measured=other)
+    assert vllm.source == "reference vllm" and vllm.estimate_seconds == vllm.seconds["vllm"]
+    # no tokens recorded (nothing to divide by): not a measurement
+    empty = {(M, E): {**MEASURED, "prompt_tokens": 0, "completion_tokens": 0}}
+    assert planner.estimate_job(catalog, M, "gsm8k", 10, measured=empty).speed == "ref"
+
+
+def test_a_server_engine_without_measurement_has_no_estimate(catalog):
+    est = planner.estimate_job(catalog, M, "gsm8k", 10, backend="openai")
+    assert est.estimate_seconds is None and est.speed == "none" and est.source == "no reference profile for openai"
+    served = planner.estimate_job(catalog, M, "gsm8k", 10, backend="openai", measured={(M, "openai"): MEASURED})
+    assert served.estimate_seconds == pytest.approx(52.5)
+
+
+def test_a_rate_measured_on_another_token_mix_warns(catalog):
+    est = planner.estimate_job(catalog, M, "hellaswag", 10, measured={(M, E): MEASURED})  # no generated tokens
+    assert est.speed == "measured" and est.estimate_seconds == pytest.approx(0.005 * est.prompt_tokens)
+    assert any("25% generated tokens, hellaswag has 0%" in w for w in est.warnings)
+    assert not any("generated tokens" in w for w in planner.estimate_job(catalog, M, "gsm8k", 10).warnings)
+    # gsm8k generates 14% of its tokens: within a factor of 2 of the measured 25%, no warning
+    similar = planner.estimate_job(catalog, M, "gsm8k", 10, measured={(M, E): MEASURED})
+    assert not any("generated tokens" in w for w in similar.warnings)
+    # a little generation measured (10%), none in the job: still warned
+    little = {(M, E): {**MEASURED, "prompt_tokens": 9000}}
+    prefill_only = planner.estimate_job(catalog, M, "hellaswag", 10, measured=little)
+    assert any("10% generated" in w for w in prefill_only.warnings)
+
+
+def test_plan_totals_count_the_measured_jobs(catalog):
+    pairs = [(M, "gsm8k", 10), (M, "humaneval", 5), ("qwen25_3b", "gsm8k", 10)]
+    asked = []
+    est = planner.estimate_plan(catalog, "x", pairs, measured=lambda m, b: asked.append((m, b)) or (
+        MEASURED if m == M else None))
+    assert asked == [(M, E), ("qwen25_3b", "vllm")]  # once per (model, engine)
+    assert [j.speed for j in est.jobs] == ["measured", "measured", "ref"]
+    assert est.measured_jobs == 2 and est.speed == "2/3 measured"
+    totals = est.to_dict()["totals"]
+    assert totals["measured_jobs"] == 2
+    assert totals["estimate_seconds"] == pytest.approx(sum(j.estimate_seconds for j in est.jobs))
+    assert est.to_dict()["jobs"][0]["source"] == "measured (1 job on this host)"
+
+
+def test_api_plan_reads_the_store_measurement(catalog, tmp_path):
+    from evalmap.api import plan
+
+    path = _store_with_jobs(tmp_path / "store.sqlite", [(M, E, "finished", 3000, 1000, 20.0, None)])
+    est = plan(M, "gsm8k", 10, catalog=catalog, store=path, gpu=False)
+    (job,) = est.jobs
+    assert job.source == "measured (1 job on this host)" and job.estimate_seconds == pytest.approx(52.5)
+    assert est.store == str(path) and est.notes == []
+    # two finished jobs on this host: their tokens and seconds are summed (1,000 more tokens in 10 s more)
+    path2 = _store_with_jobs(
+        tmp_path / "two.sqlite", [(M, E, "finished", 3000, 1000, 20.0, None), (M, E, "finished", 500, 500, 10.0, None)]
+    )
+    (two,) = plan(M, "gsm8k", 10, catalog=catalog, store=path2, gpu=False).jobs
+    assert two.source == "measured (2 jobs on this host)" and two.estimate_seconds == pytest.approx(30 / 5000 * 10_500)
+
+
+def test_api_plan_ignores_jobs_of_another_model_engine_host_or_unfinished(catalog, tmp_path):
+    from evalmap.api import plan
+
+    path = _store_with_jobs(
+        tmp_path / "store.sqlite",
+        [
+            ("qwen25_3b", E, "finished", 3000, 1000, 20.0, None),  # another model
+            (M, "llamacpp", "finished", 3000, 1000, 20.0, None),  # another engine
+            (M, E, "finished", 3000, 1000, 20.0, "some-other-host"),  # another host
+            (M, E, "failed", 3000, 1000, 20.0, None),  # not finished
+        ],
+    )
+    (job,) = plan(M, "gsm8k", 10, catalog=catalog, store=path, gpu=False).jobs
+    assert job.source == "reference transformers-cpu" and job.estimate_seconds == job.seconds["transformers-cpu"]
+    (llama,) = plan(M, "gsm8k", 10, catalog=catalog, store=path, gpu=False, backend="llamacpp").jobs
+    assert llama.speed == "measured" and llama.estimate_seconds == pytest.approx(52.5)
+
+
+def test_api_plan_without_a_store_file_creates_none(catalog, tmp_path, monkeypatch):
+    from evalmap.api import plan
+
+    missing = tmp_path / "none" / "store.sqlite"
+    est = plan(M, "gsm8k", 10, catalog=catalog, store=missing, gpu=False)
+    assert est.jobs[0].source == "reference transformers-cpu" and est.store is None
+    assert est.notes == [f"no store at {missing}: reference profiles only"]
+    home = tmp_path / "home"
+    monkeypatch.setenv("EVALMAP_HOME", str(home))
+    default = plan(M, "gsm8k", 10, catalog=catalog, gpu=False)
+    assert default.jobs[0].speed == "ref" and default.notes == []  # nothing run yet: no note
+    assert not missing.parent.exists() and not home.exists()
+
+
+def test_api_plan_falls_back_when_the_store_cannot_be_read(catalog, tmp_path):
+    from evalmap.api import plan
+
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"not a database at all" * 100)
+    est = plan(M, "gsm8k", 10, catalog=catalog, store=junk, gpu=False)
+    assert est.jobs[0].speed == "ref" and est.store is None and "was not read" in est.notes[0]
+    assert junk.read_bytes() == b"not a database at all" * 100
+
+
+def test_cli_plan_shows_the_speed_source(tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from evalmap.cli import app
+
+    monkeypatch.delenv("EVALMAP_CATALOG", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # transformers' reference is the CPU profile
+    path = _store_with_jobs(tmp_path / "store.sqlite", [(M, E, "finished", 3000, 1000, 20.0, None)])
+    args = ["plan", "--models", f"{M},qwen25_3b", "--datasets", "gsm8k", "--samples", "10", "--store", str(path)]
+    result = CliRunner().invoke(app, [*args, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [j["source"] for j in data["jobs"]] == ["measured (1 job on this host)", "reference vllm"]
+    assert data["jobs"][0]["estimate_seconds"] == pytest.approx(52.5)
+    assert data["totals"]["measured_jobs"] == 1 and data["totals"]["store"] == str(path)
+    table = CliRunner().invoke(app, args)
+    assert table.exit_code == 0, table.output
+    row = next(line for line in table.stdout.splitlines() if M in line)
+    assert "measured" in row and "52 s" in row
+    assert "1/2 measured" in table.stdout
+    missing = CliRunner().invoke(app, [*args[:-1], str(tmp_path / "nope.sqlite")])
+    assert missing.exit_code == 0 and "0/2 measured" in missing.stdout
+    assert not (tmp_path / "nope.sqlite").exists()

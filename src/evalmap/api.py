@@ -261,12 +261,73 @@ def plan(
     plan: str | None = None,
     n_samples: int = 1,
     catalog: Catalog | str | Path | Sequence[str | Path] | None = None,
+    backend: str | None = None,
+    store: Store | str | Path | None = None,
+    gpu: bool | None = None,
 ) -> planner.PlanEstimate:
     """The jobs of a named plan (`plan="A"`) or of models × datasets, with requests, tokens and the
-    estimated time per engine (`evalmap plan`); `.to_dict()` for JSON."""
+    estimated time per engine (`evalmap plan`); `.to_dict()` for JSON.
+
+    Each job's headline estimate is for the engine that would run it (`backend`, default the model's
+    run.default_backend): measured seconds per token where the store (a Store or a file, default
+    $EVALMAP_HOME/store.sqlite) holds finished jobs of that model on that engine on this host, else
+    the engine's reference profile. A missing store file is not created. `gpu`: whether transformers
+    would run on a GPU here (default: detected)."""
+    from evalmap.backends.registry import known_backend
+
     cat = _catalog(catalog)
     title, pairs = select_jobs(cat, plan, models, datasets, samples)
-    return planner.estimate_plan(cat, title, pairs, n_samples)
+    if backend is not None:
+        known_backend(backend)
+    gpu = _gpu_present() if gpu is None else gpu
+    with _measurements(store) as (lookup, where, note):
+        est = planner.estimate_plan(cat, title, pairs, n_samples, backend=backend, measured=lookup, gpu=gpu)
+    est.store = where
+    est.notes.extend([note] if note else [])
+    return est
+
+
+@contextlib.contextmanager
+def _measurements(store: Store | str | Path | None):
+    """(Store.measured_throughput or None, the store's path or None, a note on why none was read).
+
+    An existing store file is opened as any reader opens it; a missing one is not created, and a
+    store that cannot be opened leaves the plan on reference profiles (a plan is only an estimate)."""
+    from evalmap.store import Store, default_home
+
+    if isinstance(store, Store):
+        yield store.measured_throughput, str(store.path), None
+        return
+    path = Path(store) if store else default_home() / "store.sqlite"
+    if not path.is_file():  # nothing run yet is no news; a --store that is not there is worth a note
+        yield None, None, f"no store at {path}: reference profiles only" if store else None
+        return
+    try:
+        db = Store(path)
+    except EvalmapError as exc:
+        yield None, None, f"the store {path} was not read ({exc}): reference profiles only"
+        return
+    try:
+        yield db.measured_throughput, str(path), None
+    finally:
+        db.close()
+
+
+def _gpu_present() -> bool:
+    """Would transformers (device "auto") run on a CUDA GPU here? Without importing torch when it is not
+    loaded yet: the NVIDIA driver's GPU list, unless CUDA_VISIBLE_DEVICES hides every device."""
+    import os
+    import sys
+
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "x").strip() in ("", "-1"):
+        return False
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        with contextlib.suppress(Exception):
+            return bool(torch.cuda.is_available())
+    with contextlib.suppress(OSError):
+        return any(Path("/proc/driver/nvidia/gpus").iterdir())
+    return False
 
 
 # ---------------------------------------------------------------- running

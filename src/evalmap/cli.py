@@ -260,44 +260,67 @@ def plan(
     datasets_: Annotated[list[str] | None, typer.Option("--datasets", help="Dataset ids or selectors.")] = None,
     samples: Annotated[int | None, typer.Option(help="Items per dataset (default: all).", min=1)] = None,
     n_samples: Annotated[int, typer.Option("--n-samples", help="Generations per item.", min=1)] = 1,
+    backend: Annotated[
+        str | None,
+        typer.Option(help=f"The engine to estimate: {', '.join(BACKENDS)} (default: the model's run.default_backend)."),
+    ] = None,
+    store_path: Annotated[
+        Path | None,
+        typer.Option("--store", help="Store whose measured speeds to use (default ~/.cache/evalmap; never created)."),
+    ] = None,
     catalog: CatalogOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """The jobs of a plan with requests, tokens and estimated time per engine."""
+    """The jobs of a plan with requests, tokens and estimated time: on the engine that would run each job
+    (measured on this host where the store has it, else its reference profile) and on every reference profile."""
     from evalmap.api import plan as estimate
 
     cat = _catalog(catalog)
     if not name and not (models_ and datasets_):
         raise EvalmapError("Give a plan name (A, B, C) or both --models and --datasets.")
-    est = estimate(_split(models_), _split(datasets_), samples, plan=name, n_samples=n_samples, catalog=cat)
+    est = estimate(
+        _split(models_), _split(datasets_), samples, plan=name, n_samples=n_samples, catalog=cat,
+        backend=None if backend is None else known_backend(backend), store=store_path,
+    )
     if fmt is Format.json:
         return _json(est.to_dict())
     print_plan(est)
+
+
+def _plan_time(job: planner.JobEstimate) -> str:
+    return "no profile" if job.speed == "none" else _duration(job.estimate_seconds)
 
 
 def print_plan(est: planner.PlanEstimate) -> None:
     engines = list(planner.ENGINES)
     rows = [
         [j.model, j.dataset, _n(j.samples), _n(j.requests), _n(j.prompt_tokens), _n(j.generated_tokens),
-         j.gpus, *[_duration(j.seconds[e]) for e in engines]]
+         j.gpus, j.engine, _plan_time(j), j.speed, *[_duration(j.seconds[e]) for e in engines]]
         for j in est.jobs
     ]
+    total = est.estimate_seconds()
     rows.append(
         ["total", f"{len(est.jobs)} jobs", _n(est.total("samples")), _n(est.total("requests")),
-         _n(est.total("prompt_tokens")), _n(est.total("generated_tokens")), "",
+         _n(est.total("prompt_tokens")), _n(est.total("generated_tokens")), "", "",
+         "unknown" if total is None and any(j.speed == "none" for j in est.jobs) else _duration(total), est.speed,
          *[_duration(est.seconds(e)) for e in engines]]
     )
+    measured = f"measured = seconds per token of this host's finished jobs in {est.store}, " if est.store else ""
     out.print(
         _table(
             est.name,
-            ["model", "dataset", "samples", "requests", "prompt tok", "gen tok", "GPUs", *engines],
+            ["model", "dataset", "samples", "requests", "prompt tok", "gen tok", "GPUs", "engine", "time", "speed",
+             *engines],
             rows,
-            caption="Time estimates follow docs/cost_model.md (reference hardware per engine); "
-            "'does not fit' = weights exceed that engine's memory.",
+            caption=f"time: on the engine that would run the job; speed: {measured}ref = that engine's reference "
+            "profile. The last columns are the reference profiles (docs/cost_model.md); 'does not fit' = weights "
+            "exceed that engine's memory.",
         )
     )
     for warning in dict.fromkeys(w for j in est.jobs for w in j.warnings):
         err.print(f"warning: {warning}", highlight=False)
+    for note in est.notes:
+        err.print(f"note: {note}", highlight=False)
 
 
 # ---------------------------------------------------------------- run

@@ -3,12 +3,15 @@
 Everything here is computed from the catalog; nothing runs a model. The cost
 model is deliberately simple and stated in docs/cost_model.md: prefill is
 compute-bound (2 FLOPs per active parameter per token), decoding is bound by
-reading the weights once per step, shared by the batch.
+reading the weights once per step, shared by the batch. Where the caller hands
+in what a store has measured for a model on an engine, that job's estimate uses
+the measured seconds per token instead (the planner itself never opens a store).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 
 from evalmap.catalog.loader import Catalog
@@ -193,6 +196,52 @@ ENGINES: dict[str, EngineProfile] = {
 SANDBOX_SECONDS_PER_PROGRAM = 0.1
 
 
+# What a store measured for (model, backend): Store.measured_throughput's row (keys jobs,
+# prompt_tokens, completion_tokens, wall_seconds, ...) or None. A mapping keyed by
+# (model, backend) or a callable taking (model, backend).
+Measurements = Mapping[tuple[str, str], dict | None] | Callable[[str, str], dict | None]
+
+
+@dataclass(frozen=True)
+class MeasuredRate:
+    """Finished jobs of one model on one engine on this host, summed: fresh tokens and wall seconds."""
+
+    jobs: int
+    prompt_tokens: int
+    completion_tokens: int
+    wall_seconds: float
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def seconds_per_token(self) -> float:
+        return self.wall_seconds / self.tokens
+
+    @classmethod
+    def from_row(cls, row: Mapping | None) -> MeasuredRate | None:
+        """None when there is no row, or it has no tokens or no time to divide (nothing to measure by)."""
+        if not row or not row.get("jobs"):
+            return None
+        rate = cls(
+            int(row["jobs"]), int(row.get("prompt_tokens") or 0), int(row.get("completion_tokens") or 0),
+            float(row.get("wall_seconds") or 0.0),
+        )
+        return rate if rate.tokens > 0 and rate.wall_seconds > 0 else None
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "seconds_per_token": self.seconds_per_token}
+
+
+def reference_profile(backend: str, gpu: bool = False) -> str | None:
+    """The profile of ENGINES that stands for a backend on this machine (None: openai, whose speed is
+    the server's). transformers runs on the GPU when one is present (its device "auto"), else the CPU."""
+    if backend == "transformers":
+        return "transformers" if gpu else "transformers-cpu"
+    return backend if backend in ENGINES else None
+
+
 @dataclass
 class JobEstimate:
     model: str
@@ -201,9 +250,22 @@ class JobEstimate:
     requests: int
     prompt_tokens: int
     generated_tokens: int
-    seconds: dict[str, float | None] = field(default_factory=dict)
+    seconds: dict[str, float | None] = field(default_factory=dict)  # every reference profile
     gpus: int = 0
     warnings: list[str] = field(default_factory=list)
+    # The estimate for the engine that would run the job here (the model's run.default_backend
+    # unless one is chosen): measured seconds per token when the store has them, else its profile's.
+    engine: str = ""
+    estimate_seconds: float | None = None
+    source: str = ""  # "measured (k jobs on this host)" | "reference <profile>" | "no reference profile for <engine>"
+    measured: dict | None = None  # MeasuredRate.to_dict() of the rate used
+
+    @property
+    def speed(self) -> str:
+        """The source in one word, for the table: measured, ref or none."""
+        if self.measured is not None:
+            return "measured"
+        return "ref" if self.source.startswith("reference") else "none"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -232,9 +294,56 @@ def _engine_seconds(
     return prefill + decode
 
 
+def _lookup(measured: Measurements | None) -> Callable[[str, str], dict | None]:
+    if measured is None:
+        return lambda model, backend: None
+    if isinstance(measured, Mapping):
+        return lambda model, backend: measured.get((model, backend))
+    return measured
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _apply_speed(est: JobEstimate, rate: MeasuredRate | None, profile: str | None) -> None:
+    """The job's headline estimate: measured seconds per (prompt + generated) token, else the profile's."""
+    if rate is not None:
+        est.estimate_seconds = rate.seconds_per_token * (est.prompt_tokens + est.generated_tokens)
+        est.source = f"measured ({_plural(rate.jobs, 'job')} on this host)"
+        est.measured = rate.to_dict()
+        # prefill and decode cost very different amounts per token: a rate is only fair to a job with a
+        # similar share of generated tokens (within a factor of 2; none vs some is never similar)
+        job_share = est.generated_tokens / max(est.prompt_tokens + est.generated_tokens, 1)
+        measured_share = rate.completion_tokens / rate.tokens
+        low, high = sorted((job_share, measured_share))
+        if high > 0 and (low == 0 or high / low > 2):
+            est.warnings.append(
+                f"{est.model} on {est.engine}: the measured rate comes from jobs with {measured_share:.0%} "
+                f"generated tokens, {est.dataset} has {job_share:.0%}; one rate per token mixes prefill and "
+                "decode, so this estimate is rough (docs/cost_model.md)"
+            )
+    elif profile is not None:
+        est.estimate_seconds = est.seconds[profile]
+        est.source = f"reference {profile}"
+    else:
+        est.source = f"no reference profile for {est.engine}"
+
+
 def estimate_job(
-    catalog: Catalog, model_id: str, dataset_id: str, samples: int | None, n_samples: int = 1
+    catalog: Catalog,
+    model_id: str,
+    dataset_id: str,
+    samples: int | None,
+    n_samples: int = 1,
+    *,
+    backend: str | None = None,
+    measured: Measurements | None = None,
+    gpu: bool = False,
 ) -> JobEstimate:
+    """Requests, tokens and time of one job. `backend`: the engine it would run on (default the model's
+    run.default_backend); `measured`: what a store measured per (model, backend), see Measurements;
+    `gpu`: whether this machine has a CUDA GPU (which profile stands for transformers)."""
     model, ds = catalog.model(model_id), catalog.dataset(dataset_id)
     items = min(samples, ds.count) if samples else ds.count
     if ds.request_kind == "loglikelihood":
@@ -263,6 +372,9 @@ def estimate_job(
         est.warnings.append(f"{model_id} is a team fine-tune: set run.hf to its weights in a catalog override")
     if ds.request_kind == "judge":
         est.warnings.append(f"{dataset_id} also needs judge-model calls, not included")
+    est.engine = backend or model.run.default_backend
+    rate = MeasuredRate.from_row(_lookup(measured)(model_id, est.engine))
+    _apply_speed(est, rate, reference_profile(est.engine, gpu))
     return est
 
 
@@ -270,6 +382,8 @@ def estimate_job(
 class PlanEstimate:
     name: str
     jobs: list[JobEstimate]
+    store: str | None = None  # the store the measured rates came from (None: none was read)
+    notes: list[str] = field(default_factory=list)  # e.g. why no store was read
 
     def total(self, key: str) -> int:
         return sum(getattr(j, key) for j in self.jobs)
@@ -277,6 +391,19 @@ class PlanEstimate:
     def seconds(self, engine: str) -> float | None:
         values = [j.seconds.get(engine) for j in self.jobs]
         return None if any(v is None for v in values) else sum(values)  # type: ignore[arg-type]
+
+    def estimate_seconds(self) -> float | None:
+        """The sum of the jobs' headline estimates (None if any job has none)."""
+        values = [j.estimate_seconds for j in self.jobs]
+        return None if any(v is None for v in values) else sum(values)  # type: ignore[arg-type]
+
+    @property
+    def measured_jobs(self) -> int:
+        return sum(j.measured is not None for j in self.jobs)
+
+    @property
+    def speed(self) -> str:
+        return f"{self.measured_jobs}/{len(self.jobs)} measured"
 
     def to_dict(self) -> dict:
         return {
@@ -289,6 +416,11 @@ class PlanEstimate:
                 "prompt_tokens": self.total("prompt_tokens"),
                 "generated_tokens": self.total("generated_tokens"),
                 "seconds": {e: self.seconds(e) for e in ENGINES},
+                "estimate_seconds": self.estimate_seconds(),
+                "measured_jobs": self.measured_jobs,
+                "speed": self.speed,
+                "store": self.store,
+                "notes": list(self.notes),
             },
         }
 
@@ -313,6 +445,24 @@ def named_plan_pairs(catalog: Catalog, plan_id: str) -> tuple[str, list[tuple[st
 
 
 def estimate_plan(
-    catalog: Catalog, name: str, pairs: list[tuple[str, str, int | None]], n_samples: int = 1
+    catalog: Catalog,
+    name: str,
+    pairs: list[tuple[str, str, int | None]],
+    n_samples: int = 1,
+    *,
+    backend: str | None = None,
+    measured: Measurements | None = None,
+    gpu: bool = False,
 ) -> PlanEstimate:
-    return PlanEstimate(name, [estimate_job(catalog, m, d, s, n_samples) for m, d, s in pairs])
+    """Every job's estimate (see estimate_job); `measured` is asked once per (model, backend)."""
+    lookup, seen = _lookup(measured), {}
+
+    def once(model: str, engine: str) -> dict | None:
+        if (model, engine) not in seen:
+            seen[(model, engine)] = lookup(model, engine)
+        return seen[(model, engine)]
+
+    return PlanEstimate(
+        name,
+        [estimate_job(catalog, m, d, s, n_samples, backend=backend, measured=once, gpu=gpu) for m, d, s in pairs],
+    )
