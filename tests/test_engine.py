@@ -134,7 +134,7 @@ def test_resumed_run_skips_stored_items_in_process(tmp_path, shared_data):
 
     catalog = load_catalog()
     store = Store(tmp_path / "s.sqlite")
-    options = RunOptions(backend=BackendOptions(), task=TaskConfig(data_dir=str(shared_data)), chunk_items=4)
+    options = RunOptions(backend=BackendOptions(), task=TaskConfig(data_dir=str(shared_data)))
     small = run_plan(catalog, [("smollm2_135m", "arc_challenge", 4)], options, store, open_backend_fn=counting_backend)
     first_calls = sum(calls)
     bigger = run_plan(catalog, [("smollm2_135m", "arc_challenge", 8)], options, store, open_backend_fn=counting_backend)

@@ -36,9 +36,11 @@ from evalmap.backends.base import Request, Response, response_from_dict
 from evalmap.errors import EvalmapError
 
 APPLICATION_ID = 0x45564D50  # "EVMP" in the SQLite header: this file is an evalmap store
-SCHEMA_VERSION = 2  # PRAGMA user_version; 0 = a store of an evalmap that did not stamp its files
-# Schema history (columns are only ever added): 1 = run owner columns; 2 = scores.headline.
-TABLES = ("runs", "jobs", "samples", "scores", "responses")
+SCHEMA_VERSION = 3  # PRAGMA user_version; 0 = a store of an evalmap that did not stamp its files
+# Schema history (columns and tables are only ever added): 1 = run owner columns; 2 = scores.headline;
+# 3 = the failures table.
+TABLES = ("runs", "jobs", "samples", "scores", "responses", "failures")
+LEGACY_TABLES = TABLES[:5]  # what an unstamped store of an earlier evalmap holds
 OWNER_COLUMNS = ("pid", "host", "boot_id", "proc_start")  # who runs a run (added in schema 1)
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -73,6 +75,11 @@ CREATE TABLE IF NOT EXISTS responses (
     created REAL NOT NULL, PRIMARY KEY (fingerprint, request_hash)
 );
 """
+# Items the engine gave up on in a job's latest attempt (a rerun clears and retries them).
+FAILURES_TABLE = """CREATE TABLE IF NOT EXISTS failures (
+    job_id TEXT NOT NULL REFERENCES jobs(id), item_id TEXT NOT NULL, position INTEGER NOT NULL,
+    error TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (job_id, item_id)
+)"""
 
 
 class StoreError(EvalmapError):
@@ -181,7 +188,7 @@ def _inspect(path: Path) -> str:
         return "evalmap"
     if app_id == 0 and version == 0 and not tables:
         return "new"
-    if app_id == 0 and version == 0 and tables == set(TABLES):
+    if app_id == 0 and version == 0 and tables == set(LEGACY_TABLES):
         return "legacy"
     what = f"tables: {', '.join(sorted(tables))}" if tables else f"application id {app_id}"
     raise StoreError(
@@ -272,7 +279,7 @@ class Store:
         try:
             if state != "evalmap":
                 with self._write():  # user_version stays as it was: _migrate brings older tables up
-                    for statement in SCHEMA.split(";"):
+                    for statement in [*SCHEMA.split(";"), FAILURES_TABLE]:
                         if statement.strip():
                             self.db.execute(statement)
                     self.db.execute(f"PRAGMA application_id={APPLICATION_ID}")
@@ -317,6 +324,7 @@ class Store:
                     self.db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
             if "headline" not in {r[1] for r in self.db.execute("PRAGMA table_info(scores)")}:
                 self.db.execute("ALTER TABLE scores ADD COLUMN headline INTEGER NOT NULL DEFAULT 0")
+            self.db.execute(FAILURES_TABLE)
             self._flag_earlier_headlines()
             self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
@@ -452,7 +460,11 @@ class Store:
     def done_items(self, job_id: str) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT item_id FROM samples WHERE job_id=?", (job_id,))}
 
-    def add_samples(self, job_id: str, records: Iterable[dict]) -> None:
+    def add_samples(
+        self, job_id: str, records: Iterable[dict], failures: Iterable[tuple[str, int, str]] = (), **counters: float
+    ) -> None:
+        """One transaction: scored samples, items that failed (item id, position, error) and the job's
+        counters (model_calls, cache_hits, wall_seconds, tokens: added to what is stored)."""
         rows = [
             (
                 job_id, r["item_id"], r["position"], r["prompt"], _dumps(r["output"]), _dumps(r["extracted"]),
@@ -461,9 +473,27 @@ class Store:
             )
             for r in records
         ]
-        with self.db:
-            self.db.execute("BEGIN")
+        now = time.time()
+        with self._write():
             self.db.executemany("INSERT OR IGNORE INTO samples VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            self.db.executemany(
+                "INSERT OR REPLACE INTO failures VALUES (?,?,?,?,?)",
+                [(job_id, item, position, error, now) for item, position, error in failures],
+            )
+            if counters:
+                self.add_job_counters(job_id, **counters)
+
+    def count_samples(self, job_id: str) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM samples WHERE job_id=?", (job_id,)).fetchone()[0]
+
+    def failures(self, job_id: str) -> list[dict]:
+        """The items of the job's latest attempt that the engine gave up on, in dataset order."""
+        rows = self.db.execute("SELECT * FROM failures WHERE job_id=? ORDER BY position", (job_id,))
+        return [dict(r) for r in rows]
+
+    def clear_failures(self, job_id: str) -> None:
+        with self._write():
+            self.db.execute("DELETE FROM failures WHERE job_id=?", (job_id,))
 
     def samples(self, job_id: str) -> list[dict]:
         rows = self.db.execute("SELECT * FROM samples WHERE job_id=? ORDER BY position", (job_id,)).fetchall()

@@ -17,7 +17,7 @@ from evalmap.backends.capabilities import check_plan
 from evalmap.backends.registry import backend_packages
 from evalmap.catalog.loader import Catalog
 from evalmap.hashing import sha256_json
-from evalmap.runner import JobResult, preload, run_job
+from evalmap.runner import Job, JobResult, Progress, preload, run_model
 from evalmap.store import Store
 from evalmap.tasks.base import TaskConfig
 from evalmap.tasks.registry import build_task
@@ -32,19 +32,13 @@ class RunOptions:
     seed: int = 1234
     backend: BackendOptions = field(default_factory=BackendOptions)
     task: TaskConfig = field(default_factory=TaskConfig)
-    chunk_items: int = 32
 
 
-class Reporter:
-    """Hooks for progress display; the default reports nothing."""
+class Reporter(Progress):
+    """Hooks for progress display (the pipeline's, see runner.Progress, plus the run's); the default
+    reports nothing."""
 
     def run_started(self, run_id: str, resumed: bool, jobs: int) -> None: ...
-
-    def job_started(self, model: str, dataset: str, total: int) -> None: ...
-
-    def advance(self, n: int) -> None: ...
-
-    def job_finished(self, result: JobResult) -> None: ...
 
     def message(self, text: str) -> None: ...
 
@@ -64,6 +58,10 @@ class RunSummary:
     @property
     def cache_hits(self) -> int:
         return sum(r.cache_hits for r in self.results)
+
+    @property
+    def failed(self) -> int:
+        return sum(r.failed for r in self.results)
 
 
 def library_versions() -> dict[str, str]:
@@ -120,21 +118,19 @@ def run_plan(
             backend = open_backend_fn(catalog.model(model_id), options.backend)
             try:
                 info = asdict(backend.info)
+                jobs = []
                 for _, dataset_id, limit in model_jobs:
                     task = tasks[dataset_id]
                     items = task.items(limit or options.samples, options.seed)
                     job_id = store.open_job(
                         run_id, model_id, dataset_id, info, asdict(task.config), task.prompt_hash(), len(items)
                     )
-                    reporter.job_started(model_id, dataset_id, len(items))
-                    result = run_job(
-                        task, backend, store, job_id, items, options.chunk_items, on_progress=reporter.advance
-                    )
-                    results.append(result)
-                    reporter.job_finished(result)
+                    jobs.append(Job(job_id, task, items))
+                # one pipeline per model: the engine goes from one dataset to the next without a pause
+                results.extend(run_model(backend, jobs, store, model_id, reporter))
             finally:
                 backend.close()
-        status = "finished"
+        status = "incomplete" if any(r.failed for r in results) else "finished"
     finally:
         store.finish_run(run_id, status, time.perf_counter() - began)
     run = store.run(run_id) or {}

@@ -13,17 +13,18 @@ from rich.progress import (
     TaskID,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
 
 from evalmap.executors.local import Reporter
 from evalmap.report.tables import GroupResult, fmt_ci, fmt_score
-from evalmap.runner import JobResult
+from evalmap.runner import EngineProgress, JobResult
 
 
 class RichReporter(Reporter):
-    """Two bars (jobs, samples of the current job) with throughput and ETA; silent when quiet."""
+    """A bar per job of the model being run, a jobs bar, and an engine line (tokens, tokens/s, samples/s,
+    ETA) that moves at least twice a second, even while a long generation has finished no sample yet;
+    silent when quiet."""
 
     def __init__(self, console: Console, quiet: bool = False):
         self.console = console
@@ -34,14 +35,13 @@ class RichReporter(Reporter):
             MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
             console=console,
             disable=quiet,
             transient=False,
         )
         self.jobs_bar: TaskID | None = None
-        self.samples_bar: TaskID | None = None
+        self.engine_bar: TaskID | None = None
+        self.job_bars: dict[tuple[str, str], TaskID] = {}
 
     def __enter__(self) -> RichReporter:
         self.progress.start()
@@ -56,30 +56,57 @@ class RichReporter(Reporter):
         self.jobs_bar = self.progress.add_task("jobs", total=jobs, rate="")
 
     def job_started(self, model: str, dataset: str, total: int) -> None:
-        if self.samples_bar is not None:
-            self.progress.remove_task(self.samples_bar)
-        self.samples_bar = self.progress.add_task(f"{model} · {dataset}", total=total, rate="")
+        if self.engine_bar is None:
+            self.engine_bar = self.progress.add_task("engine", total=None, rate="starting")
+        self.job_bars[model, dataset] = self.progress.add_task(f"{model} · {dataset}", total=total, rate="")
 
-    def advance(self, n: int) -> None:
-        if self.samples_bar is None:
+    def advance(self, model: str, dataset: str, n: int) -> None:
+        bar = self.job_bars.get((model, dataset))
+        if bar is not None:
+            self.progress.advance(bar, n)
+
+    def engine(self, model: str, progress: EngineProgress) -> None:
+        if self.engine_bar is None:
             return
-        self.progress.advance(self.samples_bar, n)
-        task = next(t for t in self.progress.tasks if t.id == self.samples_bar)
-        speed = task.speed
-        self.progress.update(self.samples_bar, rate=f"{speed:.2f} samples/s" if speed else "")
+        parts = [f"{progress.generated_tokens:,} tokens"] if progress.generated_tokens else []
+        if progress.tokens_per_s:
+            parts.append(f"{progress.tokens_per_s:,.1f} tok/s")
+        if progress.samples_per_s:
+            parts.append(f"{progress.samples_per_s:.2f} samples/s")
+        if progress.eta_s is not None:
+            parts.append(f"ETA {'≤ ' if progress.eta_is_bound else ''}{_duration(progress.eta_s)}")
+        if progress.failed:
+            parts.append(f"{progress.failed} failed")
+        self.progress.update(
+            self.engine_bar, description=f"engine · {model}", completed=progress.samples_done,
+            total=progress.samples_total, rate=" · ".join(parts) or "waiting for the first answer",
+        )  # fmt: skip
 
     def job_finished(self, result: JobResult) -> None:
         if self.jobs_bar is not None:
             self.progress.advance(self.jobs_bar, 1)
+        bar = self.job_bars.pop((result.model, result.dataset), None)
+        if bar is not None:
+            self.progress.remove_task(bar)
+        if not self.job_bars and self.engine_bar is not None:
+            self.progress.remove_task(self.engine_bar)
+            self.engine_bar = None
         calls = "0 model calls (all cached)" if result.model_calls == 0 else f"{result.model_calls} model calls"
+        failed = f", {result.failed} FAILED (first: {result.failure})" if result.failed else ""
         self.message(
             f"{result.model} · {result.dataset}: n={result.n}, {calls}, {result.cache_hits} cache hits, "
-            f"{result.wall_seconds:.1f} s"
+            f"{result.wall_seconds:.1f} s{failed}"
         )
 
     def message(self, text: str) -> None:
         if not self.quiet:
             self.progress.console.print(text, highlight=False, markup=False)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
 
 
 def score_table(run_id: str, jobs: Sequence[JobResult], terminal: bool) -> Table:
