@@ -45,7 +45,7 @@ OUTPUT_FILES = (
 OUTPUT_FOLDERS = ("report/tables", "report/figures", "report/samples", "report")
 EARLIER_RUN_MARKERS = ("results.json", "samples.jsonl", "report/index.html")
 # evaluate()'s own keywords; every other option is a BackendOptions or TaskConfig field.
-RUN_KEYWORDS = ("plan", "seed", "catalog", "store", "output", "overwrite", "quiet", "reporter", "chunk_items")
+RUN_KEYWORDS = ("plan", "seed", "catalog", "store", "output", "overwrite", "quiet", "reporter")
 
 
 # ---------------------------------------------------------------- the result of a run
@@ -76,6 +76,8 @@ def _job_dict(job: JobResult) -> dict:
         "metrics": {s.name: _entry(s) for s in job.scores},
         "model_calls": job.model_calls,
         "cache_hits": job.cache_hits,
+        "failed": job.failed,
+        "failure": job.failure,
         "wall_seconds": job.wall_seconds,
         "tokens": {"prompt": job.prompt_tokens, "completion": job.completion_tokens, "total": job.tokens},
         "backend": {k: job.backend.get(k) for k in ("name", "version", "model", "fingerprint", "extra")},
@@ -111,6 +113,11 @@ class RunResult:
     @property
     def cache_hits(self) -> int:
         return sum(j.cache_hits for j in self.jobs)
+
+    @property
+    def failed(self) -> int:
+        """Items the engine gave up on (not scored); running the same command again retries them."""
+        return sum(j.failed for j in self.jobs)
 
     def job(self, dataset: str, model: str | None = None) -> JobResult:
         """The job of a dataset (and model, when the run has several)."""
@@ -152,6 +159,7 @@ class RunResult:
             "wall_seconds": self.wall_seconds,
             "model_calls": self.model_calls,
             "cache_hits": self.cache_hits,
+            "failed": self.failed,
             "jobs": [_job_dict(j) for j in self.jobs],
             "groups": [{"model": g.model, "group": g.group, "members": list(g.members), **_entry(g.score)}
                        for g in self.groups],
@@ -199,13 +207,15 @@ def load_run(
                       s["n"], s["method"])
                 for s in stored
             ]
-            (n,) = db.db.execute("SELECT COUNT(*) FROM samples WHERE job_id=?", (row["id"],)).fetchone()
+            failures = db.failures(row["id"])
             jobs.append(JobResult(
-                job_id=row["id"], model=row["model"], dataset=row["dataset"], n=n, scores=scores,
+                job_id=row["id"], model=row["model"], dataset=row["dataset"], n=db.count_samples(row["id"]),
+                scores=scores,
                 model_calls=row["model_calls"], cache_hits=row["cache_hits"], wall_seconds=row["wall_seconds"],
                 prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"],
                 backend=row["backend"] or {}, prompt_hash=row["prompt_hash"], task_config=row["task_config"] or {},
                 headline=next((s["name"] for s in stored if s["headline"]), None),
+                failed=len(failures), failure=failures[0]["error"] if failures else None,
             ))
         return _run_result(db, rid, jobs, catalog or load_catalog(), resumed=False)
     finally:
@@ -333,7 +343,7 @@ def _gpu_present() -> bool:
 # ---------------------------------------------------------------- running
 
 
-def _options(samples: int | None, backend: str | None, seed: int, chunk_items: int | None, options: dict):
+def _options(samples: int | None, backend: str | None, seed: int, options: dict):
     from evalmap.backends import BackendOptions
     from evalmap.executors.local import RunOptions
     from evalmap.tasks.base import TaskConfig
@@ -353,7 +363,6 @@ def _options(samples: int | None, backend: str | None, seed: int, chunk_items: i
         seed=seed,
         backend=BackendOptions(backend=backend, **{k: v for k, v in options.items() if k in backend_fields}),
         task=TaskConfig(**{k: v for k, v in options.items() if k in task_fields}, seed=seed),
-        **({"chunk_items": chunk_items} if chunk_items else {}),
     )
 
 
@@ -371,7 +380,6 @@ def evaluate(
     overwrite: bool = False,
     quiet: bool = False,
     reporter: Reporter | None = None,
-    chunk_items: int | None = None,
     **options: Any,
 ) -> RunResult:
     """Evaluate models on datasets (or a named `plan`), as `evalmap run` does; returns the RunResult.
@@ -402,7 +410,7 @@ def evaluate(
     out_dir = Path(output) if output is not None else None
     cat = _catalog(catalog)
     _, pairs = select_jobs(cat, plan, models, datasets, samples)
-    run_options = _options(None if isinstance(samples, dict) else samples, backend, seed, chunk_items, dict(options))
+    run_options = _options(None if isinstance(samples, dict) else samples, backend, seed, dict(options))
     if out_dir:
         check_output_dir(out_dir, overwrite)  # before the store opens or a model loads
     db = store if isinstance(store, Store) else Store(store)

@@ -31,6 +31,7 @@ app = typer.Typer(
 )
 out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, soft_wrap=True)
+INCOMPLETE_EXIT = 3  # the run finished, but some items failed (a server gave up on them): rerun to retry
 
 
 class Format(StrEnum):
@@ -402,7 +403,10 @@ def run(
         err.print("Interrupted: finished samples are saved; run the same command again to resume.")
         raise SystemExit(130) from None
     if fmt is Format.json:
-        return _json(result.to_dict())
+        _json(result.to_dict())
+        if result.failed:
+            raise SystemExit(INCOMPLETE_EXIT)
+        return
     out.print(score_table(result.run_id, result.jobs, out.is_terminal))
     groups = group_table(result.groups, out.is_terminal)
     if groups is not None:
@@ -419,6 +423,14 @@ def run(
         out.print(
             f"results: {paths['results']}\nsamples: {paths['samples']}\nreport:  {paths['report']}", highlight=False
         )
+    if result.failed:
+        first = next(j for j in result.jobs if j.failed)
+        err.print(
+            f"error: {result.failed} item(s) failed and are not scored ({first.model} · {first.dataset}: "
+            f"{first.failure}); the scores cover the rest, and running the same command again retries them.",
+            highlight=False, markup=False,
+        )
+        raise SystemExit(INCOMPLETE_EXIT)
 
 
 register_report_commands(app)
