@@ -1,8 +1,10 @@
 """vLLM's offline engine for GPUs (an optional extra: its wheel pins its own torch).
 
-vLLM schedules and batches internally, so requests go in whole; log-likelihoods
-come from `prompt_logprobs`, which vLLM computes at the right positions (unlike
-llama.cpp's echo logprobs).
+vLLM schedules and batches internally, so requests go in large submissions (`window`: the
+runner's stream hands it up to that many same-kind requests per call, across job boundaries);
+answers are delivered when a submission returns, so a kill -9 loses at most one submission.
+Log-likelihoods come from `prompt_logprobs`, which vLLM computes at the right positions
+(unlike llama.cpp's echo logprobs).
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ if TYPE_CHECKING:
 
 
 class VLLMBackend:
+    # Enough sequences for the scheduler to fill a GPU's KV cache many times over (it admits what fits
+    # and queues the rest), few enough that progress and the response cache move every few minutes.
+    window = 2048
+
     @classmethod
     def from_catalog(cls, model: Model, options: BackendOptions) -> VLLMBackend:
         ref = model.run.hf or model.hf_repo
