@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import sys
 
@@ -220,3 +221,127 @@ def test_answers_are_handed_back_one_by_one(smollm2_backend):
         seen: dict = {}
         out = call(requests, on_response=lambda i, r, seen=seen: seen.setdefault(i, r))
         assert sorted(seen) == list(range(len(requests))) and all(seen[i] is out[i] for i in seen)
+
+
+# ---------------------------------------------------------------- streaming (issue 12)
+
+TOKEN_REQUESTS = [
+    GenerationRequest(  # ends on the end-of-turn token (usage does not count it)
+        messages=(("user", "What is the capital of France? Answer in one word."),), chat=True, max_tokens=32
+    ),
+    greedy("Q: What is 2+3?\nA:", 40),  # a long one that ends at max_tokens
+    greedy(CAPITAL, 48, stop=(".",)),  # ends at a stop string
+    GenerationRequest(prompt="Once upon a time", max_tokens=24, temperature=0.9, seed=3),
+]
+
+
+def _fields(g) -> tuple:
+    return g.text, g.prompt_tokens, g.completion_tokens, g.finish_reason
+
+
+def test_on_tokens_changes_no_output_and_reports_every_completion_token(smollm2_backend):
+    b = smollm2_backend
+    plain = b.generate(TOKEN_REQUESTS)
+    calls: list[int] = []
+    per_request: dict[int, int] = {}
+    counted = b.generate(
+        TOKEN_REQUESTS,
+        on_response=lambda i, r: per_request.setdefault(i, sum(calls) - sum(per_request.values())),
+        on_tokens=calls.append,
+    )
+    assert [_fields(g) for g in counted] == [_fields(g) for g in plain]
+    assert {g.finish_reason for g in plain} == {"stop", "length"}
+    # Exactly each request's completion_tokens, reported before its response is handed back.
+    assert [per_request[i] for i in range(len(TOKEN_REQUESTS))] == [g.completion_tokens for g in plain]
+    assert sum(calls) == sum(g.completion_tokens for g in plain)
+    assert all(n >= 1 for n in calls)
+    assert len(calls) > len(TOKEN_REQUESTS) and calls.count(1) >= 40 - 2  # one call per token, not per request
+
+
+def test_chat_requests_render_as_create_chat_completion_does(smollm2_backend):
+    b = smollm2_backend
+    request = TOKEN_REQUESTS[0]
+    [ours] = b.generate([request])
+    llm = b._llm
+    llm.reset()
+    b._cache_from_generation = False  # the cache is no longer what the backend left
+    out = llm.create_chat_completion(
+        messages=request.chat_messages(), max_tokens=request.max_tokens, temperature=0.0, top_p=1.0, top_k=0,
+        min_p=0.0, repeat_penalty=1.0, seed=0,
+    )  # fmt: skip
+    assert ours.text == out["choices"][0]["message"]["content"]
+    assert ours.finish_reason == out["choices"][0]["finish_reason"]
+    assert (ours.prompt_tokens, ours.completion_tokens) == (
+        out["usage"]["prompt_tokens"],
+        out["usage"]["completion_tokens"],
+    )
+
+
+SHOTS = "".join(
+    f"Q: What is {a} plus {c}?\nA: {a} plus {c} is {a + c}. The answer is {a + c}.\n\n"
+    for a, c in ((3, 4), (10, 7), (21, 5), (8, 8), (13, 29), (40, 2))
+)
+
+
+def test_a_shared_prompt_prefix_is_reused_and_changes_nothing(smollm2_backend, monkeypatch):
+    b = smollm2_backend
+    first, second = greedy(SHOTS + "Q: What is 6 plus 9?\nA:", 24), greedy(SHOTS + "Q: What is 12 plus 30?\nA:", 24)
+    b.loglikelihood([ll(CAPITAL, " Paris")])  # leaves a log-likelihood cache: the next generation starts empty
+    [alone] = b.generate([second])
+    evaluated: list[int] = []
+    real_eval = b._llm.eval
+    monkeypatch.setattr(b._llm, "eval", lambda tokens: (evaluated.append(len(tokens)), real_eval(tokens))[1])
+    b.loglikelihood([ll(CAPITAL, " Paris")])
+    start = len(evaluated)
+    marks: list[int] = []
+    [_, after] = b.generate([first, second], on_response=lambda i, r: marks.append(len(evaluated)))
+    assert _fields(after) == _fields(alone)
+    # The second prompt's shared few-shot prefix was not evaluated again: only its own question.
+    assert evaluated[marks[0]] < after.prompt_tokens / 4
+    assert evaluated[start] > after.prompt_tokens / 2  # after a log-likelihood the first one starts empty
+
+
+def test_stream_feeds_windows_and_hands_back_every_response(smollm2_backend, monkeypatch):
+    from evalmap.backends.base import stream
+
+    b = smollm2_backend
+    assert b.window == 16
+    requests = [
+        *[ll(CAPITAL, f" {word}") for word in ("Paris", "Lyon", "Rome", "a", "the", "banana", "Nice", "Berlin")] * 3,
+        *[greedy(p, 3) for p in ("The sky is", "1, 2, 3,", "Hello")],
+        ll("2 + 2 =", " 4"),
+    ]
+    slices: list[tuple[str, int]] = []
+    for name in ("generate", "loglikelihood"):
+        real = getattr(b, name)
+
+        def spy(reqs, *args, real=real, name=name, **kwargs):
+            slices.append((name, len(reqs)))
+            return real(reqs, *args, **kwargs)
+
+        monkeypatch.setattr(b, name, functools.wraps(real)(spy))  # the same signature: stream sees on_tokens
+
+    class Sink:
+        def __init__(self):
+            self.responses: list[tuple[int, object]] = []
+            self.tokens_seen = 0
+
+        def response(self, index, response):
+            self.responses.append((index, response))
+
+        def failure(self, index, error):
+            raise AssertionError(f"request {index} failed: {error}")
+
+        def tokens(self, n):
+            self.tokens_seen += n
+
+    sink = Sink()
+    stream(b, requests, sink)
+    assert slices == [("loglikelihood", 16), ("loglikelihood", 8), ("generate", 3), ("loglikelihood", 1)]
+    assert sorted(i for i, _ in sink.responses) == list(range(len(requests)))
+    monkeypatch.undo()
+    expected = b.loglikelihood(requests[:24])
+    got = dict(sink.responses)
+    assert [got[i].logprob for i in range(24)] == [r.logprob for r in expected]
+    assert [got[24 + k].text for k in range(3)] == [g.text for g in b.generate(requests[24:27])]
+    assert sink.tokens_seen == sum(got[24 + k].completion_tokens for k in range(3))

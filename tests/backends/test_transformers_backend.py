@@ -273,3 +273,69 @@ def test_answers_are_handed_back_after_each_batch(backend):
         seen: dict = {}
         out = call(requests, on_response=lambda i, r, seen=seen: seen.setdefault(i, r))
         assert sorted(seen) == list(range(len(requests))) and all(seen[i] is out[i] for i in seen)
+
+
+# ---------------------------------------------------------------- streaming (issue 12)
+
+
+def test_on_tokens_changes_no_output_and_counts_every_token(backend):
+    requests = [GenerationRequest(prompt=p, max_tokens=n) for p, n in zip(PROMPTS, (4, 24, 12, 8, 24, 2), strict=True)]
+    requests.append(GenerationRequest(prompt=PROMPTS[0], max_tokens=24, stop=(".",)))
+    plain = backend.generate(requests)
+    calls: list[int] = []
+    counted = backend.generate(requests, on_tokens=calls.append)
+    fields = lambda g: (g.text, g.prompt_tokens, g.completion_tokens, g.finish_reason)  # noqa: E731
+    assert [fields(g) for g in counted] == [fields(g) for g in plain]
+    # One call per decoding step with the rows still in the batch; together every token made (EOS included,
+    # as completion_tokens counts it).
+    assert sum(calls) == sum(g.completion_tokens for g in plain)
+    assert len(calls) >= 24 and max(calls) <= backend.batch_size and min(calls) >= 1
+
+
+def test_window_is_sixteen_batches_and_stream_honours_it(backend, monkeypatch):
+    import functools
+
+    from evalmap.backends.base import stream
+
+    assert backend.window == backend.batch_size * 16
+    gens = [GenerationRequest(prompt=p, max_tokens=3) for p in PROMPTS]
+    lls = [LoglikelihoodRequest("The sky is", c) for c in (" blue", " green", " red")]
+    requests = gens * 3 + lls * 3
+    slices: list[tuple[str, int]] = []
+    for name in ("generate", "loglikelihood"):
+        real = getattr(backend, name)
+
+        def spy(reqs, *args, real=real, name=name, **kwargs):
+            slices.append((name, len(reqs)))
+            return real(reqs, *args, **kwargs)
+
+        monkeypatch.setattr(backend, name, functools.wraps(real)(spy))  # same signature: stream sees on_tokens
+    responses: dict[int, object] = {}
+    tokens: list[int] = []
+
+    class Sink:
+        def response(self, index, response):
+            assert index not in responses
+            responses[index] = response
+
+        def failure(self, index, error):
+            raise AssertionError(f"request {index} failed: {error}")
+
+        def tokens(self, n):
+            tokens.append(n)
+
+    monkeypatch.setattr(backend, "batch_size", 1)  # a window of 16 batches of one
+    assert backend.window == 16
+    stream(backend, requests, Sink())
+    assert slices == [("generate", 16), ("generate", 2), ("loglikelihood", 9)]
+    assert sorted(responses) == list(range(len(requests)))
+    monkeypatch.undo()
+    direct = backend.generate(gens) * 3 + backend.loglikelihood(lls) * 3
+    for i, expected in enumerate(direct):
+        got = responses[i]
+        assert type(got) is type(expected)
+        if i < 18:
+            assert got.text == expected.text
+        else:
+            assert got.logprob == pytest.approx(expected.logprob, abs=1e-4)
+    assert sum(tokens) == sum(g.completion_tokens for g in direct[:18])
