@@ -34,6 +34,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 
 __all__ = ["FakeOpenAIServer", "answer_text", "prompt_logprobs"]
 
@@ -120,7 +121,8 @@ class FakeOpenAIServer:
     Counters (read them from any thread): `requests` POSTs received, `in_flight` POSTs being
     answered now (a hanging one counts until its client disconnects), `peak_in_flight` the most at
     once, `failures` 500s sent, `hangs` POSTs never answered, `rejections` 400s sent for
-    `reject_prompts`. `reset_stats()` zeroes them (the fault pattern, which depends on how often
+    `reject_prompts`; `started` / `finished` the (time.monotonic(), kind) of each POST taken in and
+    each answer sent, kind "generate" or "loglikelihood" (echo). `reset_stats()` zeroes them (the fault pattern, which depends on how often
     each body was seen, is kept, and so is `distinct_requests`, the number of different bodies seen).
     """
 
@@ -170,6 +172,8 @@ class FakeOpenAIServer:
             self.failures = 0
             self.hangs = 0
             self.rejections = 0
+            self.started: list[tuple[float, str]] = []  # (monotonic time, "generate" | "loglikelihood")
+            self.finished: list[tuple[float, str]] = []  # the same when an answer (200) is sent
             self.in_flight = getattr(self, "in_flight", 0)
             self.peak_in_flight = self.in_flight
 
@@ -380,7 +384,9 @@ class FakeOpenAIServer:
             await self._send(writer, 404, {"error": {"message": f"no route POST {path}"}}, close)
             return True
         fault = self._fault(payload)
+        kind = "loglikelihood" if payload.get("echo") else "generate"
         with self._lock:
+            self.started.append((time.monotonic(), kind))
             self.in_flight += 1  # a hanging request too, while its client waits for it
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
             if fault == "hang":
@@ -410,6 +416,8 @@ class FakeOpenAIServer:
         except (TypeError, ValueError, KeyError) as exc:
             await self._send(writer, 400, {"error": {"message": f"bad request ({exc})"}}, close)
             return True
+        with self._lock:
+            self.finished.append((time.monotonic(), kind))
         await self._send(writer, 200, body, close)
         return True
 
