@@ -224,6 +224,7 @@ def test_malformed_server_replies_name_the_server(fake_server, shared_data, tmp_
 
 
 def test_a_hanging_server_is_bounded_and_its_retries_are_shown(fake_server, shared_data, tmp_path):
+    """Every try hangs: each is cut at --timeout, retried, and the item is counted as failed (exit 3)."""
     server = fake_server("hang")
     began = time.perf_counter()
     proc = subprocess.run(
@@ -231,12 +232,23 @@ def test_a_hanging_server_is_bounded_and_its_retries_are_shown(fake_server, shar
         env=_env(tmp_path), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     wall = time.perf_counter() - began
-    line = one_error_line(proc, allow_before="retry ")
+    line = incomplete_line(proc, allow_before="retry ")
+    assert line.startswith("error: 1 item(s) failed and are not scored (smollm2_135m · gsm8k: ")
     assert "failed POST /completions 3 times (last: no reply within 1 s" in line and "--timeout" in line
     retries = [x for x in proc.stderr.splitlines() if x.startswith("retry ")]
     assert [x.split(" after ")[0] for x in retries] == ["retry 1/2", "retry 2/2"]
     assert all("no reply within 1 s" in x and server.url.removesuffix("/v1") in x for x in retries)
     assert wall < 30, wall  # 3 tries of 1 s + backoff + start-up, not 733 s
+
+
+def incomplete_line(proc: subprocess.CompletedProcess, allow_before: str | None = None) -> str:
+    """The one sentence of a run that finished with failed items (exit 3, the score table on stdout)."""
+    assert proc.returncode == 3, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr and "value ± stderr (n)" in proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: ") and "running the same command again retries them" in lines[-1]
+    assert all(allow_before and line.startswith(allow_before) for line in lines[:-1]), proc.stderr
+    return lines[-1]
 
 
 # ---------------------------------------------------------------- a flaky server: nothing it answered is lost
@@ -266,12 +278,11 @@ def test_a_server_failing_40_percent_loses_nothing_and_reruns_finish(fake_server
         runs.append((proc.returncode, _cached(home), len(_samples(home))))
         if proc.returncode == 0:
             break
-        line = one_error_line(proc)
+        line = incomplete_line(proc, allow_before="retry ")  # the run went on past each failure
         assert "failed POST /completions once (last: HTTP 500 (flaky))" in line
-        if runs[-1][1] > (runs[-2][1] if len(runs) > 1 else 0):
-            assert "answers that did arrive are saved, so running the same command again asks only" in line
+        assert runs[-1][2] == runs[-1][1]  # every answer that arrived was scored and stored (one per item)
     first_code, first_cached, _ = runs[0]
-    assert first_code == 2 and first_cached > 0, runs  # the first failing run kept what was answered
+    assert first_code == 3 and first_cached > 0, runs  # the first failing run kept what was answered
     assert runs[-1][0] == 0, runs
     assert all(b[1] >= a[1] and b[2] >= a[2] for a, b in zip(runs, runs[1:], strict=False)), runs  # never lost
     assert flaky.answered == items  # each request was answered exactly once over all the reruns
@@ -300,20 +311,20 @@ def _plan(tmp_path, shared_data, open_backend_fn, samples=10):
     )
 
 
-def test_a_failed_batch_keeps_every_answer_that_arrived(fake_server, shared_data, tmp_path):
-    """In process (so it also runs against engines without --max-retries): 40% of POSTs fail, none is
-    retried; whatever arrived before the failure is cached and its items are stored."""
+def test_a_failing_server_fails_items_not_the_run(fake_server, shared_data, tmp_path):
+    """In process: 40% of POSTs fail, none is retried; the run goes on, every answer that arrived is
+    cached and scored, the rest are counted as failed with their error, and the job reads incomplete."""
     from evalmap.backends.openai_backend import OpenAIBackend
-    from evalmap.errors import EvalmapError
 
     flaky = fake_server("flaky")
     store, run = _plan(tmp_path, shared_data, lambda model, options: OpenAIBackend(flaky.url, "m", max_retries=0))
-    with pytest.raises(EvalmapError, match="HTTP 500"):
-        run()
+    (job,) = run().results
     cached = store.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
     samples = store.db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
-    assert cached == flaky.answered > 0 and samples == cached  # one request per gsm8k item
-    assert store.db.execute("SELECT status FROM jobs").fetchone()[0] == "failed"
+    assert cached == flaky.answered > 0 and samples == cached == job.n  # one request per gsm8k item
+    assert job.failed == 10 - job.n > 0 and "HTTP 500" in job.failure
+    assert store.db.execute("SELECT status FROM jobs").fetchone()[0] == "incomplete"
+    assert store.db.execute("SELECT COUNT(*) FROM failures").fetchone()[0] == job.failed
 
 
 class _OldStyleBackend:
