@@ -11,7 +11,9 @@ For each concurrency c (default 8, 64, 256) and n gsm8k items (default 1000, 8-s
   Printed: wall time (call to return) = start-up (call to the first generation request
   reaching the server) + serving (first request to last response) + tail (last response to
   return); the ideal ceil(n/c)*L; serving/ideal and (wall - start-up)/ideal; the server's peak
-  in flight; the requests the server counted (== n on a cold store).
+  in flight and mean in flight (requests x L / serving: c when the window stays full); this
+  process's CPU time (evalmap's threads and the fake server's); the requests the server counted
+  (== n on a cold store).
 - evalmap, cached: the same call again on the same store; wall time, its share of the cold run,
   and the requests the server saw (0: every response comes from the store).
 - lm-eval 0.4.13 `--model local-completions` with num_concurrent=c on the same n items (the
@@ -111,6 +113,8 @@ def timings(server, seen: Watcher, began: float, wall: float) -> dict:
         "serving_s": idle - first if first and idle else None,
         "tail_s": began + wall - idle if idle else None,
         "peak_in_flight": server.peak_in_flight,
+        # requests x L / serving: how many were in flight on average (c when the window stays full)
+        "mean_in_flight": server.requests * server.latency_s / (idle - first) if first and idle else None,
         "server_requests": server.requests,
         "server_failures": server.failures,
     }
@@ -118,7 +122,7 @@ def timings(server, seen: Watcher, began: float, wall: float) -> dict:
 
 def run_evalmap(server, n: int, c: int, store: Path, data_dir: Path) -> dict:
     with Watcher(server) as seen:
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         result = evalmap.evaluate(
             MODEL, DATASET, samples=n, backend="openai", base_url=server.base_url, concurrency=c,
             store=store, quiet=True, data_dir=data_dir, seed=SEED,
@@ -127,6 +131,7 @@ def run_evalmap(server, n: int, c: int, store: Path, data_dir: Path) -> dict:
     job = result.job(DATASET)
     return {
         **timings(server, seen, began, wall),
+        "cpu_s": time.process_time() - cpu,  # this process: evalmap's threads and the fake server's
         "samples": job.n,
         "model_calls": job.model_calls,
         "cache_hits": job.cache_hits,
@@ -252,17 +257,20 @@ def main() -> None:
     total = time.perf_counter() - bench_began
     print(f"\n{MODEL} on {DATASET}, n={n}, server latency L={L:g} s (127.0.0.1, unlimited parallelism). "
           "ideal = ceil(n/c)*L; start-up = call to first request at the server; serving = first request to "
-          "last response; tail = last response to return. Goals: peak = c, (wall - start-up) <= 1.2 x ideal, "
-          "requests = n, cached < 5% of cold with 0 requests.")  # fmt: skip
+          "last response; tail = last response to return; mean = requests x L / serving, the average in flight; "
+          "cpu = this process's CPU time (evalmap and the fake server). Goals: peak = c, "
+          "(wall - start-up) <= 1.2 x ideal, requests = n, cached < 5% of cold with 0 requests.")  # fmt: skip
     print("evalmap, evaluate() in this process (cold store; cached = the same call again):")
     print(f"{'c':>5}{'wall s':>9}{'start-up':>10}{'serving':>9}{'tail':>7}{'ideal s':>9}{'serving/ideal':>15}"
-          f"{'(wall-start)/ideal':>20}{'peak':>6}{'requests':>10}{'cached s':>10}{'cached %':>10}{'req':>5}"
+          f"{'(wall-start)/ideal':>20}{'peak':>6}{'mean':>6}{'cpu s':>7}{'requests':>10}{'cached s':>10}"
+          f"{'cached %':>10}{'req':>5}"
           "  goals missed")  # fmt: skip
     for r in rows:
         e, k = r["evalmap"], r["evalmap_cached"]
         print(f"{r['c']:>5}{e['wall_s']:>9.2f}{fmt(e['startup_s']):>10}{fmt(e['serving_s']):>9}{fmt(e['tail_s']):>7}"
               f"{r['ideal_s']:>9.2f}{fmt(e['serving_over_ideal']):>14}x{e['after_startup_over_ideal']:>19.2f}x"
-              f"{e['peak_in_flight']:>6}{e['server_requests']:>10}{k['wall_s']:>10.2f}"
+              f"{e['peak_in_flight']:>6}{fmt(e['mean_in_flight'], '.0f'):>6}{e['cpu_s']:>7.1f}"
+              f"{e['server_requests']:>10}{k['wall_s']:>10.2f}"
               f"{100 * k['share_of_cold']:>9.1f}%{k['server_requests']:>5}  "
               f"{', '.join(r['goals_missed']) or 'none'}")  # fmt: skip
     if python is None:
@@ -271,7 +279,7 @@ def main() -> None:
         print(f"lm-eval {LM_EVAL_VERSION} --model local-completions, num_concurrent=c (its own process: wall "
               "includes its imports and task loading):")  # fmt: skip
         print(f"{'c':>5}{'wall s':>9}{'start-up':>10}{'serving':>9}{'tail':>7}{'serving/ideal':>15}{'peak':>6}"
-              f"{'requests':>10}{'evalmap/lm-eval wall':>22}{'serving':>9}")  # fmt: skip
+              f"{'mean':>6}{'requests':>10}{'evalmap/lm-eval wall':>22}{'serving':>9}")  # fmt: skip
         for r in rows:
             lm = r.get("lm_eval", {})
             if "error" in lm:
@@ -279,6 +287,7 @@ def main() -> None:
                 continue
             print(f"{r['c']:>5}{lm['wall_s']:>9.2f}{fmt(lm['startup_s']):>10}{fmt(lm['serving_s']):>9}"
                   f"{fmt(lm['tail_s']):>7}{fmt(lm['serving_over_ideal']):>14}x{lm['peak_in_flight']:>6}"
+                  f"{fmt(lm['mean_in_flight'], '.0f'):>6}"
                   f"{lm['server_requests']:>10}{fmt(r['evalmap_over_lm_eval_wall']):>21}x"
                   f"{fmt(r['evalmap_over_lm_eval_serving']):>8}x")  # fmt: skip
     print(f"\nbench wall time: {total:.0f} s (first evaluate() {first_call:.2f} s); work files in {work}")
