@@ -24,10 +24,20 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Protocol, runtime_checkable
 
 from evalmap.hashing import sha256_json
+
+
+def _request_key(request) -> str:
+    """sha256 of the request's kind and fields, computed once per request object (the runner asks for
+    it several times per request; hashing dominated a cached rerun)."""
+    key = request.__dict__.get("_key")
+    if key is None:
+        key = sha256_json({"kind": request.kind, **{f.name: getattr(request, f.name) for f in fields(request)}})
+        object.__setattr__(request, "_key", key)
+    return key
 
 
 @dataclass(frozen=True)
@@ -51,7 +61,7 @@ class GenerationRequest:
     kind = "generate"
 
     def key(self) -> str:
-        return sha256_json({"kind": self.kind, **asdict(self)})
+        return _request_key(self)
 
     def chat_messages(self) -> list[dict[str, str]]:
         return [{"role": role, "content": content} for role, content in self.messages]
@@ -67,7 +77,7 @@ class LoglikelihoodRequest:
     kind = "loglikelihood"
 
     def key(self) -> str:
-        return sha256_json({"kind": self.kind, **asdict(self)})
+        return _request_key(self)
 
 
 Request = GenerationRequest | LoglikelihoodRequest

@@ -1,7 +1,7 @@
 """Any OpenAI-compatible server: vLLM, SGLang, TGI, Ollama, llama.cpp's servers.
 
-The transport is a streaming window: `stream(requests, sink)` runs one event loop and one
-httpx.AsyncClient for all of a model's requests (both kinds, every job), and `concurrency`
+The transport is a streaming window: `stream(requests, sink)` runs one event loop and one set
+of httpx clients for all of a model's requests (both kinds, every job), and `concurrency`
 workers pull them from one queue, so exactly that many requests are in flight while work
 remains, across kinds and job boundaries. Prompt requests go to `/v1/completions`, chat
 requests to `/v1/chat/completions`, log-likelihoods to `/v1/completions` with echoed prompt
@@ -28,6 +28,7 @@ them shifted by one token, so it is refused unless `loglikelihood_mode="force"`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import concurrent.futures
 import email.utils
 import functools
@@ -192,6 +193,9 @@ def _run_sync(coro):
 RETRY_WARNINGS = 5
 
 
+CLIENT_CONNECTIONS = 16  # connections per httpx client (see OpenAIBackend._clients)
+
+
 def default_breaker(concurrency: int) -> int:
     """Requests given up on in a row (no success between) after which the server is taken for down.
 
@@ -213,12 +217,12 @@ class _Window:
     so it is delivered once: to `sink.response`, or to `sink.failure` after its last retry.
     """
 
-    def __init__(self, backend: OpenAIBackend, requests: Sequence[Request], calls: list, sink: Sink, client):
+    def __init__(self, backend: OpenAIBackend, requests: Sequence[Request], calls: list, sink: Sink, clients: list):
         self.backend = backend
         self.requests = requests
         self.calls = calls  # (path, payload) per request
         self.sink = sink
-        self.client = client
+        self.clients = clients  # worker i sends through clients[i % len(clients)]
         self.queue: asyncio.PriorityQueue[tuple[int, int]] = asyncio.PriorityQueue()  # (index, attempt)
         for index in range(len(requests)):
             self.queue.put_nowait((index, 0))
@@ -231,7 +235,8 @@ class _Window:
         self.finished = asyncio.Event()
 
     async def run(self) -> None:
-        workers = [asyncio.create_task(self._worker()) for _ in range(min(self.backend.concurrency, self.left))]
+        n = min(self.backend.concurrency, self.left)
+        workers = [asyncio.create_task(self._worker(self.clients[i % len(self.clients)])) for i in range(n)]
         try:
             await self.finished.wait()
         finally:
@@ -243,14 +248,14 @@ class _Window:
         if self.fatal is not None:
             raise self.fatal
 
-    async def _worker(self) -> None:
+    async def _worker(self, client: httpx.AsyncClient) -> None:
         while True:
             index, attempt = await self.queue.get()
             if self.fatal is not None:
                 return
             self.trying += 1
             try:
-                await self._try(index, attempt)
+                await self._try(index, attempt, client)
             except Exception as exc:  # noqa: BLE001 - stops the stream; raised by run() once the tries end
                 self._stop(exc)
             finally:
@@ -269,14 +274,14 @@ class _Window:
         del self.timers[index]
         self.queue.put_nowait((index, attempt))
 
-    async def _try(self, index: int, attempt: int) -> None:
+    async def _try(self, index: int, attempt: int, client: httpx.AsyncClient) -> None:
         backend = self.backend
         request = self.requests[index]
         path, payload = self.calls[index]
         response, last = None, ""
         start = time.perf_counter()
         try:
-            response = await asyncio.wait_for(self.client.post(backend._api + path, json=payload), backend.timeout_s)
+            response = await asyncio.wait_for(client.post(backend._api + path, json=payload), backend.timeout_s)
         except (TimeoutError, httpx.TransportError) as exc:  # timeouts, refused or dropped connections
             last = _failure_name(exc, backend.timeout_s)
         latency = time.perf_counter() - start
@@ -581,13 +586,25 @@ class OpenAIBackend:
             "healthy and not overloaded, or raise --timeout / --max-retries."
         )
 
-    def _client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            headers=self._headers,
-            verify=_ssl_context(),
-            timeout=httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 10.0)),
-            limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
-        )
+    def _clients(self) -> list[httpx.AsyncClient]:
+        """Enough clients of at most CLIENT_CONNECTIONS connections each for `concurrency` tries at once.
+
+        httpcore's pool scans every connection on each request start and end (encode/httpcore#1035), so
+        one client with 256 connections spends the CPU the window needs: 1000 requests against a
+        0.25 s server took 24.6 s through one such client and 2.8 s through 16 clients of 16
+        (bench/bench_server_throughput.py, docs/throughput.md).
+        """
+        count = -(-self.concurrency // CLIENT_CONNECTIONS)
+        per_client = -(-self.concurrency // count)
+        return [
+            httpx.AsyncClient(
+                headers=self._headers,
+                verify=_ssl_context(),
+                timeout=httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 10.0)),
+                limits=httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client),
+            )
+            for _ in range(count)
+        ]
 
     def _payload(self, request: Request) -> tuple[str, dict]:
         if isinstance(request, LoglikelihoodRequest):
@@ -601,7 +618,7 @@ class OpenAIBackend:
 
     def stream(self, requests: Sequence[Request], sink: Sink) -> None:
         """Answer every request (both kinds, any mix) through `sink`, `concurrency` tries in flight at all
-        times while work remains; one event loop and one connection pool for the whole call.
+        times while work remains; one event loop and one set of clients for the whole call.
 
         A request the server keeps failing (429, 5xx, no reply within `timeout_s`, a dropped connection)
         after `max_retries` retries goes to `sink.failure` and the stream goes on. These stop it: a
@@ -618,8 +635,9 @@ class OpenAIBackend:
         calls = [self._payload(r) for r in requests]
 
         async def run() -> None:
-            async with self._client() as client:
-                await _Window(self, requests, calls, sink, client).run()
+            async with contextlib.AsyncExitStack() as stack:
+                clients = [await stack.enter_async_context(client) for client in self._clients()]
+                await _Window(self, requests, calls, sink, clients).run()
 
         _run_sync(run())
 
