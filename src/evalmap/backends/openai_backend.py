@@ -193,7 +193,7 @@ def _run_sync(coro):
 RETRY_WARNINGS = 5
 
 
-CLIENT_CONNECTIONS = 16  # connections per httpx client (see OpenAIBackend._clients)
+CLIENT_CONNECTIONS = 4  # connections per httpx client (see OpenAIBackend._clients)
 
 
 def default_breaker(concurrency: int) -> int:
@@ -590,9 +590,10 @@ class OpenAIBackend:
         """Enough clients of at most CLIENT_CONNECTIONS connections each for `concurrency` tries at once.
 
         httpcore's pool scans every connection on each request start and end (encode/httpcore#1035), so
-        one client with 256 connections spends the CPU the window needs: 1000 requests against a
-        0.25 s server took 24.6 s through one such client and 2.8 s through 16 clients of 16
-        (bench/bench_server_throughput.py, docs/throughput.md).
+        one client with 256 connections spends the CPU the window needs. 1000 gsm8k requests against a
+        0.25 s server (ideal 1.0 s at c=256, 4.0 s at c=64; a 2-core machine) took, cold, 24.8 s / 18.4 s
+        through one client, 6.2 s / 5.2 s through clients of 16, 3.0 s / 4.7 s through clients of 8 and
+        2.7 s / 4.7 s through clients of 4 (bench/bench_server_throughput.py, docs/throughput.md).
         """
         count = -(-self.concurrency // CLIENT_CONNECTIONS)
         per_client = -(-self.concurrency // count)
