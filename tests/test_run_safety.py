@@ -114,7 +114,8 @@ def test_unusable_store_location_is_one_sentence(env, tmp_path, shared_data, cas
 def filled_store(path: Path) -> bytes:
     store = Store(path)
     store.db.executemany(
-        "INSERT INTO responses VALUES (?,?,?,?,?)", [("fp", str(i), "generate", "x" * 400, 0.0) for i in range(300)]
+        "INSERT INTO responses(fingerprint, request_hash, kind, response, created) VALUES (?,?,?,?,?)",
+        [("fp", str(i), "generate", "x" * 400, 0.0) for i in range(300)],
     )
     store.close()
     return path.read_bytes()

@@ -175,10 +175,7 @@ class _JobState:
     failure: str | None = None
     records: list[dict] = field(default_factory=list)
     failures: list[tuple[str, int, str]] = field(default_factory=list)
-    model_calls: int = 0
     cache_hits: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
     wall: float = 0.0  # seconds charged to the job and not yet stored
     done: bool = False
 
@@ -224,13 +221,15 @@ class _Pipeline:
                 self.items.append(_ItemState(j, it, positions[it.id], job.task.requests(it)))
         wanted = {r.key(): r for s in self.items for r in s.requests}
         self.responses = self.store.cached(self.fingerprint, list(wanted.values()))
+        askers = self.store.askers(self.fingerprint, list(self.responses))
         ready = []
         counted: set[tuple[int, str]] = set()
         for s in self.items:
             for r in s.requests:
                 key = r.key()
                 if key in self.responses:
-                    if (s.job, key) not in counted:
+                    # a hit is an answer another job paid for (this job's own, from before a kill, is its call)
+                    if (s.job, key) not in counted and askers.get(key) != self.jobs[s.job].job_id:
                         counted.add((s.job, key))
                         self.states[s.job].cache_hits += 1
                     continue
@@ -291,7 +290,8 @@ class _Pipeline:
                             events.append(self.events.get_nowait())
                         except queue.Empty:
                             break
-                    arrived: list[tuple[Request, Response]] = []
+                    arrived: list[tuple[Request, Response, str]] = []
+                    counts: dict[str, dict] = {}
                     for event in events:
                         kind = event[0]
                         if kind == "response":
@@ -300,8 +300,8 @@ class _Pipeline:
                             if key in self.responses:
                                 continue
                             self.responses[key] = response
-                            arrived.append((request, response))
-                            self._count_call(key, response)
+                            arrived.append((request, response, self.jobs[self.owner[key]].job_id))
+                            self._count_call(key, response, counts)
                             for s in self.waiters.pop(key, []):
                                 s.waiting -= 1
                                 if not s.waiting and s.error is None:
@@ -320,8 +320,8 @@ class _Pipeline:
                             engine_running = False
                             if event[1] is not None and fatal is None:
                                 fatal = event[1]
-                    if arrived:
-                        self.store.cache(self.fingerprint, arrived)  # at once: a kill later loses none of them
+                    if arrived:  # at once, with the calls they cost: a kill later loses none of them
+                        self.store.cache(self.fingerprint, arrived, counts)
                     now = time.perf_counter()
                     self._flush(force=fatal is not None or now - self.last_flush >= FLUSH_SECONDS)
                     if now - last_tick >= TICK_SECONDS:
@@ -347,14 +347,15 @@ class _Pipeline:
             error = exc
         self.events.put(("engine done", error))
 
-    def _count_call(self, key: str, response: Response | None) -> None:
-        state = self.states[self.owner[key]]
-        state.model_calls += 1
-        if response is not None:
-            state.prompt_tokens += getattr(response, "prompt_tokens", 0) or getattr(response, "context_tokens", 0)
-            state.completion_tokens += getattr(response, "completion_tokens", 0) or getattr(
-                response, "continuation_tokens", 0
-            )
+    def _count_call(self, key: str, response: Response, counts: dict[str, dict]) -> None:
+        """A fresh answer is a model call of the job that asked first, with its tokens."""
+        job_id = self.jobs[self.owner[key]].job_id
+        count = counts.setdefault(job_id, {"model_calls": 0, "prompt_tokens": 0, "completion_tokens": 0})
+        count["model_calls"] += 1
+        count["prompt_tokens"] += getattr(response, "prompt_tokens", 0) or getattr(response, "context_tokens", 0)
+        count["completion_tokens"] += getattr(response, "completion_tokens", 0) or getattr(
+            response, "continuation_tokens", 0
+        )
 
     # ------------------------------------------------------------------ recording
 
@@ -423,13 +424,10 @@ class _Pipeline:
     def _store(self, st: _JobState) -> None:
         n = len(st.records)
         self.store.add_samples(
-            st.job.job_id, st.records, failures=st.failures,
-            model_calls=st.model_calls, cache_hits=st.cache_hits, wall_seconds=st.wall,
-            prompt_tokens=st.prompt_tokens, completion_tokens=st.completion_tokens,
-        )  # fmt: skip
+            st.job.job_id, st.records, failures=st.failures, cache_hits=st.cache_hits, wall_seconds=st.wall
+        )
         st.records, st.failures = [], []
-        st.model_calls = st.cache_hits = st.prompt_tokens = st.completion_tokens = 0
-        st.wall = 0.0
+        st.cache_hits, st.wall = 0, 0.0
         if n:
             self.progress.advance(self.model, st.job.task.dataset_id, n)
 

@@ -36,9 +36,9 @@ from evalmap.backends.base import Request, Response, response_from_dict
 from evalmap.errors import EvalmapError
 
 APPLICATION_ID = 0x45564D50  # "EVMP" in the SQLite header: this file is an evalmap store
-SCHEMA_VERSION = 3  # PRAGMA user_version; 0 = a store of an evalmap that did not stamp its files
+SCHEMA_VERSION = 4  # PRAGMA user_version; 0 = a store of an evalmap that did not stamp its files
 # Schema history (columns and tables are only ever added): 1 = run owner columns; 2 = scores.headline;
-# 3 = the failures table.
+# 3 = the failures table; 4 = responses.job_id (the job that asked).
 TABLES = ("runs", "jobs", "samples", "scores", "responses", "failures")
 LEGACY_TABLES = TABLES[:5]  # what an unstamped store of an earlier evalmap holds
 OWNER_COLUMNS = ("pid", "host", "boot_id", "proc_start")  # who runs a run (added in schema 1)
@@ -72,7 +72,7 @@ CREATE TABLE IF NOT EXISTS scores (
 );
 CREATE TABLE IF NOT EXISTS responses (
     fingerprint TEXT NOT NULL, request_hash TEXT NOT NULL, kind TEXT NOT NULL, response TEXT NOT NULL,
-    created REAL NOT NULL, PRIMARY KEY (fingerprint, request_hash)
+    created REAL NOT NULL, job_id TEXT, PRIMARY KEY (fingerprint, request_hash)
 );
 """
 # Items the engine gave up on in a job's latest attempt (a rerun clears and retries them).
@@ -325,6 +325,8 @@ class Store:
             if "headline" not in {r[1] for r in self.db.execute("PRAGMA table_info(scores)")}:
                 self.db.execute("ALTER TABLE scores ADD COLUMN headline INTEGER NOT NULL DEFAULT 0")
             self.db.execute(FAILURES_TABLE)
+            if "job_id" not in {r[1] for r in self.db.execute("PRAGMA table_info(responses)")}:
+                self.db.execute("ALTER TABLE responses ADD COLUMN job_id TEXT")
             self._flag_earlier_headlines()
             self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
@@ -563,14 +565,35 @@ class Store:
                 found[row["request_hash"]] = response_from_dict(row["kind"], json.loads(row["response"]))
         return found
 
-    def cache(self, fingerprint: str, pairs: list[tuple[Request, Response]]) -> None:
+    def askers(self, fingerprint: str, keys: list[str]) -> dict[str, str]:
+        """The job that asked for each cached answer (answers cached before schema 3 have none)."""
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.execute(
+                f"SELECT request_hash, job_id FROM responses WHERE fingerprint=? AND request_hash IN ({marks}) "
+                "AND job_id IS NOT NULL",
+                (fingerprint, *chunk),
+            ):
+                found[row["request_hash"]] = row["job_id"]
+        return found
+
+    def cache(
+        self, fingerprint: str, answers: list[tuple[Request, Response, str | None]], counters: dict[str, dict] | None = None
+    ) -> None:
+        """Cache fresh answers (request, response, the job that asked); `counters` ({job id: {model_calls: ..,
+        prompt_tokens: .., ...}}) are added to the jobs in the same transaction, so a kill never leaves a
+        cached answer uncounted."""
         now = time.time()
-        with self.db:
-            self.db.execute("BEGIN")
+        with self._write():
             self.db.executemany(
-                "INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?)",
-                [(fingerprint, req.key(), req.kind, _dumps(resp.to_dict()), now) for req, resp in pairs],
+                "INSERT OR REPLACE INTO responses(fingerprint, request_hash, kind, response, created, job_id) "
+                "VALUES (?,?,?,?,?,?)",
+                [(fingerprint, req.key(), req.kind, _dumps(resp.to_dict()), now, job) for req, resp, job in answers],
             )
+            for job_id, values in (counters or {}).items():
+                self.add_job_counters(job_id, **values)
 
 
 def _decode(row: dict, fields: tuple[str, ...]) -> dict:
