@@ -912,3 +912,14 @@ def test_found_huge_n_samples_is_refused_at_once(server, tmp_path):
 def test_found_undecodable_argument_byte(server, tmp_path):
     """An argument holding an undecodable byte (a lone surrogate) broke the run key's hash: exit 1."""
     check_outcome(_one_run(server, str(tmp_path), "--device", "\udcff"))
+
+
+@needs_shared
+@pytest.mark.parametrize("usage", [b'{"prompt_tokens": Infinity}', b'{"completion_tokens": -Infinity}', b'{"prompt_tokens": NaN}'])
+def test_found_infinite_token_count_in_usage(tmp_path, usage):
+    """usage.prompt_tokens = Infinity (Python's json reads it) escaped as OverflowError: exit 1."""
+    body = b'{"choices": [{"index": 0, "text": "The answer is 42.", "finish_reason": "stop"}], "usage": ' + usage + b"}"
+    with FakeOpenAI([Reply(200, body)], owned_by="vllm") as fake:
+        outcome = _one_run(fake, str(tmp_path), "--max-retries", "0", "--concurrency", "1")
+    check_outcome(outcome)
+    assert outcome.code == 2 and "non-numeric usage" in error_sentence(outcome), outcome.describe()

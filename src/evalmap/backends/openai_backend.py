@@ -35,6 +35,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -141,10 +142,10 @@ def _positive_int(value) -> int | None:
 
 
 def _count(value, what: str, bad) -> int:
-    """A token count from `usage`: a non-negative number (absent: 0)."""
+    """A token count from `usage`: a finite non-negative number (absent: 0)."""
     if value is None:
         return 0
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
         raise bad(f"a non-numeric usage.{what} ({_short(json.dumps(value), 40)})")
     return int(value)
 
