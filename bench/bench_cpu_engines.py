@@ -18,6 +18,9 @@ Prints, each measured in this process on the same requests:
 3. Which engine is faster for the embedded model at generation and at log-likelihood, and the
    default engine these numbers recommend (the catalog's `run.default_backend`).
 Timed runs alternate raw and evalmap and keep each side's best of --repeats: the machine may be shared.
+Each engine runs with its backend's default threads (llama.cpp half the CPUs, torch all of them), and
+the load average is printed with each section: on a busy machine torch's threads slow down far more
+than one llama.cpp thread (5-10x measured on 2 CPUs at load 3-4), so compare numbers taken at low load.
 A benchmark, run by hand; it asserts nothing about time. Texts are compared, and a mismatch is printed.
 """
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -56,6 +60,12 @@ def best_of(repeats: int, runs: dict[str, Callable[[], tuple]]) -> dict[str, tup
             if name not in best or took < best[name][0]:
                 best[name] = (took, result)
     return best
+
+
+def load_note() -> str:
+    """The machine's 1-minute load average against its CPUs: a busy machine makes every number noisy."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"load average {os.getloadavg()[0]:.1f} on {cpus} CPUs"
 
 
 def show(label: str, seconds: float, tokens: int, reference: float | None = None) -> None:
@@ -92,7 +102,7 @@ def bench_llamacpp(gguf: Path, requests: list[GenerationRequest], lls: list, rep
         n_threads_batch=backend.n_threads, verbose=False,
     )  # fmt: skip
     print(f"\nllama.cpp {llama_cpp.__version__}: {backend.n_threads} thread(s), n_ctx {N_CTX}, "
-          f"{len(requests)} gsm8k prompts, max_tokens {requests[0].max_tokens}, greedy")
+          f"{len(requests)} gsm8k prompts, max_tokens {requests[0].max_tokens}, greedy; {load_note()}")
 
     def raw_run(llm, fresh: bool = False) -> tuple:
         texts, tokens = [], 0
@@ -148,7 +158,8 @@ def bench_llamacpp(gguf: Path, requests: list[GenerationRequest], lls: list, rep
     print(f"  evalmap LlamaCppBackend.loglikelihood: {len(lls)} requests in {ll_s:.2f} s, {len(lls) / ll_s:.1f} req/s")
     backend.close()
     return {"gen_tok_s": best["evalmap"][1][1] / best["evalmap"][0], "ll_req_s": len(lls) / ll_s,
-            "ll": [r.logprob for r in scored], "ratio": raw_s / best["evalmap"][0]}  # fmt: skip
+            "ll": [r.logprob for r in scored], "ratio": raw_s / best["evalmap"][0],
+            "threads": backend.n_threads}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- transformers
@@ -165,7 +176,7 @@ def bench_transformers(gguf: Path, requests: list[GenerationRequest], lls: list,
     prompts = [backend._prompt_ids(r) for r in requests]
     order = length_sorted([(i, len(p)) for i, p in enumerate(prompts)])  # the backend's batch order
     print(f"\ntransformers (torch {torch.__version__}, {torch.get_num_threads()} threads, float32, "
-          f"loaded from {backend.loaded_from}): same prompts, greedy")
+          f"loaded from {backend.loaded_from}): same prompts, greedy; {load_note()}")
 
     def raw_run(size: int) -> tuple:
         texts: dict[int, str] = {}
@@ -205,7 +216,7 @@ def bench_transformers(gguf: Path, requests: list[GenerationRequest], lls: list,
         best = best_of(repeats, runs)
         raw_s, (raw_texts, raw_tokens) = best["raw"]
         ours_s, (ours_texts, ours_tokens) = best["evalmap"]
-        print(f" batch size {size}:")
+        print(f" batch size {size} (then {load_note()}):")
         show("raw model.generate (stop_strings)", raw_s, raw_tokens)
         show("evalmap TransformersBackend.generate", ours_s, ours_tokens, raw_s)
         same = sum(a == b for a, b in zip(ours_texts, raw_texts, strict=True))
@@ -221,7 +232,8 @@ def bench_transformers(gguf: Path, requests: list[GenerationRequest], lls: list,
         print(f"  evalmap TransformersBackend.loglikelihood (batch {size}): {len(lls)} requests in {ll_s:.2f} s, "
               f"{ll_rates[size]:.1f} req/s")
     backend.close()
-    return {"gen_tok_s": best_tok_s, "ll_req_s": max(ll_rates.values()), "ll": [r.logprob for r in scored]}
+    return {"gen_tok_s": best_tok_s, "ll_req_s": max(ll_rates.values()), "ll": [r.logprob for r in scored],
+            "threads": torch.get_num_threads()}  # fmt: skip
 
 
 def main() -> None:
@@ -250,7 +262,7 @@ def main() -> None:
 
     agree = max(abs(a - b) for a, b in zip(llama["ll"], hf["ll"], strict=True))
     default = load_catalog().models["smollm2_135m"].run.default_backend
-    print("\nembedded model, evalmap's backends:")
+    print(f"\nembedded model, evalmap's backends ({load_note()} at the end):")
     winners = []
     for what, key, unit in (("generation", "gen_tok_s", "tok/s"), ("log-likelihood", "ll_req_s", "req/s")):
         a, b = llama[key], hf[key]
@@ -258,7 +270,8 @@ def main() -> None:
         print(f"  {what:15s} llamacpp {a:7.1f} {unit}   transformers (best batch) {b:7.1f} {unit}"
               f"  -> {winners[-1]} x{max(a, b) / min(a, b):.2f}")
     print(f"  (log-likelihoods of the two engines differ by at most {agree:.3f} nats: Q4_1 vs its float32 copy)")
-    print(f"  llama.cpp generate / raw: {llama['ratio']:.2f} (goal >= 0.9)")
+    print(f"  llama.cpp generate / raw: {llama['ratio']:.2f} (goal >= 0.9); threads: llamacpp {llama['threads']}, "
+          f"transformers {hf['threads']} (each backend's default)")
     pick = winners[0] if winners[0] == winners[1] else "(split: see above)"
     print(f"  catalog default today: {default}; by these numbers: {pick}")
 
