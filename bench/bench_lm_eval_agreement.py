@@ -329,7 +329,7 @@ def main() -> None:
             rows.append(dict(dataset=ds, metric=em_name, n=a["n"], evalmap=a["value"], evalmap_se=a["stderr"],
                              lm_eval=b_val, lm_eval_se=b_se, diff_over_se=z))  # fmt: skip
             print(
-                f"{ds:<14}{em_name:<22}{a['n']:>5}{a['value']:>10.3f} ± {a['stderr'] or math.nan:.3f}"
+                f"{ds:<14}{em_name:<22}{a['n']:>5}{a['value']:>10.3f} ± {math.nan if a['stderr'] is None else a['stderr']:.3f}"
                 f"{b_val:>10.3f} ± {b_se:.3f}{z:>11.2f}"
             )
     print("\nitem by item:")
