@@ -923,3 +923,12 @@ def test_found_infinite_token_count_in_usage(tmp_path, usage):
         outcome = _one_run(fake, str(tmp_path), "--max-retries", "0", "--concurrency", "1")
     check_outcome(outcome)
     assert outcome.code == 2 and "non-numeric usage" in error_sentence(outcome), outcome.describe()
+
+
+@needs_shared
+def test_found_huge_concurrency_runs_at_once(server, tmp_path):
+    """--concurrency 1e9 built one httpx client per 4 connections of the window, 250 million (a hang);
+    the clients are sized by the requests actually asked."""
+    outcome = _one_run(server, str(tmp_path), "--concurrency", str(10**9))
+    check_outcome(outcome)
+    assert outcome.code == 0 and outcome.seconds < 30, outcome.describe()

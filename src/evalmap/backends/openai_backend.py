@@ -587,8 +587,9 @@ class OpenAIBackend:
             "healthy and not overloaded, or raise --timeout / --max-retries."
         )
 
-    def _clients(self) -> list[httpx.AsyncClient]:
-        """Enough clients of at most CLIENT_CONNECTIONS connections each for `concurrency` tries at once.
+    def _clients(self, workers: int) -> list[httpx.AsyncClient]:
+        """Enough clients of at most CLIENT_CONNECTIONS connections each for `workers` tries at once (the
+        window: `concurrency`, or fewer when fewer requests are asked; --concurrency 1e9 is no 1e9 clients).
 
         httpcore's pool scans every connection on each request start and end (encode/httpcore#1035), so
         one client with 256 connections spends the CPU the window needs. 1000 gsm8k requests against a
@@ -596,8 +597,8 @@ class OpenAIBackend:
         through one client, 6.2 s / 5.2 s through clients of 16, 3.0 s / 4.7 s through clients of 8 and
         2.7 s / 4.7 s through clients of 4 (bench/bench_server_throughput.py, docs/throughput.md).
         """
-        count = -(-self.concurrency // CLIENT_CONNECTIONS)
-        per_client = -(-self.concurrency // count)
+        count = -(-workers // CLIENT_CONNECTIONS)
+        per_client = -(-workers // count)
         return [
             httpx.AsyncClient(
                 headers=self._headers,
@@ -638,7 +639,8 @@ class OpenAIBackend:
 
         async def run() -> None:
             async with contextlib.AsyncExitStack() as stack:
-                clients = [await stack.enter_async_context(client) for client in self._clients()]
+                workers = min(self.concurrency, len(requests))
+                clients = [await stack.enter_async_context(client) for client in self._clients(workers)]
                 await _Window(self, requests, calls, sink, clients).run()
 
         _run_sync(run())
