@@ -932,3 +932,18 @@ def test_found_huge_concurrency_runs_at_once(server, tmp_path):
     outcome = _one_run(server, str(tmp_path), "--concurrency", str(10**9))
     check_outcome(outcome)
     assert outcome.code == 0 and outcome.seconds < 30, outcome.describe()
+
+
+@needs_shared
+def test_found_lone_surrogate_in_a_data_record(server, tmp_path):
+    """A record whose text holds the JSON escape \\ud800 (no UTF-8 encoding) reached the engine and escaped
+    as UnicodeEncodeError (exit 1); it is refused at load, naming the file, line and field."""
+    folder = tmp_path / "data" / "gsm8k"
+    folder.mkdir(parents=True)
+    (folder / "test.jsonl").write_bytes(b'{"question": "\\ud800", "answer": "#### 1"}\n')
+    posts = server.posts
+    outcome = _one_run(server, str(tmp_path), "--data-dir", str(tmp_path / "data"))
+    check_outcome(outcome)
+    assert outcome.code == 2 and server.posts == posts, outcome.describe()
+    sentence = error_sentence(outcome)
+    assert "test.jsonl line 1" in sentence and "'question'" in sentence and "not valid Unicode" in sentence
