@@ -172,7 +172,6 @@ class _JobState:
     todo: int  # items this attempt must write (or fail)
     written: int = 0
     failed: int = 0
-    failure: str | None = None
     records: list[dict] = field(default_factory=list)
     failures: list[tuple[str, int, str]] = field(default_factory=list)
     cache_hits: int = 0
@@ -198,8 +197,7 @@ class _Pipeline:
         self.owner: dict[str, int] = {}  # request key -> the job that asked first (its model call)
         self.results: dict[int, JobResult] = {}
         self.began = self.mark = self.last_flush = time.perf_counter()
-        self.first_written: float | None = None
-        self.written_now = 0
+        self.written_now = 0  # samples scored by this pipeline (not resumed ones): the samples/s
         self.token_budget = 0  # max_tokens of every generation asked for: an ETA bound before any sample is done
 
     # ------------------------------------------------------------------ building the work
@@ -213,15 +211,14 @@ class _Pipeline:
             todo = [it for it in job.items if it.id not in done]
             state = _JobState(job, len(todo))
             self.states.append(state)
-            name = self._dataset(j)
+            name = job.task.dataset_id
             self.progress.job_started(self.model, name, len(job.items))
             if done:
                 self.progress.advance(self.model, name, len(job.items) - len(todo))
             for it in todo:
                 self.items.append(_ItemState(j, it, positions[it.id], job.task.requests(it)))
         wanted = {r.key(): r for s in self.items for r in s.requests}
-        self.responses = self.store.cached(self.fingerprint, list(wanted.values()))
-        askers = self.store.askers(self.fingerprint, list(self.responses))
+        self.responses, askers = self.store.cached(self.fingerprint, list(wanted.values()))
         ready = []
         counted: set[tuple[int, str]] = set()
         for s in self.items:
@@ -245,9 +242,6 @@ class _Pipeline:
                 ready.append(s)
         return ready
 
-    def _dataset(self, j: int) -> str:
-        return self.jobs[j].task.dataset_id
-
     # ------------------------------------------------------------------ the pipeline
 
     def run(self) -> list[JobResult]:
@@ -265,7 +259,7 @@ class _Pipeline:
                 task = self.jobs[s.job].task
                 answers = [self.responses[r.key()] for r in s.requests]
                 future = pool.submit(task.score, s.item, answers)
-                future.add_done_callback(lambda f, s=s: self.events.put(("scored", s, f)))
+                future.add_done_callback(lambda f, s=s, answers=answers: self.events.put(("scored", s, answers, f)))
 
             try:
                 for s in ready:
@@ -274,9 +268,7 @@ class _Pipeline:
                 fatal: BaseException | None = None
                 last_tick = 0.0
                 while not all(st.done for st in self.states):
-                    if not engine_running and not scoring:
-                        if fatal is not None:
-                            raise fatal
+                    if not engine_running and not scoring:  # (a fatal error was raised when scoring ended)
                         raise RuntimeError(
                             f"{self.backend.info.name} left {sum(st.todo - st.settled for st in self.states)} "
                             "items unanswered without an error"
@@ -314,8 +306,8 @@ class _Pipeline:
                                     self._fail(s)
                         elif kind == "scored":
                             scoring -= 1
-                            s, future = event[1], event[2]
-                            self._record(s, future.result())  # a scorer's exception is evalmap's bug: raise it
+                            s, answers, future = event[1:]
+                            self._record(s, answers, future.result())  # a scorer's exception is a bug: raise it
                         elif kind == "engine done":
                             engine_running = False
                             if event[1] is not None and fatal is None:
@@ -351,16 +343,14 @@ class _Pipeline:
         """A fresh answer is a model call of the job that asked first, with its tokens."""
         job_id = self.jobs[self.owner[key]].job_id
         count = counts.setdefault(job_id, {"model_calls": 0, "prompt_tokens": 0, "completion_tokens": 0})
+        prompt, completion = _tokens(response)
         count["model_calls"] += 1
-        count["prompt_tokens"] += getattr(response, "prompt_tokens", 0) or getattr(response, "context_tokens", 0)
-        count["completion_tokens"] += getattr(response, "completion_tokens", 0) or getattr(
-            response, "continuation_tokens", 0
-        )
+        count["prompt_tokens"] += prompt
+        count["completion_tokens"] += completion
 
     # ------------------------------------------------------------------ recording
 
-    def _record(self, s: _ItemState, result: SampleResult) -> None:
-        answers = [self.responses[r.key()] for r in s.requests]
+    def _record(self, s: _ItemState, answers: list[Response], result: SampleResult) -> None:
         state = self.states[s.job]
         state.records.append(
             {
@@ -372,25 +362,20 @@ class _Pipeline:
                 "target": result.target,
                 "metrics": result.metrics,
                 "details": result.details,
-                "prompt_tokens": sum(getattr(x, "prompt_tokens", 0) or getattr(x, "context_tokens", 0) for x in answers),
-                "completion_tokens": sum(
-                    getattr(x, "completion_tokens", 0) or getattr(x, "continuation_tokens", 0) for x in answers
-                ),
+                "prompt_tokens": sum(_tokens(x)[0] for x in answers),
+                "completion_tokens": sum(_tokens(x)[1] for x in answers),
                 "latency_s": sum(x.latency_s for x in answers),
             }
         )
         state.written += 1
         self.written_now += 1
-        if self.first_written is None:
-            self.first_written = time.perf_counter()
         if len(state.records) >= FLUSH_SAMPLES or state.settled == state.todo:
             self._flush(force=True)
 
     def _fail(self, s: _ItemState) -> None:
         state = self.states[s.job]
-        state.failures.append((s.item.id, s.position, s.error or "failed"))
+        state.failures.append((s.item.id, s.position, s.error))
         state.failed += 1
-        state.failure = state.failure or s.error
         self._flush(force=state.settled == state.todo)
 
     def _charge_wall(self, now: float) -> None:
@@ -416,7 +401,6 @@ class _Pipeline:
                 self._store(st)
             if finished:
                 st.done = True
-                self.mark = now
                 result = finish_job(st.job.task, self.store, st.job.job_id)
                 self.results[j] = result
                 self.progress.job_finished(result)
@@ -441,9 +425,7 @@ class _Pipeline:
         generated = self.sink.generated
         elapsed = now - self.began
         tok_rate = generated / elapsed if generated and elapsed > 0 else None
-        rate = None
-        if self.first_written is not None and self.written_now:
-            rate = self.written_now / max(now - self.began, 1e-9)
+        rate = self.written_now / elapsed if self.written_now and elapsed > 0 else None
         eta, bound = None, False
         if rate:
             eta = (total - settled) / rate
@@ -452,6 +434,13 @@ class _Pipeline:
         return EngineProgress(
             generated, tok_rate, settled, total, rate, sum(st.failed for st in self.states), eta, bound
         )
+
+
+def _tokens(response: Response) -> tuple[int, int]:
+    """(prompt, completion) tokens of an answer: a generation's, or a log-likelihood's context and continuation."""
+    if isinstance(response, Generation):
+        return response.prompt_tokens, response.completion_tokens
+    return response.context_tokens, response.continuation_tokens
 
 
 def _sentence(error: BaseException) -> str:

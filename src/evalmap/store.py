@@ -552,32 +552,24 @@ class Store:
 
     # ------------------------------------------------------------ response cache
 
-    def cached(self, fingerprint: str, requests: list[Request]) -> dict[str, Response]:
+    def cached(self, fingerprint: str, requests: list[Request]) -> tuple[dict[str, Response], dict[str, str]]:
+        """The cached answers to these requests by request key, and the job that asked for each (answers
+        cached before schema 4 have none)."""
         keys = list({r.key() for r in requests})
         found: dict[str, Response] = {}
+        askers: dict[str, str] = {}
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
             for row in self.db.execute(
-                f"SELECT request_hash, kind, response FROM responses WHERE fingerprint=? AND request_hash IN ({marks})",
+                f"SELECT request_hash, kind, response, job_id FROM responses WHERE fingerprint=? "
+                f"AND request_hash IN ({marks})",
                 (fingerprint, *chunk),
             ):
                 found[row["request_hash"]] = response_from_dict(row["kind"], json.loads(row["response"]))
-        return found
-
-    def askers(self, fingerprint: str, keys: list[str]) -> dict[str, str]:
-        """The job that asked for each cached answer (answers cached before schema 3 have none)."""
-        found: dict[str, str] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self.db.execute(
-                f"SELECT request_hash, job_id FROM responses WHERE fingerprint=? AND request_hash IN ({marks}) "
-                "AND job_id IS NOT NULL",
-                (fingerprint, *chunk),
-            ):
-                found[row["request_hash"]] = row["job_id"]
-        return found
+                if row["job_id"] is not None:
+                    askers[row["request_hash"]] = row["job_id"]
+        return found, askers
 
     def cache(
         self, fingerprint: str, answers: list[tuple[Request, Response, str | None]], counters: dict[str, dict] | None = None

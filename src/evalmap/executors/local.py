@@ -59,10 +59,6 @@ class RunSummary:
     def cache_hits(self) -> int:
         return sum(r.cache_hits for r in self.results)
 
-    @property
-    def failed(self) -> int:
-        return sum(r.failed for r in self.results)
-
 
 def library_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
