@@ -328,8 +328,9 @@ def main() -> None:
             z = abs(a["value"] - b_val) / se if se == se and se > 0 else (0.0 if a["value"] == b_val else math.inf)
             rows.append(dict(dataset=ds, metric=em_name, n=a["n"], evalmap=a["value"], evalmap_se=a["stderr"],
                              lm_eval=b_val, lm_eval_se=b_se, diff_over_se=z))  # fmt: skip
+            a_se = math.nan if a["stderr"] is None else a["stderr"]
             print(
-                f"{ds:<14}{em_name:<22}{a['n']:>5}{a['value']:>10.3f} ± {math.nan if a['stderr'] is None else a['stderr']:.3f}"
+                f"{ds:<14}{em_name:<22}{a['n']:>5}{a['value']:>10.3f} ± {a_se:.3f}"
                 f"{b_val:>10.3f} ± {b_se:.3f}{z:>11.2f}"
             )
     print("\nitem by item:")

@@ -122,8 +122,9 @@ class FakeOpenAIServer:
     answered now (a hanging one counts until its client disconnects), `peak_in_flight` the most at
     once, `failures` 500s sent, `hangs` POSTs never answered, `rejections` 400s sent for
     `reject_prompts`; `started` / `finished` the (time.monotonic(), kind) of each POST taken in and
-    each answer sent, kind "generate" or "loglikelihood" (echo). `reset_stats()` zeroes them (the fault pattern, which depends on how often
-    each body was seen, is kept, and so is `distinct_requests`, the number of different bodies seen).
+    each answer sent, kind "generate" or "loglikelihood" (echo). `reset_stats()` zeroes them (the
+    fault pattern, which depends on how often each body was seen, is kept, and so is
+    `distinct_requests`, the number of different bodies seen).
     """
 
     def __init__(

@@ -915,7 +915,9 @@ def test_found_undecodable_argument_byte(server, tmp_path):
 
 
 @needs_shared
-@pytest.mark.parametrize("usage", [b'{"prompt_tokens": Infinity}', b'{"completion_tokens": -Infinity}', b'{"prompt_tokens": NaN}'])
+@pytest.mark.parametrize(
+    "usage", [b'{"prompt_tokens": Infinity}', b'{"completion_tokens": -Infinity}', b'{"prompt_tokens": NaN}']
+)
 def test_found_infinite_token_count_in_usage(tmp_path, usage):
     """usage.prompt_tokens = Infinity (Python's json reads it) escaped as OverflowError: exit 1."""
     body = b'{"choices": [{"index": 0, "text": "The answer is 42.", "finish_reason": "stop"}], "usage": ' + usage + b"}"

@@ -572,7 +572,10 @@ class Store:
         return found, askers
 
     def cache(
-        self, fingerprint: str, answers: list[tuple[Request, Response, str | None]], counters: dict[str, dict] | None = None
+        self,
+        fingerprint: str,
+        answers: list[tuple[Request, Response, str | None]],
+        counters: dict[str, dict] | None = None,
     ) -> None:
         """Cache fresh answers (request, response, the job that asked); `counters` ({job id: {model_calls: ..,
         prompt_tokens: .., ...}}) are added to the jobs in the same transaction, so a kill never leaves a

@@ -28,8 +28,8 @@ them shifted by one token, so it is refused unless `loglikelihood_mode="force"`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import concurrent.futures
+import contextlib
 import email.utils
 import functools
 import hashlib
