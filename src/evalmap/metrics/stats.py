@@ -100,3 +100,31 @@ def wilson_interval(p: float, n: int, z: float = Z95) -> tuple[float, float]:
     low = 0.0 if p <= 0.0 else max(0.0, centre - half)
     high = 1.0 if p >= 1.0 else min(1.0, centre + half)
     return low, high
+
+
+def clustered_mean_score(name: str, clusters: Sequence[Sequence[float]]) -> Score:
+    """Mean of every value, with a cluster-robust stderr: values in one cluster (the instructions of
+    one ifeval prompt, the two turns of one MT-Bench question) are not independent, so the variance
+    is summed over clusters (CR1: G/(G-1) · Σ_g (Σ_i∈g (y_i − ȳ))² / N²), never over values.
+
+    `n` is the number of values; the method names the number of clusters the stderr rests on.
+    """
+    groups = [list(c) for c in clusters if len(c)]
+    values = [v for g in groups for v in g]
+    n, k = len(values), len(groups)
+    method = f"cluster-robust({k} clusters)"
+    if n == 0:
+        return empty_score(name, method)
+    mean = math.fsum(values) / n
+    if k < 2:
+        return Score(name, mean, NAN, NAN, NAN, n, method)
+    spread = math.fsum(math.fsum(v - mean for v in g) ** 2 for g in groups)
+    stderr = math.sqrt(k / (k - 1) * spread) / n
+    if is_binary(values):
+        if stderr == 0.0:
+            low, high = wilson_interval(mean, k)
+        else:
+            low, high = max(0.0, mean - Z95 * stderr), min(1.0, mean + Z95 * stderr)
+    else:
+        low, high = normal_ci(mean, stderr)
+    return Score(name, mean, stderr, low, high, n, method)
