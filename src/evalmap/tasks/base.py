@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from evalmap.backends.base import Request, Response
+from evalmap.backends.base import GenerationRequest, Request, Response
 from evalmap.hashing import sha256_json
 from evalmap.metrics.stats import Score
 
@@ -34,6 +34,8 @@ class TaskConfig:
     top_p: float = 1.0
     max_tokens: int | None = None
     seed: int = 1234
+    judge: str | None = None  # the catalog model that grades a judged task (None: the model being evaluated)
+    pairwise_against: str | None = None  # a judged task's opponent: a run id or a model id whose answers are stored
 
 
 @dataclass
@@ -54,7 +56,22 @@ class SampleResult:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class JudgeRequest(GenerationRequest):
+    """A generation asked of the run's judge (MT-Bench's grading), not of the model being evaluated:
+    the runner sends it to the judge's engine and caches its answer under the judge's fingerprint."""
+
+
 class Task(Protocol):
+    """What a dataset needs. Two optional members extend it for conversations and judges:
+
+    - `follow_up(item, responses) -> list[Request]`: requests that depend on earlier answers (a second
+      turn with the model's own first answer, a judge's verdict on both). The runner calls it, in its
+      own thread, each time every request asked so far for the item is answered, with all answers in
+      the order asked; [] means the item is ready for `score`, which then gets every answer in that order.
+    - `judged: bool` (true when the task sends `JudgeRequest`s): the run must name a judge.
+    """
+
     dataset_id: str
     config: TaskConfig
 
