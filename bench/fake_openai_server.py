@@ -141,6 +141,7 @@ class FakeOpenAIServer:
         host: str = "127.0.0.1",
         port: int = 0,
         max_model_len: int = 8192,
+        chat_reply=None,
     ):
         if not 0.0 <= fail_rate <= 1.0 or not 0.0 <= hang_rate <= 1.0 or fail_rate + hang_rate > 1.0:
             raise ValueError("fail_rate and hang_rate must be in [0, 1] and add up to at most 1.")
@@ -153,6 +154,7 @@ class FakeOpenAIServer:
         self.fail_prompts = set(fail_prompts)
         self.reject_prompts = set(reject_prompts)
         self.max_model_len = max_model_len
+        self.chat_reply = chat_reply  # (messages) -> text, or None for the hashed answer: a scripted judge
         self.host = host
         self.port = port
         self.base_url = ""
@@ -439,7 +441,11 @@ class FakeOpenAIServer:
         messages = payload.get("messages")
         if not isinstance(messages, list):
             raise TypeError("messages must be a list")
-        text, finish = _answer(messages, payload.get("max_tokens", 16), payload.get("stop"))
+        scripted = self.chat_reply(messages) if self.chat_reply is not None else None
+        if scripted is not None:
+            text, finish = scripted, "stop"
+        else:
+            text, finish = _answer(messages, payload.get("max_tokens", 16), payload.get("stop"))
         prompt_chars = sum(len(str(m.get("content", ""))) for m in messages if isinstance(m, dict))
         choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
         return self._envelope("chat.completion", "chatcmpl", choice, prompt_chars // 4 + 1, len(text.split()))

@@ -83,6 +83,7 @@ def _job_dict(job: JobResult) -> dict:
         "backend": {k: job.backend.get(k) for k in ("name", "version", "model", "fingerprint", "extra")},
         "prompt_hash": job.prompt_hash,
         "task_config": job.task_config,
+        "judge": job.judge,
     }
 
 
@@ -192,7 +193,7 @@ def load_run(
     `store` a Store or a path (default $EVALMAP_HOME/store.sqlite)."""
     from evalmap.metrics.stats import NAN, Score
     from evalmap.report.data import open_store, resolve_runs
-    from evalmap.runner import JobResult
+    from evalmap.runner import stored_job
     from evalmap.store import Store
 
     opened = not isinstance(store, Store)
@@ -207,16 +208,7 @@ def load_run(
                       s["n"], s["method"])
                 for s in stored
             ]
-            failures = db.failures(row["id"])
-            jobs.append(JobResult(
-                job_id=row["id"], model=row["model"], dataset=row["dataset"], n=db.count_samples(row["id"]),
-                scores=scores,
-                model_calls=row["model_calls"], cache_hits=row["cache_hits"], wall_seconds=row["wall_seconds"],
-                prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"],
-                backend=row["backend"] or {}, prompt_hash=row["prompt_hash"], task_config=row["task_config"] or {},
-                headline=next((s["name"] for s in stored if s["headline"]), None),
-                failed=len(failures), failure=failures[0]["error"] if failures else None,
-            ))
+            jobs.append(stored_job(db, row["id"], scores))
         return _run_result(db, rid, jobs, catalog or load_catalog(), resumed=False)
     finally:
         if opened:
@@ -350,19 +342,31 @@ def _options(samples: int | None, backend: str | None, seed: int, options: dict)
 
     backend_fields = {f.name for f in dataclasses.fields(BackendOptions)} - {"backend"}
     task_fields = {f.name for f in dataclasses.fields(TaskConfig)} - {"seed"}
-    if "timeout" in options:  # the CLI's name for it
-        options["timeout_s"] = options.pop("timeout")
-    unknown = sorted(set(options) - backend_fields - task_fields)
+    # the judge's engine: judge_<any BackendOptions field> (judge_backend, judge_base_url, ...), else the run's
+    judge_fields = {f"judge_{name}" for name in {*backend_fields, "backend"}}
+    for prefix in ("", "judge_"):
+        if f"{prefix}timeout" in options:  # the CLI's name for it
+            options[f"{prefix}timeout_s"] = options.pop(f"{prefix}timeout")
+    unknown = sorted(set(options) - backend_fields - task_fields - judge_fields)
     if unknown:
-        known = ", ".join(sorted({*RUN_KEYWORDS, "samples", "backend", "timeout", *backend_fields, *task_fields}))
+        known = ", ".join(sorted({*RUN_KEYWORDS, "samples", "backend", "timeout", *backend_fields, *task_fields,
+                                  "judge_backend", "judge_base_url", "judge_api_key_env"}))
         raise EvalmapError(f"Unknown option(s) for evalmap.evaluate: {', '.join(unknown)}; known: {known}.")
     if options.get("data_dir") is not None:
         options["data_dir"] = str(options["data_dir"])
+    run_backend = BackendOptions(backend=backend, **{k: v for k, v in options.items() if k in backend_fields})
+    judge_engine = {k.removeprefix("judge_"): v for k, v in options.items() if k in judge_fields and v is not None}
+    if judge_engine and not options.get("judge"):
+        raise EvalmapError(
+            f"--judge-{'/--judge-'.join(k.replace('_', '-') for k in sorted(judge_engine))} choose the judge's "
+            "engine; name the judge model too, with --judge-model ID (a catalog model)."
+        )
     return RunOptions(
         samples=samples,
         seed=seed,
-        backend=BackendOptions(backend=backend, **{k: v for k, v in options.items() if k in backend_fields}),
+        backend=run_backend,
         task=TaskConfig(**{k: v for k, v in options.items() if k in task_fields}, seed=seed),
+        judge_backend=dataclasses.replace(run_backend, **judge_engine) if judge_engine else None,
     )
 
 
@@ -388,7 +392,10 @@ def evaluate(
     samples: a deterministic subset of N items per dataset, or {dataset: N} (default: all). backend: transformers,
     llamacpp, openai, vllm, ... (default: the model's). options: any BackendOptions field (base_url,
     api_key_env, batch_size, concurrency, device, dtype, timeout, max_retries, ...) or TaskConfig field
-    (data_dir, chat, num_fewshot, mode, variant, n_samples, temperature, ...). store: a Store or a file
+    (data_dir, chat, num_fewshot, mode, variant, n_samples, temperature, judge, pairwise_against, ...); a
+    judged dataset (mt_bench) is graded by `judge` (a catalog model id; default: each model itself, said
+    loudly) on the run's engine settings, or on judge_backend / judge_base_url / judge_api_key_env / any
+    judge_<backend option>. store: a Store or a file
     (default $EVALMAP_HOME/store.sqlite). output: a folder to write results.json, samples.jsonl and the
     HTML report into (an earlier run's results there need overwrite=True). quiet: no progress bars
     (they go to stderr). A rerun with the same arguments resumes an unfinished run or answers from the

@@ -379,6 +379,26 @@ def run(
         int, typer.Option("--n-samples", min=1, max=1000, help="Generations per item (pass@k), up to 1000.")
     ] = 1,
     temperature: Annotated[float, typer.Option(min=0.0)] = 0.0,
+    judge_model: Annotated[
+        str | None,
+        typer.Option("--judge-model", help="The catalog model that grades judged datasets (mt_bench); default: "
+                     "each model itself, a weak judge (said when it runs)."),
+    ] = None,
+    judge_backend: Annotated[
+        str | None, typer.Option("--judge-backend", help="The judge's engine (default: the run's --backend).",
+                                 callback=_backend_option),
+    ] = None,
+    judge_base_url: Annotated[
+        str | None, typer.Option("--judge-base-url", help="The judge's OpenAI-compatible server (default: --base-url).")
+    ] = None,
+    judge_api_key_env: Annotated[
+        str | None, typer.Option("--judge-api-key-env", help="Env var holding the judge server's API key.")
+    ] = None,
+    pairwise_against: Annotated[
+        str | None,
+        typer.Option("--pairwise-against", help="Judge mt_bench pairwise against a stored run id, or a model id "
+                     "(its newest stored answers), instead of single 1-10 grades."),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     dtype: Annotated[str | None, typer.Option(help="auto, float32, bfloat16, float16.")] = None,
     store_path: Annotated[Path | None, typer.Option("--store", help="SQLite store (default ~/.cache/evalmap).")] = None,
@@ -397,7 +417,9 @@ def run(
             overwrite=overwrite, quiet=quiet or fmt is Format.json, base_url=base_url, api_key_env=api_key_env,
             batch_size=batch_size, concurrency=concurrency, device=device, dtype=dtype, timeout_s=timeout,
             max_retries=max_retries, data_dir=data_dir, chat=chat, num_fewshot=num_fewshot, mode=mode,
-            variant=variant, n_samples=n_samples, temperature=temperature,
+            variant=variant, n_samples=n_samples, temperature=temperature, judge=judge_model,
+            pairwise_against=pairwise_against, judge_backend=judge_backend, judge_base_url=judge_base_url,
+            judge_api_key_env=judge_api_key_env,
         )
     except KeyboardInterrupt:
         err.print("Interrupted: finished samples are saved; run the same command again to resume.")
@@ -411,6 +433,15 @@ def run(
     groups = group_table(result.groups, out.is_terminal)
     if groups is not None:
         out.print(groups)
+    for job in result.jobs:
+        if job.judge:
+            j = job.judge
+            out.print(
+                f"{job.model} · {job.dataset}: judged by {j['model']} on {j['engine']}, {j['calls']} judge calls"
+                + (" — by itself: a weak, lenient judge, not comparable with another judge's scores (--judge-model)"
+                   if j.get("self") else ""),
+                highlight=False, markup=False,
+            )
     calls = result.model_calls
     out.print(
         f"{calls} model calls, {result.cache_hits} cache hits"

@@ -36,13 +36,18 @@ from evalmap.backends.base import Request, Response, response_from_dict
 from evalmap.errors import EvalmapError
 
 APPLICATION_ID = 0x45564D50  # "EVMP" in the SQLite header: this file is an evalmap store
-SCHEMA_VERSION = 4  # PRAGMA user_version; 0 = a store of an evalmap that did not stamp its files
+SCHEMA_VERSION = 5  # PRAGMA user_version; 0 = a store of an evalmap that did not stamp its files
 # Schema history (columns and tables are only ever added): 1 = run owner columns; 2 = scores.headline;
-# 3 = the failures table; 4 = responses.job_id (the job that asked).
+# 3 = the failures table; 4 = responses.job_id (the job that asked); 5 = the judge of a judged job
+# (JUDGE_COLUMNS: who judged, how many judge calls and tokens).
 TABLES = ("runs", "jobs", "samples", "scores", "responses", "failures")
 LEGACY_TABLES = TABLES[:5]  # what an unstamped store of an earlier evalmap holds
 OWNER_COLUMNS = ("pid", "host", "boot_id", "proc_start")  # who runs a run (added in schema 1)
+# A judged job's judge (model, engine, fingerprint, judge prompt hash; JSON) and what judging cost (schema 5).
+JUDGE_COLUMNS = {"judge": "TEXT", "judge_calls": "INTEGER NOT NULL DEFAULT 0",
+                 "judge_tokens": "INTEGER NOT NULL DEFAULT 0"}
 SQLITE_MAGIC = b"SQLite format 3\x00"
+JOB_JSON = ("backend", "task_config", "judge")  # the JSON columns of a job row
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -57,6 +62,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     status TEXT NOT NULL, n_items INTEGER NOT NULL, wall_seconds REAL NOT NULL DEFAULT 0,
     model_calls INTEGER NOT NULL DEFAULT 0, cache_hits INTEGER NOT NULL DEFAULT 0,
     prompt_tokens INTEGER NOT NULL DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0,
+    judge TEXT, judge_calls INTEGER NOT NULL DEFAULT 0, judge_tokens INTEGER NOT NULL DEFAULT 0,
     UNIQUE(run_id, model, dataset)
 );
 CREATE TABLE IF NOT EXISTS samples (
@@ -327,6 +333,10 @@ class Store:
             self.db.execute(FAILURES_TABLE)
             if "job_id" not in {r[1] for r in self.db.execute("PRAGMA table_info(responses)")}:
                 self.db.execute("ALTER TABLE responses ADD COLUMN job_id TEXT")
+            have = {r[1] for r in self.db.execute("PRAGMA table_info(jobs)")}
+            for column, kind in JUDGE_COLUMNS.items():
+                if column not in have:
+                    self.db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
             self._flag_earlier_headlines()
             self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
@@ -415,21 +425,25 @@ class Store:
                 self.db.execute("UPDATE jobs SET status=? WHERE run_id=? AND status='running'", (status, run_id))
 
     def open_job(
-        self, run_id: str, model: str, dataset: str, backend: dict, task_config: dict, prompt_hash: str, n_items: int
+        self, run_id: str, model: str, dataset: str, backend: dict, task_config: dict, prompt_hash: str, n_items: int,
+        judge: dict | None = None,
     ) -> str:
+        """The job's id (opened again on a resume); `judge` is a judged job's judge (model, engine, ...)."""
+        judged = _dumps(judge) if judge is not None else None
         row = self.db.execute(
             "SELECT id FROM jobs WHERE run_id=? AND model=? AND dataset=?", (run_id, model, dataset)
         ).fetchone()
         if row:
             self.db.execute(
-                "UPDATE jobs SET backend=?, status='running' WHERE id=?", (_dumps(backend), row["id"])
+                "UPDATE jobs SET backend=?, judge=?, status='running' WHERE id=?", (_dumps(backend), judged, row["id"])
             )
             return row["id"]
         job_id = f"{run_id}/{model}/{dataset}"
         self.db.execute(
-            "INSERT INTO jobs(id, run_id, model, dataset, backend, task_config, prompt_hash, status, n_items) "
-            "VALUES (?,?,?,?,?,?,?,?,?)",
-            (job_id, run_id, model, dataset, _dumps(backend), _dumps(task_config), prompt_hash, "running", n_items),
+            "INSERT INTO jobs(id, run_id, model, dataset, backend, task_config, prompt_hash, status, n_items, judge) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (job_id, run_id, model, dataset, _dumps(backend), _dumps(task_config), prompt_hash, "running", n_items,
+             judged),
         )
         return job_id
 
@@ -442,11 +456,24 @@ class Store:
 
     def job(self, job_id: str) -> dict:
         row = self.db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
-        return _decode(dict(row), ("backend", "task_config"))
+        return _decode(dict(row), JOB_JSON)
 
     def jobs(self, run_id: str) -> list[dict]:
         rows = self.db.execute("SELECT * FROM jobs WHERE run_id=? ORDER BY rowid", (run_id,)).fetchall()
-        return [_decode(dict(r), ("backend", "task_config")) for r in rows]
+        return [_decode(dict(r), JOB_JSON) for r in rows]
+
+    def jobs_of(self, dataset: str, model: str | None = None, run: str | None = None) -> list[dict]:
+        """A dataset's jobs, newest run first: of one model, and/or of runs whose id is or starts with `run`."""
+        sql = "SELECT j.* FROM jobs j JOIN runs r ON r.id = j.run_id WHERE j.dataset=?"
+        args: list = [dataset]
+        if model is not None:
+            sql += " AND j.model=?"
+            args.append(model)
+        if run is not None:
+            sql += " AND (r.id=? OR substr(r.id, 1, ?)=?)"
+            args += [run, len(run), run]
+        rows = self.db.execute(sql + " ORDER BY r.created DESC, j.rowid", args).fetchall()
+        return [_decode(dict(r), JOB_JSON) for r in rows]
 
     def run(self, run_id: str) -> dict | None:
         row = self.db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
@@ -539,13 +566,14 @@ class Store:
 
     def measured_throughput(self, model: str, backend: str, host: str | None = None) -> dict | None:
         """What the store has measured for a model on an engine (on `host`, default this machine): the
-        fresh tokens and wall seconds of its finished jobs that called the model, summed; None when none did."""
+        fresh tokens and wall seconds of its finished jobs that called the model, summed (a judged job's wall
+        holds the judging too, so it is left out); None when none did."""
         row = self.db.execute(
             "SELECT COUNT(*) AS jobs, SUM(j.prompt_tokens) AS prompt_tokens, "
             "SUM(j.completion_tokens) AS completion_tokens, SUM(j.wall_seconds) AS wall_seconds, "
             "SUM(j.model_calls) AS model_calls, SUM(j.n_items) AS items FROM jobs j JOIN runs r ON r.id = j.run_id "
             "WHERE j.model=? AND json_extract(j.backend, '$.name')=? AND r.host=? AND j.status='finished' "
-            "AND j.model_calls > 0 AND j.wall_seconds > 0",
+            "AND j.model_calls > 0 AND j.wall_seconds > 0 AND j.judge IS NULL",
             (model, backend, host or socket.gethostname()),
         ).fetchone()
         return dict(row) if row and row["jobs"] else None

@@ -90,6 +90,7 @@ class JobRecord:
     category: str = UNCATALOGUED
     categories: tuple[str, ...] = ()
     task_type: str = UNCATALOGUED
+    judge: dict | None = None  # a judged job's judge (store.py JUDGE_COLUMNS), with its calls and tokens
 
     @property
     def primary(self) -> Score | None:
@@ -104,6 +105,16 @@ class JobRecord:
     def backend_label(self) -> str:
         name, version = self.backend.get("name"), self.backend.get("version")
         return " ".join(str(x) for x in (name, version) if x) or "unknown"
+
+    @property
+    def judge_label(self) -> str:
+        """Who graded a judged job: "model on engine", marked when it graded itself; "" when not judged."""
+        j = self.judge
+        if not j:
+            return ""
+        mode = f" · pairwise vs {j['pairwise_against']}" if j.get("pairwise_against") else ""
+        return (f"{j.get('model')} on {j.get('engine')}" + (" (itself)" if j.get("self") else "")
+                + f" · prompts {str(j.get('prompt_hash', ''))[:12]} · {j.get('calls', 0)} judge calls{mode}")
 
     def seconds_per_sample(self) -> Score:
         """Mean model latency per sample (as the backend measured it, cached or not) with its stderr.
@@ -269,6 +280,8 @@ def load_report_data(store: Store, run_ids: Sequence[str], catalog: Catalog | No
                 task_config=row["task_config"] or {}, prompt_hash=row["prompt_hash"], n_items=row["n_items"],
                 wall_seconds=row["wall_seconds"], model_calls=row["model_calls"], cache_hits=row["cache_hits"],
                 prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"],
+                judge={**row["judge"], "calls": row["judge_calls"], "tokens": row["judge_tokens"]}
+                if row.get("judge") else None,
             )
             jobs.append(job)
             by_id[job.id] = job

@@ -255,6 +255,7 @@ def _meta_view(data: ReportData) -> dict:
             "prompt_hash": j.prompt_hash[:16], "n": j.n_samples, "wall": f"{j.wall_seconds:.2f} s",
             "calls": j.model_calls, "cache_hits": j.cache_hits, "tokens": j.prompt_tokens + j.completion_tokens,
             "seconds": T.fmt_seconds(secs.value), "scores": "; ".join(T.fmt_score(s) + f" {s.name}" for s in j.scores),
+            "judge": j.judge_label,
         })
     return {"runs": runs, "jobs": jobs}
 

@@ -454,13 +454,13 @@ def jobs_table(data: ReportData) -> Table:
             j.run_id, j.model, j.dataset, j.status, j.backend.get("name", ""), j.backend.get("version", ""),
             j.backend.get("fingerprint", ""), j.prompt_hash, j.n_samples, _num(j.wall_seconds, 2), j.model_calls,
             j.cache_hits, j.prompt_tokens, j.completion_tokens, _num(secs.value, 6),
-            "; ".join(f"{s.name}={_num(s.value)}±{_num(s.stderr)} (n={s.n})" for s in j.scores),
+            "; ".join(f"{s.name}={_num(s.value)}±{_num(s.stderr)} (n={s.n})" for s in j.scores), j.judge_label,
         ])
     return Table(
         "jobs", "Jobs",
         ["run", "model", "dataset", "status", "backend", "backend_version", "fingerprint", "prompt_hash", "samples",
          "wall_seconds", "model_calls", "cache_hits", "prompt_tokens", "completion_tokens", "seconds_per_sample",
-         "scores"],
+         "scores", "judge"],
         rows,
     )
 

@@ -142,6 +142,25 @@
     }
   }
 
+  // A judged conversation (MT-Bench): each turn's answer, the opponent's in pairwise mode, and the
+  // judge's full reasoning with its rating or verdict right under it.
+  function judgedTurns(g, d) {
+    d.turns.forEach(function (t, i) {
+      var n = "turn " + (t.turn || i + 1);
+      field(g, n + " answer", d.answers[i], null, (d.answers[i] || "").length > 1500);
+      if (Array.isArray(d.opponent_answers)) {
+        field(g, n + " " + (d.opponent || "opponent"), d.opponent_answers[i], null, (d.opponent_answers[i] || "").length > 1500);
+      }
+      var texts = Array.isArray(t.judgments) ? t.judgments : [t.judgment];
+      texts.forEach(function (text, k) {
+        var label = n + " judge" + (texts.length > 1 ? " (order " + (k + 1) + ")" : "");
+        var said = t.rating !== undefined ? "rating " + show(t.rating) : "outcome " + show(t.outcome);
+        field(g, label, said + (t.failure ? " · " + t.failure : "") + "\n\n" + (text || ""), t.failure ? "err" : null);
+      });
+    });
+    if (d.category) field(g, "category", d.category + (d.reference_known_wrong ? " · reference answer known to be wrong" : ""));
+  }
+
   function card(r) {
     var c = el("div", "sample " + r.verdict);
     c.setAttribute("data-verdict", r.verdict);
@@ -153,11 +172,18 @@
     c.appendChild(head);
     var g = el("div", "grid");
     field(g, "prompt", r.prompt, null, (r.prompt || "").length > 400);
-    field(g, "output", outputText(r.output));
-    field(g, "extracted", show(r.extracted));
-    field(g, "target", show(r.target));
     var d = r.details;
-    if (d && d.status !== undefined) {
+    var judged = d && Array.isArray(d.turns) && Array.isArray(d.answers);
+    if (judged) {
+      judgedTurns(g, d);
+    } else {
+      field(g, "output", outputText(r.output));
+      field(g, "extracted", show(r.extracted));
+    }
+    field(g, "target", show(r.target));
+    if (judged) {
+      // shown above, turn by turn
+    } else if (d && d.status !== undefined) {
       field(g, "test status", show(d.status) + (d.error_type ? " · " + d.error_type : "") +
         (d.passed !== undefined ? " · passed " + d.passed + "/" + d.n : "") + (d.wall_s ? " · " + fmt(d.wall_s, 2) + " s" : ""),
         r.verdict === "correct" ? null : "err");
