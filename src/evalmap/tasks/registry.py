@@ -37,6 +37,9 @@ SPECS: dict[str, str] = {
     # knowledge
     "mmlu": f"{_SPECS}.knowledge:MMLU",
     "truthfulqa": f"{_SPECS}.knowledge:TRUTHFULQA",
+    # instruction following
+    "ifeval": f"{_SPECS}.instruction_following:IFEVAL",
+    "mt_bench": f"{_SPECS}.instruction_following:MT_BENCH",
 }
 
 
