@@ -39,6 +39,7 @@ SPECS: dict[str, str] = {
     "truthfulqa": f"{_SPECS}.knowledge:TRUTHFULQA",
     # instruction following
     "ifeval": f"{_SPECS}.instruction_following:IFEVAL",
+    "mt_bench": f"{_SPECS}.instruction_following:MT_BENCH",
 }
 
 

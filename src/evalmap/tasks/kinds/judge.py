@@ -334,7 +334,8 @@ class JudgeTask:
     def _judge_request(
         self, item: Item, turn: int, order: int, answers: Sequence[str], opponent: Sequence[str] | None
     ) -> JudgeRequest:
-        """The judge's prompt for one turn (pairwise: `order` 1 puts the model's answer second)."""
+        """The judge's prompt for one turn (pairwise: `order` 1 puts the model's answer second): greedy and
+        `spec.judge_max_tokens` long, whatever the run's --temperature / --max-tokens (the model's options)."""
         template = self.templates()[self.template_name(item, turn)]
         fields = self._fields(turn, pairwise=opponent is not None, item=item, answers=answers, opponent=opponent,
                               order=order)  # fmt: skip
