@@ -284,6 +284,7 @@ def test_every_prompt_builds_and_loose_never_below_strict(data_dir, make_task):
         (["length_constraints:number_words"], [{"num_words": "5"}], "num_words must be a whole number"),
         (["punctuation:no_comma"], [{"num_words": 5}], "gives punctuation:no_comma the argument 'num_words'"),
         (["punctuation:no_comma"], [], "has 1 instruction ids but 0 kwargs"),
+        (["keywords:existence"], [{"keywords": ["f(x"]}], r"keywords 'f\(x' is not a valid regular expression"),
         ([], [], "has no instructions"),
     ],
 )

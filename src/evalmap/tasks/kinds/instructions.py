@@ -320,13 +320,23 @@ def _text(args: Args, name: str, rng: Random | None = None, options: tuple[str, 
     return value.strip()
 
 
+def _pattern(word: str, name: str) -> str:
+    """A word the checker searches as a regular expression (as the reference does): refused at load if it is
+    not one, rather than failing the item when its answer is scored."""
+    try:
+        re.compile(word)
+    except re.error:
+        raise ValueError(f"{name} {word!r} is not a valid regular expression (the checks search it as one)") from None
+    return word
+
+
 def _words_list(args: Args, name: str) -> list[str]:
     value = args.get(name)
     if value is None:
         raise ValueError(f"has no {name}")
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError(f"{name} must be a list of words, not {value!r}")
-    return sorted(set(value))
+    return sorted({_pattern(word, name) for word in value})
 
 
 def _first_word_args(args: Args, rng: Random) -> Args:
@@ -365,7 +375,7 @@ CHECKERS: dict[str, Checker] = {
         _keyword_frequency,
         ("keyword", "frequency", "relation"),
         lambda a, r: {
-            "keyword": _text(a, "keyword"),
+            "keyword": _pattern(_text(a, "keyword"), "keyword"),
             "frequency": _count(a, "frequency", r, 1, 3),
             "relation": _relation(a, "relation", r),
         },
@@ -414,7 +424,7 @@ CHECKERS: dict[str, Checker] = {
         _sections,
         ("section_spliter", "num_sections"),
         lambda a, r: {
-            "section_spliter": _text(a, "section_spliter", r, ("Section", "SECTION")),
+            "section_spliter": _pattern(_text(a, "section_spliter", r, ("Section", "SECTION")), "section_spliter"),
             "num_sections": _count(a, "num_sections", r, 1, 5),
         },
     ),
