@@ -59,7 +59,7 @@ def test_headline_metric_keeps_its_meaning():
     assert registry.headline_metric("gsm8k") == "exact_match_flexible"
     assert registry.headline_metric("truthfulqa") == "mc2"
     assert registry.headline_metric("humaneval") == registry.headline_metric("humaneval", "generate") == "pass@1"
-    assert registry.headline_metric("mt_bench") is None
+    assert registry.headline_metric("mt_bench") == "judge_score"
 
 
 def _imports(path: Path) -> set[str]:
