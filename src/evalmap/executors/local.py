@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from itertools import groupby
 
-from evalmap.backends import BackendOptions, open_backend
+from evalmap.backends import BackendOptions, backend_name, open_backend
 from evalmap.backends.capabilities import check_plan
 from evalmap.backends.registry import backend_packages
 from evalmap.catalog.loader import Catalog
@@ -91,9 +91,10 @@ class _Judging:
     another model, and the stored answers a pairwise run compares against. Everything a user can get
     wrong (an unknown judge, an opponent with no stored answers) fails here, before any model loads."""
 
-    def __init__(self, catalog: Catalog, pairs, tasks: dict, options: RunOptions, store: Store,
+    def __init__(self, catalog: Catalog, run_id: str, tasks: dict, options: RunOptions, store: Store,
                  reporter: Reporter, open_backend_fn: Callable):
         self.catalog, self.options, self.store, self.open_backend_fn = catalog, options, store, open_backend_fn
+        self.run_id = run_id
         self.tasks = {d: t for d, t in tasks.items() if getattr(t, "judged", False)}
         self.judge_id = options.task.judge
         self.judge_options = options.judge_backend or options.backend
@@ -109,7 +110,7 @@ class _Judging:
                 "pass --judge-model ID (a catalog model, or a server with --judge-base-url) to choose the judge."
             )
         else:
-            catalog.model(self.judge_id)  # an unknown judge is one sentence now, not after a model loads
+            backend_name(catalog.model(self.judge_id), self.judge_options)  # unknown judge or engine: one sentence now
             reporter.message(f"{names} is judged by {self.judge_id}")
         if options.task.pairwise_against:
             for dataset_id, task in self.tasks.items():
@@ -119,10 +120,11 @@ class _Judging:
                 reporter.message(f"{dataset_id}: pairwise against {name} ({len(answers)} answers)")
 
     def _opponent(self, dataset_id: str, ref: str) -> tuple[str, dict[str, list[str]]]:
-        """The stored answers of `ref` (a run id or prefix, else a catalog model id: its newest run) on the dataset."""
-        jobs = self.store.jobs_of(dataset_id, run=ref)
+        """The stored answers of `ref` (a run id or prefix, else a catalog model id: its newest other run) on the
+        dataset; never this run's own (a resumed pairwise run must not play against itself)."""
+        jobs = [j for j in self.store.jobs_of(dataset_id, run=ref) if j["run_id"] != self.run_id]
         if not jobs and ref in self.catalog.models:
-            jobs = self.store.jobs_of(dataset_id, model=ref)[:1]
+            jobs = [j for j in self.store.jobs_of(dataset_id, model=ref) if j["run_id"] != self.run_id][:1]
         models = sorted({j["model"] for j in jobs})
         if len(models) > 1:
             raise EvalmapError(
@@ -199,9 +201,10 @@ def run_plan(
         if dataset_id not in tasks:
             config = TaskConfig(**{**asdict(options.task), "seed": options.seed})
             tasks[dataset_id] = build_task(catalog.dataset(dataset_id), config)
-            preload(tasks[dataset_id], options.seed)  # records loaded and checked now, not after a model loads
+    judging = _Judging(catalog, run_id, tasks, options, store, reporter, open_backend_fn)  # judge and opponent
+    for task in tasks.values():
+        preload(task, options.seed)  # records loaded and checked now, not after a model loads
     check_plan(catalog, pairs, tasks, options.backend, options.seed)  # backend names + capabilities, before a load
-    judging = _Judging(catalog, pairs, tasks, options, store, reporter, open_backend_fn)
     results: list[JobResult] = []
     status = "interrupted"
     try:
