@@ -14,7 +14,9 @@ NLTK_DATA pointing at the punkt_tab copy evalmap uses (so nothing is downloaded)
 in evalmap (lm-eval leaves it unseeded: its verdicts on a borderline text can change from run to run).
 
 Prints, per set: mismatching verdicts per instruction id (strict, loose; goal 0), the 4 metrics side by side
-(evalmap's with stderr), how often the two sentence counters agree, and each side's scoring wall time.
+(evalmap's with stderr), how often the two sentence counters agree, and each side's scoring wall time. An
+instruction whose arguments the data leaves unset or invalid (prompt 1122's letter "#") is compared with
+lm-eval given evalmap's one seeded draw; lm-eval's verdicts with its own draw on every check are counted apart.
 
     python bench/bench_ifeval_agreement.py --responses /tmp/ifeval-smollm2/samples.jsonl
     python bench/bench_ifeval_agreement.py            # the hand-written cases only
@@ -48,8 +50,9 @@ DEFAULT_DATA = REPO.parent / "shared" / "datasets"
 VENV = Path(os.environ.get("LMEVAL_VENV", "/tmp/lmeval-venv"))
 LMEVAL = "lm-eval[ifeval]==0.4.13"
 
-# Runs inside lm-eval's venv: one JSON line in per response ({doc, response}), one out (verdicts, sentence counts
-# of the response and of its loose variants), then the scoring wall time.
+# Runs inside lm-eval's venv: one JSON line in per response ({doc, response, texts, drawn_doc}), one out (verdicts,
+# verdicts given evalmap's drawn arguments, sentence counts of the response and its loose variants), and the
+# wall time of scoring the docs as given.
 LMEVAL_SCRIPT = r"""
 import json, sys, time
 from langdetect import DetectorFactory
@@ -63,6 +66,8 @@ for row in rows:
     out.append({"strict": got["inst_level_strict_acc"], "loose": got["inst_level_loose_acc"]})
 scoring = time.perf_counter() - began
 for row, result in zip(rows, out):
+    got = utils.process_results(row["drawn_doc"] or row["doc"], [row["response"]])
+    result["drawn_strict"], result["drawn_loose"] = got["inst_level_strict_acc"], got["inst_level_loose_acc"]
     result["sentences"] = [instructions_util.count_sentences(text) for text in row["texts"]]
 with open(sys.argv[2], "w", encoding="utf-8") as fh:
     json.dump({"rows": out, "seconds": scoring}, fh)
@@ -128,13 +133,23 @@ def model_responses(path: Path, data_dir: Path) -> list[tuple[dict, str]]:
     return [(docs[item_id], text) for item_id, text in sorted(answers, key=lambda p: int(p[0]))]
 
 
+def with_draws(doc: dict) -> dict | None:
+    """The doc with the arguments evalmap drew (unset or invalid in the data) set to evalmap's values, so lm-eval
+    checks the same rule instead of drawing its own; None when nothing was drawn."""
+    built = ins.build_instructions(str(doc["key"]), doc["instruction_id_list"], doc["kwargs"])
+    if not any(i.drawn for i in built):
+        return None
+    kwargs = [{**kw, **{name: i.args[name] for name in i.drawn}} for kw, i in zip(doc["kwargs"], built, strict=True)]
+    return {**doc, "kwargs": kwargs}
+
+
 def run_lmeval(python: Path, pairs: list[tuple[dict, str]]) -> tuple[list[dict], float]:
     with tempfile.TemporaryDirectory(prefix="em-ifeval-") as work:
         given, got, script = Path(work, "in.jsonl"), Path(work, "out.json"), Path(work, "score.py")
         with given.open("w", encoding="utf-8") as fh:
             for doc, response in pairs:
-                texts = ins.response_variants(response)
-                fh.write(json.dumps({"doc": doc, "response": response, "texts": texts}, ensure_ascii=False) + "\n")
+                row = {"doc": doc, "drawn_doc": with_draws(doc), "response": response}
+                fh.write(json.dumps({**row, "texts": ins.response_variants(response)}, ensure_ascii=False) + "\n")
         script.write_text(LMEVAL_SCRIPT)
         env = {**os.environ, "NLTK_DATA": nltk_data(), "HF_HUB_OFFLINE": "1"}
         proc = subprocess.run([str(python), str(script), str(given), str(got)], capture_output=True, text=True, env=env)
@@ -154,18 +169,21 @@ def compare(name: str, pairs: list[tuple[dict, str]], python: Path) -> int:
     evalmap_s = time.perf_counter() - began
     lm_rows, lmeval_s = run_lmeval(python, pairs)
 
-    seen, strict_off, loose_off = Counter(), Counter(), Counter()
+    # An instruction with drawn arguments is compared with lm-eval given evalmap's draws (the same rule); lm-eval's
+    # verdict on the data as given (its own draw, on every check) is counted apart, as chance.
+    seen, off, chance = Counter(), Counter(), Counter()
     examples = []
     for (doc, response), ours, theirs in zip(pairs, samples, lm_rows, strict=True):
-        rows = ours.details["instructions"]
-        for row, lm_strict, lm_loose in zip(rows, theirs["strict"], theirs["loose"], strict=True):
+        for n, row in enumerate(ours.details["instructions"]):
             seen[row["id"]] += 1
-            if bool(row["strict"]) != lm_strict:
-                strict_off[row["id"]] += 1
-                examples.append((doc["key"], row["id"], "strict", bool(row["strict"]), lm_strict, response))
-            if bool(row["loose"]) != lm_loose:
-                loose_off[row["id"]] += 1
-                examples.append((doc["key"], row["id"], "loose", bool(row["loose"]), lm_loose, response))
+            for mode in ("strict", "loose"):
+                same_rule = theirs[f"drawn_{mode}"][n] if "drawn" in row else theirs[mode][n]
+                if bool(row[mode]) != same_rule:
+                    off[row["id"], mode] += 1
+                    examples.append((doc["key"], row["id"], mode, bool(row[mode]), same_rule, response))
+                if "drawn" in row:
+                    chance[mode, "drawn"] += 1
+                    chance[mode, "differs"] += bool(row[mode]) != theirs[mode][n]
     sentence_pairs = [
         (ins.count_sentences(text), count)
         for (_, response), theirs in zip(pairs, lm_rows, strict=True)
@@ -176,12 +194,17 @@ def compare(name: str, pairs: list[tuple[dict, str]], python: Path) -> int:
     print(f"\n== {name}: {len(pairs)} responses, {sum(seen.values())} instructions")
     print(f"{'instruction id':48} {'n':>4} {'strict off':>10} {'loose off':>10}")
     for instruction_id in sorted(seen):
-        print(f"{instruction_id:48} {seen[instruction_id]:4d} {strict_off[instruction_id]:10d} "
-              f"{loose_off[instruction_id]:10d}")  # fmt: skip
-    total = sum(strict_off.values()) + sum(loose_off.values())
-    print(f"{'mismatches':48} {'':4} {sum(strict_off.values()):10d} {sum(loose_off.values()):10d}")
+        print(f"{instruction_id:48} {seen[instruction_id]:4d} {off[instruction_id, 'strict']:10d} "
+              f"{off[instruction_id, 'loose']:10d}")  # fmt: skip
+    strict_off = sum(v for (_, mode), v in off.items() if mode == "strict")
+    print(f"{'mismatches':48} {'':4} {strict_off:10d} {sum(off.values()) - strict_off:10d}")
     for key, instruction_id, mode, ours, theirs, response in examples[:10]:
         print(f"  {key} {instruction_id} {mode}: evalmap {ours}, lm-eval {theirs}: {response[:120]!r}")
+    if chance["strict", "drawn"]:
+        print(f"{chance['strict', 'drawn']} instructions have arguments the data leaves unset or invalid (compared "
+              "above with lm-eval given evalmap's draws); on the data as given, lm-eval draws its own on every check "
+              f"and differs from evalmap on {chance['strict', 'differs']} strict and {chance['loose', 'differs']} "
+              "loose verdicts of them (chance)")  # fmt: skip
 
     flat = {mode: [v for r in lm_rows for v in r[mode]] for mode in ("strict", "loose")}
     lm = {
@@ -190,13 +213,13 @@ def compare(name: str, pairs: list[tuple[dict, str]], python: Path) -> int:
         "prompt_level_loose_acc": sum(all(r["loose"]) for r in lm_rows) / len(lm_rows),
         "inst_level_loose_acc": sum(flat["loose"]) / len(flat["loose"]),
     }
-    print(f"\n{'metric':26} {'evalmap':>24} {'lm-eval':>8}  (evalmap: value ± stderr, n, method)")
+    print(f"\n{'metric':26} {'evalmap':>24} {'lm-eval':>8}  (evalmap: value ± stderr, n, method; lm-eval on the data)")
     for score in task.aggregate(samples)[:4]:
         print(f"{score.name:26} {score.value:8.4f} ± {score.stderr:.4f} n={score.n:<4} {lm[score.name]:8.4f}  "
               f"{score.method}")  # fmt: skip
     print(f"sentence counts equal: {same_sentences}/{len(sentence_pairs)} texts (responses and their loose variants)")
     print(f"scoring wall time: evalmap {evalmap_s:.2f} s, lm-eval {lmeval_s:.2f} s (strict + loose, all responses)")
-    return total
+    return sum(off.values())
 
 
 def main() -> None:

@@ -229,11 +229,25 @@ def test_unset_arguments_are_drawn_once_per_item_and_reproducibly():
     again = build_instructions("1234", ids, [{}, {"num_bullets": None}, {"end_phrase": ""}])
     assert first == again
     words, bullets, end = first
+    assert words.drawn == ("num_words", "relation") and bullets.drawn == ("num_bullets",)
     assert words.args["relation"] in ("less than", "at least") and 100 <= words.args["num_words"] <= 500
     assert 1 <= bullets.args["num_bullets"] <= 5
     assert end.args["end_phrase"] in ins.ENDINGS
     others = {build_instructions(str(k), ids[:1], [{}])[0].args["num_words"] for k in range(20)}
     assert len(others) > 1  # seeded by the item: different prompts draw differently
+
+
+def test_drawn_arguments_are_named(make_task):
+    """Prompt 1122 asks for 4 '#': the reference replaces a letter outside a-z by a random one."""
+    (letter,) = build_instructions("1122", ["keywords:letter_frequency"], [{"letter": "#", "let_frequency": 4,
+                                                                            "let_relation": "at least"}])  # fmt: skip
+    assert letter.drawn == ("letter",) and letter.args["letter"] in "abcdefghijklmnopqrstuvwxyz"
+    assert letter.args["let_frequency"] == 4
+    (row,) = (
+        make_task("ifeval").score(Item("1122", {"instructions": (letter,)}), [Generation("x")]).details["instructions"]
+    )
+    assert row["drawn"] == ["letter"]
+    assert build_instructions("1", ["punctuation:no_comma"], [{}])[0].drawn == ()
 
 
 def test_loose_is_never_below_strict_with_drawn_arguments():

@@ -3,12 +3,13 @@ and lm-eval's `ifeval` score it.
 
 Each prompt carries instructions (`instruction_id_list`) with their arguments (`kwargs`); each of
 the 25 instruction ids has a checker here: a function of the response and the instruction's
-resolved arguments. An argument the data leaves unset is drawn at random in the reference (on
-every check, so its strict and loose verdicts can disagree and reruns drift); here it is drawn
-once per item from a generator seeded by the item's key and the instruction's place, when the
-records load, and the same resolved `Instruction`s serve the strict and the loose check. Word
-arguments (keywords, forbidden words, a first word, the prompt to repeat) have no meaningful
-random value and must be in the data.
+resolved arguments. An argument the data leaves unset, or gives a value the reference replaces
+(a `letter` that is not a-z, such as "#" in prompt 1122 and "!" in 1129; a negative count), is drawn
+at random in the reference on every check, so its strict and loose verdicts can disagree and reruns
+drift; here it is drawn once per item, from a generator seeded by the item's key and the
+instruction's place, when the records load, and the same resolved `Instruction`s serve the strict
+and the loose check. Word arguments (keywords, forbidden words, a first word, the prompt to repeat)
+have no meaningful random value and must be in the data.
 
 Strict: the response follows the instruction. Loose: any of 8 variants does (the response,
 without its first line, its last line or both, each also without `*`). An empty (all-space)
@@ -28,10 +29,9 @@ import json
 import re
 import string
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from random import Random
 from typing import Any
 
 from evalmap.backends.base import Generation, GenerationRequest, Request, Response
@@ -289,32 +289,48 @@ def _quotation(text: str) -> bool:
 Args = dict[str, Any]
 
 
-def _count(args: Args, name: str, rng: Random, low: int, high: int, negative_draws: bool = True) -> int:
+class Draws:
+    """The seeded generator of one instruction's unset arguments; notes which arguments it drew."""
+
+    def __init__(self, *seed_parts: str):
+        self._rng = seeded_rng(0, "ifeval", *seed_parts)
+        self.names: list[str] = []
+
+    def randint(self, name: str, low: int, high: int) -> int:
+        self.names.append(name)
+        return self._rng.randint(low, high)
+
+    def choice(self, name: str, options: Sequence[str]) -> str:
+        self.names.append(name)
+        return self._rng.choice(options)
+
+
+def _count(args: Args, name: str, rng: Draws, low: int, high: int, negative_draws: bool = True) -> int:
     """A whole-number argument, or randint(low, high) when unset (or negative, where the reference redraws)."""
     value = args.get(name)
     if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
         raise ValueError(f"{name} must be a whole number, not {value!r}")
     if value is None or (negative_draws and value < 0):
-        return rng.randint(low, high)
+        return rng.randint(name, low, high)
     return value
 
 
-def _relation(args: Args, name: str, rng: Random) -> str:
+def _relation(args: Args, name: str, rng: Draws) -> str:
     value = args.get(name)
     if value is None:
-        return rng.choice(RELATIONS)
+        return rng.choice(name, RELATIONS)
     if value not in RELATIONS:
         raise ValueError(f"{name} must be 'less than' or 'at least', not {value!r}")
     return value
 
 
-def _text(args: Args, name: str, rng: Random | None = None, options: tuple[str, ...] = ()) -> str:
+def _text(args: Args, name: str, rng: Draws | None = None, options: tuple[str, ...] = ()) -> str:
     """A text argument, stripped; drawn from `options` when unset, required when there are none."""
     value = args.get(name)
     if value is None:
         if rng is None or not options:
             raise ValueError(f"has no {name}")
-        return rng.choice(options)
+        return rng.choice(name, options)
     if not isinstance(value, str):
         raise ValueError(f"{name} must be text, not {value!r}")
     return value.strip()
@@ -339,20 +355,20 @@ def _words_list(args: Args, name: str) -> list[str]:
     return sorted({_pattern(word, name) for word in value})
 
 
-def _first_word_args(args: Args, rng: Random) -> Args:
+def _first_word_args(args: Args, rng: Draws) -> Args:
     paragraphs = _count(args, "num_paragraphs", rng, 1, 5)
     nth = args.get("nth_paragraph")
     if nth is not None and (not isinstance(nth, int) or isinstance(nth, bool)):
         raise ValueError(f"nth_paragraph must be a whole number, not {nth!r}")
     if nth is None or nth <= 0 or nth > paragraphs:
-        nth = rng.randint(1, paragraphs + 1)
+        nth = rng.randint("nth_paragraph", 1, paragraphs + 1)
     return {"num_paragraphs": paragraphs, "nth_paragraph": nth, "first_word": _text(args, "first_word").lower()}
 
 
-def _letter_args(args: Args, rng: Random) -> Args:
+def _letter_args(args: Args, rng: Draws) -> Args:
     letter = args.get("letter")
     if not isinstance(letter, str) or len(letter) != 1 or not "a" <= letter.lower() <= "z":
-        letter = rng.choice(string.ascii_letters)
+        letter = rng.choice("letter", string.ascii_letters)  # also for a non-letter such as "#" (as the reference)
     return {
         "letter": letter.lower(),
         "let_frequency": _count(args, "let_frequency", rng, 1, 10),
@@ -366,7 +382,7 @@ class Checker:
 
     check: Callable[..., bool]
     names: tuple[str, ...] = ()
-    resolve: Callable[[Args, Random], Args] = lambda args, rng: {}
+    resolve: Callable[[Args, Draws], Args] = lambda args, rng: {}
 
 
 CHECKERS: dict[str, Checker] = {
@@ -458,6 +474,7 @@ class Instruction:
 
     id: str
     args: Mapping[str, Any] = field(default_factory=dict)
+    drawn: tuple[str, ...] = ()  # arguments the data left unset (or invalid), drawn once
 
     def followed_by(self, text: str) -> bool:
         return bool(text.strip()) and CHECKERS[self.id].check(text, **self.args)
@@ -483,12 +500,12 @@ def build_instructions(key: str, instruction_ids: list[str], kwargs: list[dict])
         if unknown:
             takes = ", ".join(checker.names) or "no arguments"
             raise ValueError(f"gives {instruction_id} the argument {unknown[0]!r} (it takes {takes})")
-        rng = seeded_rng(0, "ifeval", key, str(index), instruction_id)
+        draws = Draws(key, str(index), instruction_id)
         try:
-            resolved = checker.resolve(args, rng)
+            resolved = checker.resolve(args, draws)
         except ValueError as exc:
             raise ValueError(f"{instruction_id}: {exc}") from None
-        built.append(Instruction(instruction_id, resolved))
+        built.append(Instruction(instruction_id, resolved, tuple(draws.names)))
     return tuple(built)
 
 
@@ -556,8 +573,8 @@ class InstructionTask:
         return [GenerationRequest(**body, **common, seed=cfg.seed + i) for i in range(max(1, cfg.n_samples))]
 
     def score(self, item: Item, responses: list[Response]) -> SampleResult:
-        """Per instruction, its arguments and the share of answers that follow it (1.0 or 0.0 for one answer),
-        strict and loose."""
+        """Per instruction, its arguments (naming those drawn), and the share of answers that follow it (1.0 or
+        0.0 for one answer), strict and loose."""
         instructions: tuple[Instruction, ...] = item.data["instructions"]
         texts = [r.text if isinstance(r, Generation) else "" for r in responses] or [""]
         per_answer = [verdicts(instructions, text) for text in texts]
@@ -566,6 +583,7 @@ class InstructionTask:
             {
                 "id": ins.id,
                 "args": dict(ins.args),
+                **({"drawn": list(ins.drawn)} if ins.drawn else {}),
                 "strict": sum(answer[i][0] for answer in per_answer) / n,
                 "loose": sum(answer[i][1] for answer in per_answer) / n,
             }
