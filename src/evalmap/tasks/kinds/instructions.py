@@ -159,7 +159,8 @@ def _constrained(text: str) -> bool:
 
 
 def _highlights(text: str, num_highlights: int) -> bool:
-    """*x* and **x** spans with something inside, each counted (a **x** once by each pattern's rule)."""
+    """Non-empty *x* spans plus non-empty **x** spans (the reference's two patterns: `**x**` counts once, as a
+    double span, since its single-star matches are the empty `**`s)."""
     single = sum(1 for h in re.findall(r"\*[^\n\*]*\*", text) if h.strip("*").strip())
     double = sum(1 for h in re.findall(r"\*\*[^\n\*]*\*\*", text) if h.removeprefix("**").removesuffix("**").strip())
     return single + double >= num_highlights
@@ -325,7 +326,8 @@ def _relation(args: Args, name: str, rng: Draws) -> str:
 
 
 def _text(args: Args, name: str, rng: Draws | None = None, options: tuple[str, ...] = ()) -> str:
-    """A text argument, stripped; drawn from `options` when unset, required when there are none."""
+    """A text argument (stripped where the reference strips it: `_text(...).strip()`); drawn from `options` when
+    unset, required when there are none."""
     value = args.get(name)
     if value is None:
         if rng is None or not options:
@@ -333,7 +335,7 @@ def _text(args: Args, name: str, rng: Draws | None = None, options: tuple[str, .
         return rng.choice(name, options)
     if not isinstance(value, str):
         raise ValueError(f"{name} must be text, not {value!r}")
-    return value.strip()
+    return value
 
 
 def _pattern(word: str, name: str) -> str:
@@ -391,7 +393,7 @@ CHECKERS: dict[str, Checker] = {
         _keyword_frequency,
         ("keyword", "frequency", "relation"),
         lambda a, r: {
-            "keyword": _pattern(_text(a, "keyword"), "keyword"),
+            "keyword": _pattern(_text(a, "keyword").strip(), "keyword"),
             "frequency": _count(a, "frequency", r, 1, 3),
             "relation": _relation(a, "relation", r),
         },
@@ -427,7 +429,7 @@ CHECKERS: dict[str, Checker] = {
     "detectable_content:postscript": Checker(
         _postscript,
         ("postscript_marker",),
-        lambda a, r: {"postscript_marker": _text(a, "postscript_marker", r, ("P.S.", "P.P.S"))},
+        lambda a, r: {"postscript_marker": _text(a, "postscript_marker", r, ("P.S.", "P.P.S")).strip()},
     ),
     "detectable_format:number_bullet_lists": Checker(
         _bullets, ("num_bullets",), lambda a, r: {"num_bullets": _count(a, "num_bullets", r, 1, 5)}
@@ -440,7 +442,9 @@ CHECKERS: dict[str, Checker] = {
         _sections,
         ("section_spliter", "num_sections"),
         lambda a, r: {
-            "section_spliter": _pattern(_text(a, "section_spliter", r, ("Section", "SECTION")), "section_spliter"),
+            "section_spliter": _pattern(
+                _text(a, "section_spliter", r, ("Section", "SECTION")).strip(), "section_spliter"
+            ),
             "num_sections": _count(a, "num_sections", r, 1, 5),
         },
     ),
@@ -451,7 +455,7 @@ CHECKERS: dict[str, Checker] = {
         _repeat_prompt, ("prompt_to_repeat",), lambda a, r: {"prompt_to_repeat": _text(a, "prompt_to_repeat")}
     ),
     "startend:end_checker": Checker(
-        _end, ("end_phrase",), lambda a, r: {"end_phrase": _text(a, "end_phrase", r, ENDINGS)}
+        _end, ("end_phrase",), lambda a, r: {"end_phrase": _text(a, "end_phrase", r, ENDINGS).strip()}
     ),
     "change_case:capital_word_frequency": Checker(
         _capital_words,
