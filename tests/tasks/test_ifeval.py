@@ -269,8 +269,8 @@ def test_loose_is_never_below_strict_with_drawn_arguments():
         "startend:end_checker": {},
         "language:response_language": {},
     }
-    responses = [case[2] for case in EDGE_CASES] + [case[2] for case in LOOSE_CASES]
-    for key in range(5):
+    responses = [case[2] for case in EDGE_CASES[::3]] + [case[2] for case in LOOSE_CASES]
+    for key in range(3):
         instructions = build_instructions(f"k{key}", list(drawable), list(drawable.values()))
         assert instructions == build_instructions(f"k{key}", list(drawable), list(drawable.values()))
         for response in responses:
