@@ -6,14 +6,16 @@ Two sets of responses, each scored by both sides:
    samples.jsonl, or its store): e.g. SmolLM2's, made once with
        evalmap run --models smollm2_135m --datasets ifeval --data-dir ../shared/datasets --backend llamacpp \\
            --output /tmp/ifeval-smollm2
-2. the hand-written edge cases of tests/tasks/test_ifeval.py (a pass and a fail at every checker's edge).
+2. the hand-written edge cases of tests/tasks/test_ifeval.py (a pass and a fail at every checker's edge);
+3. with --synthetic, one answer per prompt composed at random from format fragments and the prompt's own words.
 
 lm-eval runs in its own venv (default /tmp/lmeval-venv, or $LMEVAL_VENV; `lm-eval[ifeval]==0.4.13` is installed
 into it when missing) through its `utils.process_results` and `instructions_util.count_sentences`, with
 NLTK_DATA pointing at the punkt_tab copy evalmap uses (so nothing is downloaded) and langdetect seeded 0 as
 in evalmap (lm-eval leaves it unseeded: its verdicts on a borderline text can change from run to run).
 
-Prints, per set: mismatching verdicts per instruction id (strict, loose; goal 0), the 4 metrics side by side
+Prints, per set: per instruction id how many answers follow it (strict) and how many verdicts differ (strict,
+loose; goal 0), the 4 metrics side by side
 (evalmap's with stderr), how often the two sentence counters agree, and each side's scoring wall time. An
 instruction whose arguments the data leaves unset or invalid (prompt 1122's letter "#") is compared with
 lm-eval given evalmap's one seeded draw; lm-eval's verdicts with its own draw on every check are counted apart.
@@ -113,14 +115,45 @@ def hand_written() -> list[tuple[dict, str]]:
     ]
 
 
-def model_responses(path: Path, data_dir: Path) -> list[tuple[dict, str]]:
+FRAGMENTS = (
+    "* a point", "- a dash point", "**bold**", "*highlight*", "* *", "***", "******", "Section 1", "SECTION 2",
+    "P.S. a note", "P.P.S more", "p.s. late", "<<A Title>>", "<< >>", '"', '```json', '{"a": [1, 2]}', "```",
+    "[name]", "My answer is yes.", "Any other questions?", "Is there anything else I can help with?",
+    "THIS IS AN ENGLISH SENTENCE IN CAPITALS.", "this is an english sentence in lower case.",
+    "Le chat dort sur le canapé pendant que la pluie tombe.", "Mr. Smith arrived at 3 p.m. on Monday.",
+    "One, two, three.", "It works! Does it? Yes.", "So", "I", "NASA and the U.S. agreed",
+)  # fmt: skip
+
+
+def synthetic(data_dir: Path, seed: int = 0) -> list[tuple[dict, str]]:
+    """One answer per prompt, composed at random from format fragments and the prompt's own words (keywords,
+    forbidden words, first word, end phrase, the prompt to repeat), sometimes lower- or upper-cased, quoted or
+    framed by a first and last line, so most checkers meet passes and fails."""
+    import random
+
+    pairs = []
+    for doc, _ in model_responses(None, data_dir):
+        rng = random.Random(f"{seed}:{doc['key']}")
+        words = [v for kw in doc["kwargs"] for v in kw.values() if v and isinstance(v, str)]
+        words += [w for kw in doc["kwargs"] for v in kw.values() if isinstance(v, list) for w in v]
+        pool = list(FRAGMENTS) + words * 3
+        parts = [rng.choice(pool) for _ in range(rng.choice((1, 1, 2, 3, 6, 12)))]
+        text = "".join(part + rng.choice(("\n", "\n\n", " ", "\n")) for part in parts).strip(rng.choice(("", " \n")))
+        shape = rng.choice((str, str, str.lower, str.upper, lambda t: f'"{t}"', lambda t: f"Sure:\n{t}\nDone."))
+        pairs.append((doc, shape(text)))
+    return pairs
+
+
+def model_responses(path: Path | None, data_dir: Path) -> list[tuple[dict, str]]:
     """(doc, first answer) for every ifeval sample in an evalmap samples.jsonl or store."""
     docs = {}
     for line in (data_dir / "ifeval" / "input_data.jsonl").read_text(encoding="utf-8").splitlines():
         if line.strip():
             doc = json.loads(line)
             docs[str(doc["key"])] = doc
-    if path.suffix == ".jsonl":
+    if path is None:  # every prompt, with an empty answer
+        pairs = [(key, "") for key in docs]
+    elif path.suffix == ".jsonl":
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         pairs = [(r["item_id"], r["output"]) for r in rows if r.get("dataset") == "ifeval"]
     else:
@@ -171,11 +204,12 @@ def compare(name: str, pairs: list[tuple[dict, str]], python: Path) -> int:
 
     # An instruction with drawn arguments is compared with lm-eval given evalmap's draws (the same rule); lm-eval's
     # verdict on the data as given (its own draw, on every check) is counted apart, as chance.
-    seen, off, chance = Counter(), Counter(), Counter()
+    seen, followed, off, chance = Counter(), Counter(), Counter(), Counter()
     examples = []
     for (doc, response), ours, theirs in zip(pairs, samples, lm_rows, strict=True):
         for n, row in enumerate(ours.details["instructions"]):
             seen[row["id"]] += 1
+            followed[row["id"]] += bool(row["strict"])
             for mode in ("strict", "loose"):
                 same_rule = theirs[f"drawn_{mode}"][n] if "drawn" in row else theirs[mode][n]
                 if bool(row[mode]) != same_rule:
@@ -192,12 +226,12 @@ def compare(name: str, pairs: list[tuple[dict, str]], python: Path) -> int:
     same_sentences = sum(a == b for a, b in sentence_pairs)
 
     print(f"\n== {name}: {len(pairs)} responses, {sum(seen.values())} instructions")
-    print(f"{'instruction id':48} {'n':>4} {'strict off':>10} {'loose off':>10}")
+    print(f"{'instruction id':48} {'n':>4} {'followed':>8} {'strict off':>10} {'loose off':>10}")
     for instruction_id in sorted(seen):
-        print(f"{instruction_id:48} {seen[instruction_id]:4d} {off[instruction_id, 'strict']:10d} "
-              f"{off[instruction_id, 'loose']:10d}")  # fmt: skip
+        print(f"{instruction_id:48} {seen[instruction_id]:4d} {followed[instruction_id]:8d} "
+              f"{off[instruction_id, 'strict']:10d} {off[instruction_id, 'loose']:10d}")  # fmt: skip
     strict_off = sum(v for (_, mode), v in off.items() if mode == "strict")
-    print(f"{'mismatches':48} {'':4} {strict_off:10d} {sum(off.values()) - strict_off:10d}")
+    print(f"{'mismatches':48} {'':4} {'':8} {strict_off:10d} {sum(off.values()) - strict_off:10d}")
     for key, instruction_id, mode, ours, theirs, response in examples[:10]:
         print(f"  {key} {instruction_id} {mode}: evalmap {ours}, lm-eval {theirs}: {response[:120]!r}")
     if chance["strict", "drawn"]:
@@ -226,9 +260,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--responses", type=Path, help="samples.jsonl of an `evalmap run --output`, or its store")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--synthetic", action="store_true", help="also one random fragment answer per prompt")
     args = parser.parse_args()
     python = ensure_venv()
     mismatches = compare("hand-written edge cases", hand_written(), python)
+    if args.synthetic:
+        mismatches += compare("synthetic answers (format fragments and the prompts' words)", synthetic(args.data_dir),
+                              python)  # fmt: skip
     if args.responses:
         mismatches += compare(
             f"model answers ({args.responses})", model_responses(args.responses, args.data_dir), python
