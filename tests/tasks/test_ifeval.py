@@ -16,8 +16,10 @@ from evalmap.tasks.base import Item, SampleResult
 from evalmap.tasks.kinds import instructions as ins
 from evalmap.tasks.kinds.instructions import CHECKERS, Instruction, build_instructions, response_variants, verdicts
 
-pytest.importorskip("nltk", reason="ifeval needs nltk: pip install 'evalmap[ifeval]'")
-pytest.importorskip("langdetect", reason="ifeval needs langdetect: pip install 'evalmap[ifeval]'")
+try:
+    ins.check_tools()
+except ins.InstructionToolsMissing as missing:  # nltk, langdetect or punkt_tab: scripts/install.sh installs them
+    pytest.skip(str(missing), allow_module_level=True)
 
 LESS, LEAST = "less than", "at least"
 ENGLISH = "The weather today is pleasant and the children are playing happily in the park near the river."
