@@ -64,6 +64,11 @@ _DTYPES = ("float32", "float16", "bfloat16")
 
 
 def _import_deps() -> tuple[Any, Any]:
+    # OpenMP threads that spin while they wait make a CPU matmul up to ~40x slower whenever another process
+    # (a sandboxed test of the scorer pool, a second run) holds a core: measured 16 ms vs 0.37 ms for an
+    # 8x576x1536 linear on 2 busy cores. Passive waiting costs nothing measurable on an idle machine. It must be
+    # set before torch starts OpenMP; a user's own setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         import torch
         import transformers
