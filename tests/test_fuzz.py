@@ -949,3 +949,13 @@ def test_found_lone_surrogate_in_a_data_record(server, tmp_path):
     assert outcome.code == 2 and server.posts == posts, outcome.describe()
     sentence = error_sentence(outcome)
     assert "test.jsonl line 1" in sentence and "'question'" in sentence and "not valid Unicode" in sentence
+
+
+def test_found_lone_surrogate_in_a_text_option(server, tmp_path):
+    """`--mode '\\udcff'` (an undecodable byte in an argument) escaped as UnicodeEncodeError when the job's
+    options were stored (exit 1); any text option that is not valid Unicode is one sentence, before a call."""
+    posts = server.posts
+    outcome = _one_run(server, str(tmp_path), "--mode", "\udcff", "--chat")
+    check_outcome(outcome)
+    assert outcome.code == 2 and server.posts == posts, outcome.describe()
+    assert "--mode" in error_sentence(outcome) and "not valid text" in error_sentence(outcome)

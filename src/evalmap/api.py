@@ -354,6 +354,10 @@ def _options(samples: int | None, backend: str | None, seed: int, options: dict)
         raise EvalmapError(f"Unknown option(s) for evalmap.evaluate: {', '.join(unknown)}; known: {known}.")
     if options.get("data_dir") is not None:
         options["data_dir"] = str(options["data_dir"])
+    for name, value in options.items():  # an undecodable byte in an argument would break the store's JSON
+        if isinstance(value, str) and not value.encode("utf-8", "surrogatepass").decode("utf-8", "replace") == value:
+            raise EvalmapError(f"--{name.replace('_', '-')} {value!r} is not valid text (an undecodable byte); "
+                               "pass it as UTF-8.")
     run_backend = BackendOptions(backend=backend, **{k: v for k, v in options.items() if k in backend_fields})
     judge_engine = {k.removeprefix("judge_"): v for k, v in options.items() if k in judge_fields and v is not None}
     if judge_engine and not options.get("judge"):
