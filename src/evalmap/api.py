@@ -339,6 +339,7 @@ def _options(samples: int | None, backend: str | None, seed: int, options: dict)
     from evalmap.backends import BackendOptions
     from evalmap.executors.local import RunOptions
     from evalmap.tasks.base import TaskConfig
+    from evalmap.tasks.data import encodable
 
     backend_fields = {f.name for f in dataclasses.fields(BackendOptions)} - {"backend"}
     task_fields = {f.name for f in dataclasses.fields(TaskConfig)} - {"seed"}
@@ -355,7 +356,7 @@ def _options(samples: int | None, backend: str | None, seed: int, options: dict)
     if options.get("data_dir") is not None:
         options["data_dir"] = str(options["data_dir"])
     for name, value in options.items():  # an undecodable byte in an argument would break the store's JSON
-        if isinstance(value, str) and not value.encode("utf-8", "surrogatepass").decode("utf-8", "replace") == value:
+        if not encodable(value):
             raise EvalmapError(f"--{name.replace('_', '-')} {value!r} is not valid text (an undecodable byte); "
                                "pass it as UTF-8.")
     run_backend = BackendOptions(backend=backend, **{k: v for k, v in options.items() if k in backend_fields})

@@ -246,7 +246,7 @@ def _record_problem(record: Record, fields: dict[str, Any], check: RecordCheck |
             if expected is Text and isinstance(value, str):
                 return f"has an empty {name!r}"
             return f"has {name!r} = {_short_value(value)} ({_kind_of(value)}) where {_type_name(expected)} is expected"
-        if not _encodable(value):  # a JSON escape like "\ud800": no engine or server can be sent it
+        if not encodable(value):  # a JSON escape like "\ud800": no engine or server can be sent it
             return f"has {name!r} with text that is not valid Unicode (a lone surrogate escape such as \\ud800)"
     if check is not None:
         try:
@@ -258,7 +258,7 @@ def _record_problem(record: Record, fields: dict[str, Any], check: RecordCheck |
     return None
 
 
-def _encodable(value: Any) -> bool:
+def encodable(value: Any) -> bool:
     """Every string in the value can be written as UTF-8."""
     if isinstance(value, str):
         try:
@@ -267,9 +267,9 @@ def _encodable(value: Any) -> bool:
             return False
         return True
     if isinstance(value, list):
-        return all(_encodable(v) for v in value)
+        return all(encodable(v) for v in value)
     if isinstance(value, dict):
-        return all(_encodable(k) and _encodable(v) for k, v in value.items())
+        return all(encodable(k) and encodable(v) for k, v in value.items())
     return True
 
 
