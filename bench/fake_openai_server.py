@@ -142,6 +142,7 @@ class FakeOpenAIServer:
         port: int = 0,
         max_model_len: int = 8192,
         chat_reply=None,
+        tool_reply=None,
     ):
         if not 0.0 <= fail_rate <= 1.0 or not 0.0 <= hang_rate <= 1.0 or fail_rate + hang_rate > 1.0:
             raise ValueError("fail_rate and hang_rate must be in [0, 1] and add up to at most 1.")
@@ -155,6 +156,8 @@ class FakeOpenAIServer:
         self.reject_prompts = set(reject_prompts)
         self.max_model_len = max_model_len
         self.chat_reply = chat_reply  # (messages) -> text, or None for the hashed answer: a scripted judge
+        # (messages, tools) -> [{"name", "arguments"}] answered as native `tool_calls`, or None for a text answer
+        self.tool_reply = tool_reply
         self.host = host
         self.port = port
         self.base_url = ""
@@ -441,6 +444,16 @@ class FakeOpenAIServer:
         messages = payload.get("messages")
         if not isinstance(messages, list):
             raise TypeError("messages must be a list")
+        tools = payload.get("tools")
+        calls = self.tool_reply(messages, tools) if self.tool_reply is not None and tools else None
+        if calls is not None:
+            tool_calls = [
+                {"id": f"call_{i}", "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+                for i, c in enumerate(calls)
+            ]
+            choice = {"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": tool_calls},
+                      "finish_reason": "tool_calls"}  # fmt: skip
+            return self._envelope("chat.completion", "chatcmpl", choice, len(json.dumps(tools)) // 4 + 1, len(calls))
         scripted = self.chat_reply(messages) if self.chat_reply is not None else None
         if scripted is not None:
             text, finish = scripted, "stop"

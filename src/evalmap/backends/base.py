@@ -23,19 +23,27 @@ Local engines may also accept `on_tokens(n)` in `generate` to report tokens as t
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Protocol, runtime_checkable
 
+from evalmap.errors import EvalmapError
 from evalmap.hashing import sha256_json
 
 
 def _request_key(request) -> str:
     """sha256 of the request's kind and fields, computed once per request object (the runner asks for
-    it several times per request; hashing dominated a cached rerun)."""
+    it several times per request; hashing dominated a cached rerun). A field marked `keyed_when_set`
+    joins the hash only when it differs from its default, so adding one keeps every cached key."""
     key = request.__dict__.get("_key")
     if key is None:
-        key = sha256_json({"kind": request.kind, **{f.name: getattr(request, f.name) for f in fields(request)}})
+        body = {
+            f.name: getattr(request, f.name)
+            for f in fields(request)
+            if not (f.metadata.get("keyed_when_set") and getattr(request, f.name) == f.default)
+        }
+        key = sha256_json({"kind": request.kind, **body})
         object.__setattr__(request, "_key", key)
     return key
 
@@ -46,7 +54,8 @@ class GenerationRequest:
 
     `prompt` is raw text for completion-style requests; `messages` (OpenAI chat
     format) is used instead when `chat` is true and the backend applies the model's
-    own chat template.
+    own chat template. `tools` (chat only) is the JSON text of an OpenAI `tools` list: a server
+    gets it as `tools`, a local engine renders it through the chat template's `tools=`.
     """
 
     prompt: str = ""
@@ -57,6 +66,7 @@ class GenerationRequest:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int = 0
+    tools: str = field(default="", metadata={"keyed_when_set": True})
 
     kind = "generate"
 
@@ -65,6 +75,9 @@ class GenerationRequest:
 
     def chat_messages(self) -> list[dict[str, str]]:
         return [{"role": role, "content": content} for role, content in self.messages]
+
+    def tool_list(self) -> list[dict] | None:
+        return json.loads(self.tools) if self.tools else None
 
 
 @dataclass(frozen=True)
@@ -97,14 +110,21 @@ def split_context(request: LoglikelihoodRequest) -> tuple[str, str]:
 
 @dataclass
 class Generation:
+    """An answer. `tool_calls` holds the calls a server returned natively (OpenAI `tool_calls` as
+    [{"name", "arguments"}], arguments as the JSON text sent); None when the answer is text only."""
+
     text: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str = "stop"
     latency_s: float = 0.0
+    tool_calls: list[dict] | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if data["tool_calls"] is None:
+            del data["tool_calls"]  # a text answer is stored as before tool calls existed
+        return data
 
 
 @dataclass
@@ -149,6 +169,19 @@ class Capabilities:
     images: bool = False
     tools: bool = False
     max_context: int = 2048
+
+
+def template_renders_tools(template: object) -> bool:
+    """A Jinja chat template that reads a `tools` variable (SmolLM2's does not: it would drop them)."""
+    return isinstance(template, str) and "tools" in template
+
+
+def tools_refused(model: str) -> EvalmapError:
+    """The one sentence for tools sent to a local model whose chat template would silently drop them."""
+    return EvalmapError(
+        f"The chat template of {model} does not render tools, so native function calling would send none; "
+        "run with --mode prompt (tools described in the system prompt)."
+    )
 
 
 @dataclass

@@ -44,6 +44,8 @@ from evalmap.backends.base import (
     OnResponse,
     OnTokens,
     split_context,
+    template_renders_tools,
+    tools_refused,
 )
 from evalmap.backends.registry import install_hint
 from evalmap.backends.weights import file_fingerprint, resolve_gguf
@@ -140,7 +142,11 @@ class LlamaCppBackend:
     @classmethod
     def capabilities_before_load(cls, model: Model, options: BackendOptions) -> Capabilities:
         """Text only, logprobs from the logits; the context is the n_ctx it is opened with (at most the model's)."""
-        return Capabilities(chat_template=model.chat_template, max_context=min(options.n_ctx, model.context_length))
+        return Capabilities(
+            chat_template=model.chat_template,
+            tools=model.tool_template,
+            max_context=min(options.n_ctx, model.context_length),
+        )
 
     def __init__(
         self,
@@ -201,7 +207,7 @@ class LlamaCppBackend:
             chat_template=self._chat_ok,
             logprobs=True,
             images=False,
-            tools=False,
+            tools=template_renders_tools(metadata.get("tokenizer.chat_template")),
             max_context=self._llm.n_ctx(),
         )
 
@@ -316,11 +322,13 @@ class LlamaCppBackend:
                 "to LlamaCppBackend or use completion prompts."
             )
         formatter = self._chat_formatter
+        if request.tools and (formatter is None or not self.capabilities.tools):
+            raise tools_refused(self.path.name)
         if formatter is None:  # a chosen chat_format: its own handler, tokens reported when it ends
             out = llm.create_chat_completion(messages=request.chat_messages(), **kwargs)
             return out, out["choices"][0]["message"].get("content") or ""
         # What create_chat_completion's handler for the GGUF's template does, plus the token counter.
-        rendered = formatter(messages=request.chat_messages())
+        rendered = formatter(messages=request.chat_messages(), tools=request.tool_list())
         prompt = llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True)
         stop = [*(kwargs["stop"] or []), *(rendered.stop or [])]
         criteria = list(rendered.stopping_criteria or [])

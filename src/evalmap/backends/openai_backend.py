@@ -141,6 +141,24 @@ def _positive_int(value) -> int | None:
     return int(value)
 
 
+def _tool_calls(calls, bad) -> list[dict] | None:
+    """A chat message's `tool_calls` as [{"name", "arguments"}] (arguments as the JSON text the server
+    sent: decoding it is the task's job, so a malformed one is scored, not a transport error)."""
+    if calls is None or calls == []:
+        return None
+    if not isinstance(calls, list):
+        raise bad("tool_calls that are not a list")
+    out = []
+    for call in calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise bad("a tool call without a function name")
+        arguments = function.get("arguments", "")
+        text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+        out.append({"name": function["name"], "arguments": text})
+    return out
+
+
 def _count(value, what: str, bad) -> int:
     """A token count from `usage`: a finite non-negative number (absent: 0)."""
     if value is None:
@@ -446,7 +464,7 @@ class OpenAIBackend:
             chat_template=True,
             logprobs=self._loglikelihood_refusal is None,
             images=False,
-            tools=False,
+            tools=True,
             max_context=self.reported_context or Capabilities().max_context,
         )
 
@@ -668,6 +686,8 @@ class OpenAIBackend:
             payload["stop"] = list(request.stop)
         if request.chat:
             payload["messages"] = request.chat_messages()
+            if request.tools:
+                payload["tools"] = request.tool_list()
             return "/chat/completions", payload
         payload["prompt"] = request.prompt
         return "/completions", payload
@@ -699,7 +719,9 @@ class OpenAIBackend:
             if not isinstance(message, dict):
                 raise bad("a choice without a message")
             text = message.get("content")
+            tool_calls = _tool_calls(message.get("tool_calls"), bad)
         else:
+            tool_calls = None
             if "text" not in choice:
                 raise bad("a choice without text")
             text = choice.get("text")
@@ -716,6 +738,7 @@ class OpenAIBackend:
             completion_tokens=_count(usage.get("completion_tokens"), "completion_tokens", bad),
             finish_reason=str(finish) if finish else "stop",
             latency_s=latency,
+            tool_calls=tool_calls,
         )
 
     def generate(self, requests: list[GenerationRequest], on_response: OnResponse | None = None) -> list[Generation]:

@@ -43,6 +43,8 @@ from evalmap.backends.base import (
     OnTokens,
     length_sorted,
     split_context,
+    template_renders_tools,
+    tools_refused,
 )
 from evalmap.backends.registry import install_hint
 from evalmap.backends.weights import (
@@ -105,7 +107,9 @@ class TransformersBackend:
     @classmethod
     def capabilities_before_load(cls, model: Model, options: BackendOptions) -> Capabilities:
         """What the catalog entry promises (the loaded model's config may say more): text only, logprobs."""
-        return Capabilities(chat_template=model.chat_template, max_context=model.context_length)
+        return Capabilities(
+            chat_template=model.chat_template, tools=model.tool_template, max_context=model.context_length
+        )
 
     def __init__(
         self,
@@ -161,7 +165,7 @@ class TransformersBackend:
             chat_template=bool(getattr(tokenizer, "chat_template", None)),
             logprobs=True,
             images=False,
-            tools=False,
+            tools=template_renders_tools(getattr(tokenizer, "chat_template", None)),
             max_context=self.max_length,
         )
         self.info = BackendInfo(
@@ -324,8 +328,10 @@ class TransformersBackend:
 
     def _prompt_ids(self, request: GenerationRequest) -> list[int]:
         if request.chat:
+            if request.tools and not self.capabilities.tools:
+                raise tools_refused(self.model_ref)
             text = self.tokenizer.apply_chat_template(
-                request.chat_messages(), add_generation_prompt=True, tokenize=False
+                request.chat_messages(), tools=request.tool_list(), add_generation_prompt=True, tokenize=False
             )
             # The rendered template carries its own special tokens.
             return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])

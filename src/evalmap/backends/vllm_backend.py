@@ -24,6 +24,8 @@ from evalmap.backends.base import (
     LoglikelihoodRequest,
     OnResponse,
     split_context,
+    template_renders_tools,
+    tools_refused,
 )
 from evalmap.backends.registry import install_hint
 from evalmap.backends.weights import folder_fingerprint
@@ -55,7 +57,9 @@ class VLLMBackend:
     @classmethod
     def capabilities_before_load(cls, model: Model, options: BackendOptions) -> Capabilities:
         """Text only here (multi_modal_data is not sent yet), prompt logprobs, the model's own context."""
-        return Capabilities(chat_template=model.chat_template, max_context=model.context_length)
+        return Capabilities(
+            chat_template=model.chat_template, tools=model.tool_template, max_context=model.context_length
+        )
 
     def __init__(
         self,
@@ -90,6 +94,7 @@ class VLLMBackend:
         self.capabilities = Capabilities(
             chat_template=getattr(self.tokenizer, "chat_template", None) is not None,
             logprobs=True,
+            tools=template_renders_tools(getattr(self.tokenizer, "chat_template", None)),
             max_context=config.max_model_len,
         )
         revision = getattr(config, "revision", None) or (
@@ -105,8 +110,10 @@ class VLLMBackend:
 
     def _prompt(self, request: GenerationRequest) -> str:
         if request.chat:
+            if request.tools and not self.capabilities.tools:
+                raise tools_refused(self.info.model)
             return self.tokenizer.apply_chat_template(
-                request.chat_messages(), add_generation_prompt=True, tokenize=False
+                request.chat_messages(), tools=request.tool_list(), add_generation_prompt=True, tokenize=False
             )
         return request.prompt
 

@@ -103,6 +103,11 @@ class Model(Strict):
     license: str
     gated: bool = False
     chat_template: bool = True
+    tool_template: bool = Field(
+        default=False,
+        description="The chat template renders `tools=` and the model answers with JSON tool calls "
+        "(native function calling on local engines).",
+    )
     in_guide: bool = Field(default=False, description="Named in the user's mapping guide.")
     unverified: list[str] = Field(
         default_factory=list, description="Fields not confirmed by a primary source."

@@ -92,6 +92,7 @@ class DataSource:
     hub_config: str | None = None
     package_file: tuple[str, str] | None = None
     normalize: Normalizer | None = None
+    hub_file_repo: bool = False  # the hub dataset is a repo of these same files (BFCL), not a loadable split
 
 
 def resolve_data_dir(data_dir: str | None) -> str | None:
@@ -139,6 +140,17 @@ def load_records(dataset: Dataset, data_dir: str | None, source: DataSource) -> 
     hub = dataset.source
     split = source.hub_split or hub.split
     config = source.hub_config or hub.config
+    if source.hub_file_repo and files:
+        try:
+            paths = _download_hub_files(hub.id, files, hub.revision)
+        except Exception as exc:  # noqa: BLE001 - any hub failure becomes one clear sentence
+            raise DataMissingError(
+                f"Dataset {dataset.id!r} ({source.name} split) is not available: {local_note}, and the files of "
+                f"the hub dataset repo {hub.id} could not be fetched ({_short_reason(exc)}); pass --data-dir "
+                f"with a folder holding {folder}/ (or set ${DATA_DIR_ENV}), or go online so the hub can be reached."
+            ) from None
+        records, where = _read_local(paths, source, dataset.id)
+        return _finish(dataset, source, records, "hub", where)
     try:
         rows = _load_hub(hub.id, config, split, hub.revision)
     except Exception as exc:  # noqa: BLE001 - any hub failure becomes one clear sentence
@@ -342,6 +354,13 @@ def _load_hub(hub_id: str, config: str | None, split: str, revision: str | None)
         raise RuntimeError("the `datasets` package is not installed; pip install 'evalmap[hf]'") from exc
     rows = datasets.load_dataset(hub_id, config, split=split, revision=revision)
     return [dict(row) for row in rows]
+
+
+def _download_hub_files(hub_id: str, files: Sequence[str], revision: str | None) -> list[Path]:
+    """Each file of a hub dataset repo, through the hub cache (honours HF_HUB_OFFLINE)."""
+    from huggingface_hub import hf_hub_download
+
+    return [Path(hf_hub_download(hub_id, f, repo_type="dataset", revision=revision)) for f in files]
 
 
 def _short_reason(exc: Exception) -> str:

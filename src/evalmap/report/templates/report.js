@@ -188,6 +188,12 @@
         (d.passed !== undefined ? " · passed " + d.passed + "/" + d.n : "") + (d.wall_s ? " · " + fmt(d.wall_s, 2) + " s" : ""),
         r.verdict === "correct" ? null : "err");
       if (d.stderr) field(g, "stderr (tail)", d.stderr, "err");
+    } else if (d && d.reason !== undefined && d.error_type !== undefined) {
+      // A function call checked by BFCL's AST checker: why it failed, and the native tool calls if any.
+      field(g, "checker", (d.valid ? "valid" : d.reason + " · " + d.error_type) + (d.message ? "\n" + d.message : ""),
+        d.valid ? null : "err");
+      if (Array.isArray(d.output)) field(g, "tool calls", show(d.output));
+      field(g, "category", d.category + " · mode " + d.mode);
     } else if (d && Object.keys(d).length) {
       var txt = show(d);
       field(g, "details", txt.length > 4000 ? txt.slice(0, 4000) + "\n…" : txt, null, txt.length > 300);
