@@ -171,6 +171,11 @@ class Capabilities:
     max_context: int = 2048
 
 
+class PromptTooLongError(EvalmapError):
+    """One request's prompt does not fit the engine's context: that request fails (its item is counted
+    as failed, not scored, and retried by a rerun, e.g. with a larger n_ctx), not the whole run."""
+
+
 def template_renders_tools(template: object) -> bool:
     """A Jinja chat template that reads a `tools` variable (SmolLM2's does not: it would drop them)."""
     return isinstance(template, str) and "tools" in template
@@ -238,7 +243,10 @@ def stream(backend: Backend, requests: Sequence[Request], sink: Sink) -> None:
 
 
 def _call(method: Callable, requests: list[Request], offset: int, sink: Sink) -> None:
-    """One engine call; an engine without `on_response` delivers everything when its call returns."""
+    """One engine call; an engine without `on_response` delivers everything when its call returns.
+
+    A prompt too long for the engine fails its own request (`sink.failure`): the call's other
+    requests that were not delivered yet are asked again one by one."""
     try:
         params = inspect.signature(method).parameters
     except (TypeError, ValueError):
@@ -246,11 +254,25 @@ def _call(method: Callable, requests: list[Request], offset: int, sink: Sink) ->
     kwargs: dict = {}
     if "on_tokens" in params:
         kwargs["on_tokens"] = sink.tokens
-    if "on_response" in params:
-        method(requests, on_response=lambda i, response: sink.response(offset + i, response), **kwargs)
-        return
-    for i, response in enumerate(method(requests, **kwargs)):
+    delivered: set[int] = set()
+
+    def deliver(i: int, response: Response) -> None:
+        delivered.add(i)
         sink.response(offset + i, response)
+
+    try:
+        if "on_response" in params:
+            method(requests, on_response=deliver, **kwargs)
+            return
+        for i, response in enumerate(method(requests, **kwargs)):
+            deliver(i, response)
+    except PromptTooLongError as exc:
+        if len(requests) == 1:
+            sink.failure(offset, exc)
+            return
+        for i, request in enumerate(requests):
+            if i not in delivered:
+                _call(method, [request], offset + i, sink)
 
 
 def length_sorted(indices_and_lengths: list[tuple[int, int]], descending: bool = True) -> list[int]:

@@ -43,6 +43,7 @@ from evalmap.backends.base import (
     LoglikelihoodRequest,
     OnResponse,
     OnTokens,
+    PromptTooLongError,
     split_context,
     template_renders_tools,
     tools_refused,
@@ -297,7 +298,7 @@ class LlamaCppBackend:
                     text = out["choices"][0]["text"]
         except ValueError as exc:
             if "context window" in str(exc):
-                raise ValueError(f"{exc}; raise n_ctx (now {llm.n_ctx()}) or shorten the prompt.") from exc
+                raise PromptTooLongError(f"{exc}; raise n_ctx (now {llm.n_ctx()}) or shorten the prompt.") from exc
             raise
         self._cache_from_generation = True
         latency = time.perf_counter() - start
