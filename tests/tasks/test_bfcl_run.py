@@ -7,6 +7,7 @@ The checker itself is tested on every entry's own possible answer in tests/tasks
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -130,10 +131,15 @@ def test_sections_follow_the_leaderboard():
     assert scores["accuracy/category_macro"].value == pytest.approx(
         sum(sum(v) / len(v) for v in correct.values()) / SCORED
     )
-    parts = [scores[f"accuracy/category:{c}"] for c in ("live_simple", "live_multiple", "live_parallel",
-                                                        "live_parallel_multiple")]  # fmt: skip
-    assert scores["live_ast"].stderr == pytest.approx(pooled_group_score("x", parts, "micro").stderr)
-    assert all(s.ci_low <= s.value <= s.ci_high for s in scores.values())
+    parts = [scores[f"accuracy/category:{c}"] for c in ("simple_python", "simple_java", "simple_javascript")]
+    assert scores["non_live_ast"].stderr == pytest.approx(  # categories of 2+ samples: the pooled formula
+        math.sqrt((pooled_group_score("simple", parts).stderr / 4) ** 2
+                  + sum((scores[f"accuracy/category:{c}"].stderr / 4) ** 2
+                        for c in ("multiple", "parallel", "parallel_multiple")))
+    )  # fmt: skip
+    assert math.isnan(scores["accuracy/category:live_parallel"].stderr)  # one sample: no spread of its own
+    assert 0 < scores["live_ast"].stderr < 1  # ... so the section's pooled sd stands in for it
+    assert all(s.ci_low <= s.value <= s.ci_high for s in scores.values() if s.n > 1)
 
 
 def test_text_tool_calls_of_a_local_template_are_read_in_native_mode(shared_data):
@@ -149,11 +155,13 @@ def test_text_tool_calls_of_a_local_template_are_read_in_native_mode(shared_data
 
 def native_answer(items):
     """A server that answers each question with its gold calls as native tool_calls, except in
-    `parallel`, where it leaves the last call out; relevance entries get a call, irrelevance ones text."""
+    `parallel`, where it leaves the last call out; relevance entries get a call, irrelevance ones and
+    Java / JavaScript ones text (their values would have to be written as Java or JavaScript source)."""
 
     def reply(messages, tools):
         item = items.get(messages[-1]["content"])
-        if item is None or item.data["category"] in ("irrelevance", "live_irrelevance"):
+        if item is None or item.data["category"] in ("irrelevance", "live_irrelevance", "simple_java",
+                                                     "simple_javascript"):  # fmt: skip
             return None
         if item.data["category"] == "live_relevance":
             return [{"name": tools[0]["function"]["name"], "arguments": "{}"}]
@@ -178,14 +186,14 @@ def test_a_server_answering_with_native_tool_calls_is_scored_end_to_end(tmp_path
     scores = {s.name: s for s in job.scores}
     for name, score in scores.items():
         if name.startswith("accuracy/category:"):
-            expected = 0.0 if name.endswith(":parallel") else 1.0
+            expected = 0.0 if name.endswith((":parallel", ":simple_java", ":simple_javascript")) else 1.0
             assert score.value == expected and score.n == 2, (name, score)
     samples = result.samples("bfcl")
     failed = [s for s in samples if s["details"]["category"] == "parallel"]
     assert {s["details"]["reason"] for s in failed} == {"wrong_count"}
     assert all(isinstance(s["details"]["output"], list) for s in failed)
-    assert scores["non_live_ast"].value == pytest.approx((1 + 1 + 0 + 1) / 4)
-    assert scores["single_turn_overall"].value == pytest.approx((0.75 + 1 + 1) / 3)
+    assert scores["non_live_ast"].value == pytest.approx((1 / 3 + 1 + 0 + 1) / 4)
+    assert scores["single_turn_overall"].value == pytest.approx(((1 / 3 + 2) / 4 + 1 + 1) / 3)
 
 
 def prompt_answer(items):

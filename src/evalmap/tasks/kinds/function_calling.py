@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from evalmap.backends.base import Generation, GenerationRequest, Request, Response
 from evalmap.catalog.schema import Dataset
 from evalmap.errors import EvalmapError
-from evalmap.metrics.aggregate import pooled_group_score
-from evalmap.metrics.stats import Score, mean_score
+from evalmap.metrics.aggregate import proportion_ci
+from evalmap.metrics.stats import Score, empty_score, mean_score, sample_stderr
 from evalmap.tasks.base import Item, SampleResult, TaskConfig, deterministic_subset, prompt_hash
 from evalmap.tasks.data import DataSource, LazyRecords
 from evalmap.tasks.kinds.common import SpecBase, subgroup_scores
@@ -244,20 +245,53 @@ class FunctionCallingTask:
         )
 
     def aggregate(self, samples: list[SampleResult]) -> list[Score]:
-        """The leaderboard's sections (each a Score with pooled stderr over its categories), the micro
-        accuracy over every sample, then accuracy per category and their unweighted mean."""
+        """The leaderboard's sections, the micro accuracy over every sample, then accuracy per category
+        and their unweighted mean."""
         per = subgroup_scores(samples, ACCURACY, "category")
-        by_category = {s.name.rsplit(":", 1)[1]: s for s in per if ":" in s.name}
-
-        def section(s: Section) -> Score:
-            parts = [section(p) if isinstance(p, Section) else by_category.get(p) for p in s.parts]
-            return pooled_group_score(s.name, [p for p in parts if p is not None], s.weighting)  # type: ignore[arg-type]
-
-        values = [s.metrics[ACCURACY] for s in samples if ACCURACY in s.metrics]
-        return [*(section(s) for s in self.spec.sections), mean_score(ACCURACY, values), *per]
+        values: dict[str, list[float]] = {}
+        for s in samples:
+            if ACCURACY in s.metrics:
+                values.setdefault(s.details["groups"]["category"], []).append(s.metrics[ACCURACY])
+        every = [v for vs in values.values() for v in vs]
+        return [*(section_score(s, values) for s in self.spec.sections), mean_score(ACCURACY, every), *per]
 
     def prompt_hash(self) -> str:
         return prompt_hash(self)
+
+
+def _weights(section: Section, values: Mapping[str, list[float]]) -> dict[str, float]:
+    """Each category's weight in a section's value (they add up to 1; categories without samples drop out)."""
+    parts = []
+    for part in section.parts:
+        inner = _weights(part, values) if isinstance(part, Section) else ({part: 1.0} if values.get(part) else {})
+        if inner:
+            parts.append(inner)
+    if not parts:
+        return {}
+    if section.weighting == "micro":
+        total = sum(len(values[c]) for inner in parts for c in inner)
+        return {c: len(values[c]) / total for inner in parts for c in inner}
+    return {c: w / len(parts) for inner in parts for c, w in inner.items()}
+
+
+def section_score(section: Section, values: Mapping[str, list[float]]) -> Score:
+    """A leaderboard section: the weighted mean of its category means, stderr sqrt(sum w_c^2 se_c^2) over
+    independent categories. A category of one sample has no spread of its own (a small --samples run);
+    its se is then the section's pooled sample sd over sqrt(n_c), as `common.macro_score` does."""
+    weights = _weights(section, values)
+    if not weights:
+        return empty_score(section.name, "normal-sections")
+    pooled = [v for c in weights for v in values[c]]
+    sd_all = sample_stderr(pooled) * math.sqrt(len(pooled)) if len(pooled) > 1 else float("nan")
+    value, variance = 0.0, 0.0
+    for c, w in weights.items():
+        vs = values[c]
+        value += w * math.fsum(vs) / len(vs)
+        se = sample_stderr(vs) if len(vs) > 1 else sd_all / math.sqrt(len(vs))
+        variance += (w * se) ** 2
+    stderr = math.sqrt(variance)
+    low, high = proportion_ci(value, stderr, len(pooled)) if not math.isnan(stderr) else (float("nan"),) * 2
+    return Score(section.name, value, stderr, low, high, len(pooled), "normal-sections")
 
 
 _HINTS = {
