@@ -345,3 +345,12 @@ def test_stream_feeds_windows_and_hands_back_every_response(smollm2_backend, mon
     assert [got[i].logprob for i in range(24)] == [r.logprob for r in expected]
     assert [got[24 + k].text for k in range(3)] == [g.text for g in b.generate(requests[24:27])]
     assert sink.tokens_seen == sum(got[24 + k].completion_tokens for k in range(3))
+
+
+def test_tools_are_refused_when_the_gguf_template_would_drop_them(smollm2_backend):
+    from evalmap.errors import EvalmapError
+
+    tools = '[{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]'
+    assert smollm2_backend.capabilities.tools is False  # SmolLM2's template never reads `tools`
+    with pytest.raises(EvalmapError, match="does not render tools"):
+        smollm2_backend.generate([GenerationRequest(messages=(("user", "hi"),), chat=True, max_tokens=2, tools=tools)])

@@ -7,6 +7,7 @@ that copy in a few seconds.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 
@@ -339,3 +340,28 @@ def test_window_is_sixteen_batches_and_stream_honours_it(backend, monkeypatch):
         else:
             assert got.logprob == pytest.approx(expected.logprob, abs=1e-4)
     assert sum(tokens) == sum(g.completion_tokens for g in direct[:18])
+
+
+TOOLS = json.dumps([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}])
+TOOL_TEMPLATE = (  # a ChatML template that writes the tools into the system turn, as Qwen2.5's does
+    "{% if tools %}<|im_start|>system\nTools: {{ tools | tojson }}<|im_end|>\n{% endif %}"
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def test_tools_go_through_a_template_that_reads_them_and_are_refused_by_one_that_does_not(backend, monkeypatch):
+    from dataclasses import replace
+
+    from evalmap.errors import EvalmapError
+
+    request = GenerationRequest(messages=(("user", "Weather in Paris?"),), chat=True, max_tokens=4, tools=TOOLS)
+    assert backend.capabilities.tools is False  # SmolLM2's template has no `tools`
+    with pytest.raises(EvalmapError, match="does not render tools"):
+        backend.generate([request])
+    monkeypatch.setattr(backend.tokenizer, "chat_template", TOOL_TEMPLATE)
+    monkeypatch.setattr(backend, "capabilities", replace(backend.capabilities, tools=True))
+    shown = backend.tokenizer.decode(backend._prompt_ids(request))
+    assert "get_weather" in shown and shown.index("get_weather") < shown.index("Weather in Paris?")
+    (answer,) = backend.generate([request])
+    assert answer.prompt_tokens == len(backend._prompt_ids(request)) and answer.tool_calls is None
