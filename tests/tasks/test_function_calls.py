@@ -332,6 +332,8 @@ def test_native_and_text_tool_calls():
             '<tool_call>{"name": "g", "parameters": {"b": 2}}')
     assert decode_text_tool_calls(text) == [{"name": "f", "arguments": {"a": 1}}, {"name": "g", "arguments": {"b": 2}}]
     assert decode_text_tool_calls('```json\n[{"name": "f", "arguments": {}}]\n```') == [{"name": "f", "arguments": {}}]
+    listed = '<tool_call>[{"name": "f", "arguments": {}}, {"name": "g", "arguments": {"x": 1}}]</tool_call>'
+    assert decode_text_tool_calls(listed) == [{"name": "f", "arguments": {}}, {"name": "g", "arguments": {"x": 1}}]
     for text in ["No tool fits.", "<tool_call>{broken}</tool_call>", '{"answer": 1}', "[]"]:
         with pytest.raises(CallParseError):
             decode_text_tool_calls(text)

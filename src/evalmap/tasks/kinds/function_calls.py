@@ -252,17 +252,18 @@ _FENCE = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")
 
 def decode_text_tool_calls(text: str) -> list[dict]:
     """The JSON tool calls a chat template with tool support makes a model write as text: Hermes/Qwen
-    `<tool_call>{"name": ..., "arguments": ...}</tool_call>` blocks (a block that is not JSON is skipped,
-    as BFCL's Qwen FC handler skips it), or a bare JSON object or list of them ("parameters" is read as
-    "arguments"). Returns `[{"name", "arguments"}]` for `decode_tool_calls`."""
+    `<tool_call>{"name": ..., "arguments": ...}</tool_call>` blocks, each an object or a list of them (one
+    that is not JSON is skipped, as BFCL's Qwen FC handler skips it), or a bare JSON object or list of them
+    ("parameters" is read as "arguments"). Returns `[{"name", "arguments"}]` for `decode_tool_calls`."""
     blocks = _TOOL_CALL_BLOCK.findall(text)
     if blocks:
         found = []
         for block in blocks:
             try:
-                found.append(json.loads(block))
+                parsed = json.loads(block)
             except (ValueError, RecursionError):
                 continue
+            found += parsed if isinstance(parsed, list) else [parsed]  # SmolLM2 writes a list in one block
     else:
         try:
             found = json.loads(_FENCE.sub("", text.strip()))
