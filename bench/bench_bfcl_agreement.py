@@ -5,7 +5,9 @@ Outputs, each judged by both sides for its entry:
 1. synthetic, for every entry of the AST and relevance categories in ../shared/datasets/bfcl: the right answer
    (`answer_calls` / `format_calls`) in prompt syntax and as native tool calls ("." in names as "_"), and
    mutations of it, one per rule (wrong name, a required parameter dropped, an extra parameter, a wrong type, a
-   wrong value, string normalisation variants, parallel calls reordered or one missing, free text, `[]`, ...);
+   wrong value, string normalisation variants, parallel calls reordered or one missing, free text, `[]`, ...),
+   laid out as models lay it out (fenced, unbracketed, cut short, with prose, several calls) and, with --fuzz N
+   (default 10), N copies per entry with one random character deleted, inserted or swapped;
 2. with --outputs FILE.jsonl, real model outputs: one JSON object a line, {category, id, output}, the output
    a prompt-mode string or a list of native tool calls [{name, arguments}].
 
@@ -37,6 +39,7 @@ import contextlib
 import copy
 import gzip
 import json
+import random
 import subprocess
 import sys
 import tempfile
@@ -254,6 +257,8 @@ def layouts(gold: str, lang: str) -> list[tuple[str, str]]:
     inner = gold[1:-1]
     out = [("fenced", f"```\n{gold}\n```"), (f"fenced_{lang}", f"```{lang}\n{gold}\n```"), ("unbracketed", inner),
            ("prose_before", f"Sure! {gold}"), ("spaced", gold.replace("=", " = ").replace("(", "( ", 1))]
+    out += [(f"cut_{k}", gold[:-k]) for k in (1, 2, 3, 5, 8)]  # cut short, as at max_tokens
+    out += [("cut_half", gold[: len(gold) // 2])]
     if lang == "python":
         out += [("quoted", f"'{inner}'"), ("lines", "[\n  " + inner.replace("), ", "),\n  ") + "\n]"),
                 ("keyword_splat", gold.replace(")", ", **{'zz': 1})", 1))]
@@ -262,6 +267,17 @@ def layouts(gold: str, lang: str) -> list[tuple[str, str]]:
                 ("two_lines", f"{inner}\n{inner}"), ("positional_name", inner.replace("(", "(zzName, ", 1)),
                 ("assigned", f"result = {inner}")]
     return out
+
+
+def fuzzed(text: str, rng: random.Random) -> str:
+    """`text` with one character deleted, inserted (one that matters to a parser) or swapped with the next."""
+    i = rng.randrange(len(text))
+    edit = rng.choice("dis")
+    if edit == "d":
+        return text[:i] + text[i + 1:]
+    if edit == "i":
+        return text[:i] + rng.choice("()[]{},;.=\"' \n-+*/:<>!") + text[i:]
+    return text[:i] + text[i + 1:i + 2] + text[i:i + 1] + text[i + 2:]
 
 
 # Hand-written edge cases, judged against the first entry of their category.
@@ -371,6 +387,8 @@ def main() -> int:
     ap.add_argument("--outputs", type=Path, help="real model outputs, JSON Lines {category, id, output}")
     ap.add_argument("--no-synthetic", action="store_true", help="only the --outputs")
     ap.add_argument("--show", type=int, default=8, help="mismatches to list")
+    ap.add_argument("--fuzz", type=int, default=10, help="per AST entry, this many right answers with one random "
+                    "character deleted, inserted or swapped (seeded)")
     args = ap.parse_args()
     if not Path(args.bfcl_python).exists():
         sys.exit(f"no BFCL venv at {args.bfcl_python}: make one as this script's docstring says, or pass --bfcl-python")
@@ -380,6 +398,13 @@ def main() -> int:
         for entry in entries.values():
             for label, output in synthetic(entry):
                 records.append({"category": entry["category"], "id": entry["id"], "output": output, "label": label})
+        rng = random.Random(0)
+        for entry in entries.values():
+            if entry["ground_truth"] is not None:
+                gold = format_calls(answer_calls(entry["ground_truth"], entry["prompt"]["function"]),
+                                    entry["prompt"]["function"], entry["language"])
+                records += [{"category": entry["category"], "id": entry["id"], "output": fuzzed(gold, rng),
+                             "label": "fuzz"} for _ in range(args.fuzz)]
         for category, outputs in EDGE_CASES.items():
             entry = next(e for e in entries.values() if e["category"] == category)
             records += [{"category": category, "id": entry["id"], "output": o, "label": "edge"} for o in outputs]

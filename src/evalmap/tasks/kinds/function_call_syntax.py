@@ -10,17 +10,18 @@ class body of `new HashMap<>() {{ put(..); }}` dropped) and a top-level string o
 quotes cut off). An argument that is a bare identifier (or, in JavaScript, `true`) is kept under
 UNNAMED; other unnamed arguments are ignored; a repeated name fails.
 
-The parsers cover the expression syntax of call arguments (literals, names, member access, calls,
-`new`, arrays, object literals, casts, lambdas / arrow functions with their bodies skipped as balanced
-brackets, unary / binary / ternary operators, assignments); statements are expressions, a `let` / `const`
-/ `var` declaration in JavaScript. Where a ";" is missing, tree-sitter's error recovery decides between an
-ERROR and an inserted ";"; it is followed as measured on tree-sitter-java 0.21.0 / -javascript 0.21.4: a
-lone Java statement of at most 10 bytes (`foo(a=1)`) is an ERROR; after a statement with no ";" (in
-JavaScript, on the same line) a next token of at most 9 bytes that the token after it would continue
-(`a.b(c=1) Def.e(f=2)`) is an ERROR, a longer one starts a new statement; a Java trailing comma is a
-MISSING identifier (an unnamed empty argument). Text that is not call syntax at all (prose, other
-statements, class bodies) can fail here as "decoder_failed" where tree-sitter parses it without ERROR and
-finds no call ("decoder_wrong_output_format"), or the reverse: both are wrong answers, with another label.
+The parsers cover the expression syntax of call arguments (literals, names, member access, calls, `new`,
+arrays, object literals, casts, lambdas / arrow functions with their bodies skipped as balanced
+brackets, unary / binary / ternary operators, assignments); statements are expressions, a `let` /
+`const` / `var` declaration in JavaScript. Where a ";" is missing, tree-sitter's error recovery decides
+between an ERROR and an inserted ";"; it is followed as measured on tree-sitter-java 0.21.0 /
+-javascript 0.21.4: a lone Java statement of at most 10 bytes (`foo(a=1)`) is an ERROR; after a
+statement with no ";" (in JavaScript, on the same line) a next token of at most 9 bytes that the token
+after it would continue (`a.b(c=1) Def.e(f=2)`) is an ERROR, a longer one starts a new statement; a Java
+trailing comma is a MISSING identifier (an unnamed empty argument); a dotted name with no ";" is an
+ERROR. Text that is not call syntax at all (prose, other statements, class bodies) can fail here as
+"decoder_failed" where tree-sitter parses it without ERROR and finds no call
+("decoder_wrong_output_format"), or the reverse: both are wrong answers, with another label.
 """
 
 from __future__ import annotations
@@ -321,6 +322,8 @@ class _Java(_Parser):
             ended = self.at(";")
             if ended:
                 self.take()
+            elif _dotted_name(statements[-1]):  # `A.b` with no ";" reads as a declaration's type: an ERROR
+                raise CallParseError("a dotted name without ';' (an ERROR in tree-sitter)")
         # and a lone statement without ";" becomes an ERROR when it is this short (measured likewise)
         if len(statements) == 1 and not ended and len(self.src[statements[0].start:].encode()) <= 10:
             raise CallParseError("a short statement without ';' (an ERROR in tree-sitter)")
@@ -574,6 +577,10 @@ class _Java(_Parser):
         parts, _ = self.arguments()
         body = self.balanced() if self.at("{") else []
         return [kind, *parts, *body]
+
+
+def _dotted_name(node: Node) -> bool:
+    return node.kind == "field_access" and (node.parts[0].kind == "identifier" or _dotted_name(node.parts[0]))
 
 
 def _java_text(node: Node | Token, src: str, nested: bool = True) -> str:
