@@ -18,9 +18,11 @@ between an ERROR and an inserted ";"; it is followed as measured on tree-sitter-
 -javascript 0.21.4: a lone Java statement of at most 10 bytes (`foo(a=1)`) is an ERROR; after a
 statement with no ";" (in JavaScript, on the same line) a next token of at most 9 bytes that the token
 after it would continue (`a.b(c=1) Def.e(f=2)`) is an ERROR, a longer one starts a new statement; a Java
-trailing comma is a MISSING identifier (an unnamed empty argument); a dotted name with no ";" is an
-ERROR. Text that is not call syntax at all (prose, other statements, class bodies) can fail here as
-"decoder_failed" where tree-sitter parses it without ERROR and finds no call
+trailing comma is a MISSING identifier (an unnamed empty argument), an unclosed "(" before a "," a
+MISSING ")" (unless it holds a name, dotted or not), an unclosed array or object before the call's ")" a
+MISSING "]" / "}"; in JavaScript `!a = 1` is `!(a = 1)` and `a - b = 1` is `a - (b = 1)`; a dotted name
+with no ";" is an ERROR. Text that is not call syntax at all (prose, other statements, class bodies) can
+fail here as "decoder_failed" where tree-sitter parses it without ERROR and finds no call
 ("decoder_wrong_output_format"), or the reverse: both are wrong answers, with another label.
 """
 
@@ -146,9 +148,7 @@ def _quoted(src: str, i: int, quote: str) -> int:
             continue
         if c == quote:
             return j + 1
-        if c == "\n":
-            break
-        j += 1
+        j += 1  # a raw line break inside is taken too, as tree-sitter takes it
     raise CallParseError("unterminated string")
 
 
@@ -487,6 +487,8 @@ class _Java(_Parser):
             if self.at("("):
                 open_ = self.take()
                 inner = self.expression()
+                if self.at(",") and inner.kind != "identifier" and not _dotted_name(inner):
+                    return _node("parenthesized", [open_, inner])  # tree-sitter inserts a MISSING ")"
                 return _node("parenthesized", [open_, inner, self.expect(")")])
             raise self.fail()
         if t.text == "new":
@@ -525,13 +527,32 @@ class _Java(_Parser):
                 raise self.fail()
             return _node("array_creation", [new, kind, *dims, *([init] if init else [])], type=kind, init=init)
         parts, args = self.arguments()
-        body = self.balanced() if self.at("{") else []
+        body = self.class_body() if self.at("{") else []
         return _node("object_creation", [new, kind, *parts, *body], type=kind, args=args)
+
+    def class_body(self) -> list:
+        """An anonymous class body: initializer blocks (`{{ put("k", 1); }}`) are parsed, other members
+        (methods, fields) skipped as balanced brackets."""
+        if self.peek(1).text != "{":
+            return self.balanced()
+        parts: list = [self.take()]
+        while self.at("{"):
+            parts.append(self.take())
+            while not self.at("}"):
+                if not self.at(";"):
+                    parts.append(self.expression())
+                if not self.at("}"):  # a ";" may be missing before the "}" only
+                    parts.append(self.expect(";"))
+            parts.append(self.take())
+        parts.append(self.expect("}"))
+        return parts
 
     def array_initializer(self) -> Node:
         parts: list = [self.expect("{")]
         while not self.at("}"):
             parts.append(self.array_initializer() if self.at("{") else self.expression())
+            if self.at(")"):  # tree-sitter inserts a MISSING "}" before the call's ")"
+                return _node("array_initializer", parts)
             if not self.at("}"):
                 parts.append(self.expect(","))
         parts.append(self.take())
@@ -575,7 +596,7 @@ class _Java(_Parser):
     def creation_after_new(self, new: Token) -> list:
         kind = self.type()
         parts, _ = self.arguments()
-        body = self.balanced() if self.at("{") else []
+        body = self.class_body() if self.at("{") else []
         return [kind, *parts, *body]
 
 
@@ -743,15 +764,25 @@ class _JavaScript(_Parser):
         left = self.binary(level + 1)
         while self.peek().kind in ("op", "name") and self.peek().text in _JS_BINARY[level]:
             op = self.take()
-            right = self.binary(level if op.text == "**" else level + 1)
+            right = self.bound_assignment(self.binary(level if op.text == "**" else level + 1))
             left = _node("binary", [left, op, right])
         return left
+
+    def bound_assignment(self, operand: Node) -> Node:
+        """tree-sitter binds an assignment after an operator's operand to it: `!a = 1` is `!(a = 1)`,
+        `a - b = 1` is `a - (b = 1)`."""
+        if not (self.peek().kind == "op" and self.peek().text in _JS_ASSIGN):
+            return operand
+        op = self.take()
+        right = self.assignment()
+        kind = "assignment" if op.text == "=" else "augmented_assignment"
+        return _node(kind, [operand, op, right], left=operand, right=right)
 
     def unary(self) -> Node:
         t = self.peek()
         if t.kind in ("op", "name") and t.text in _JS_UNARY:
             op = self.take()
-            return _node("unary", [op, self.unary()])
+            return _node("unary", [op, self.bound_assignment(self.unary())])
         node = self.call_chain(self.primary())
         if self.at("++", "--") and not self.peek().newline:
             node = _node("update", [node, self.take()])
@@ -859,6 +890,8 @@ class _JavaScript(_Parser):
             if self.at("..."):
                 parts.append(self.take())
             parts.append(self.assignment())
+            if self.at(")"):  # tree-sitter inserts a MISSING "]" before the call's ")"
+                return _node("array", parts)
             if not self.at("]"):
                 parts.append(self.expect(","))
         parts.append(self.take())
@@ -871,6 +904,8 @@ class _JavaScript(_Parser):
                 parts += [self.take(), self.assignment()]
             else:
                 parts += self.property()
+            if self.at(")"):  # a MISSING "}", likewise
+                return _node("object", parts)
             if not self.at("}"):
                 parts.append(self.expect(","))
         parts.append(self.take())
