@@ -48,7 +48,7 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from evalmap.tasks.kinds.function_calls import (
+from evalmap.tasks.function_calls import (
     CallParseError,
     answer_calls,
     check_entry,

@@ -1,4 +1,4 @@
-"""BFCL decoding and checking (tasks.kinds.function_calls): every dataset entry's own answer passes, each rule
+"""BFCL decoding and checking (tasks.function_calls): every dataset entry's own answer passes, each rule
 fails with its reason, the parsers (and their refusal to run model text), irrelevance and relevance.
 Agreement with BFCL's own checker on the same outputs is bench/bench_bfcl_agreement.py's job."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from evalmap.tasks.kinds.function_calls import (
+from evalmap.tasks.function_calls import (
     REASONS,
     UNNAMED,
     CallParseError,

@@ -15,7 +15,7 @@ chosen with `--mode` and stored with the run (BFCL lists them as two model entri
 
 Both send the docs with BFCL's language hints (" Note that the provided function is in Java 8 SDK
 syntax.", Java/JavaScript parameters typed as strings), and the checker reads the docs without them,
-as BFCL's generation and evaluation do. Scoring is `tasks.kinds.function_calls.check_entry`.
+as BFCL's generation and evaluation do. Scoring is `tasks.function_calls.check_entry`.
 
 Why one mode per run rather than per model: a run's task is built once per dataset and shared by all
 of its models, so an automatic choice would put two prompt formats in one leaderboard column.
@@ -36,13 +36,13 @@ from evalmap.metrics.aggregate import proportion_ci
 from evalmap.metrics.stats import Score, empty_score, mean_score, sample_stderr
 from evalmap.tasks.base import Item, SampleResult, TaskConfig, deterministic_subset, prompt_hash
 from evalmap.tasks.data import DataSource, LazyRecords
-from evalmap.tasks.kinds.common import SpecBase, subgroup_scores
-from evalmap.tasks.kinds.function_calls import (
+from evalmap.tasks.function_calls import (
     CallParseError,
     check_entry,
     decode_text_tool_calls,
     openai_tools,
 )
+from evalmap.tasks.kinds.common import SpecBase, subgroup_scores
 
 MODES = ("prompt", "native")
 ACCURACY = "accuracy"

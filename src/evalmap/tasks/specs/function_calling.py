@@ -1,7 +1,7 @@
 """Function-calling datasets (catalog task type `function_calling`), as data for their kind.
 
 bfcl is the Berkeley Function Calling Leaderboard v4 data at ShishirPatil/gorilla 6ea57973c7a6
-(`bfcl_eval/data`), scored by BFCL's AST checker (`tasks.kinds.function_calls`, docs/bfcl.md). Its
+(`bfcl_eval/data`), scored by BFCL's AST checker (`tasks.function_calls`, docs/bfcl.md). Its
 sections are the leaderboard's: non_live_ast is the unweighted mean of simple (itself the unweighted
 mean of Python, Java, JavaScript), multiple, parallel and parallel_multiple; live_ast is the
 count-weighted mean of the live AST categories; irrelevance the unweighted mean of irrelevance and

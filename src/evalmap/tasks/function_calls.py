@@ -38,8 +38,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from evalmap.tasks.kinds import function_call_syntax as syntax
-from evalmap.tasks.kinds.function_call_syntax import UNNAMED, CallParseError
+from evalmap.tasks import function_call_syntax as syntax
+from evalmap.tasks.function_call_syntax import UNNAMED, CallParseError
 
 __all__ = [
     "UNNAMED",
