@@ -26,7 +26,8 @@ A text output whose Python syntax holds arithmetic BFCL would `eval` on anything
 sent to BFCL (counted as "not run"); an output BFCL fails on with an exception is counted apart ("crashed"),
 not as a mismatch. Prints, per category: outputs, valid verdicts per side, `valid` mismatches (goal 0),
 error_type mismatches, then the first mismatches with both verdicts and the error_type pairs that differ.
-Exits 1 on any `valid` mismatch.
+First it compares what the model is sent for every scored entry: evalmap's prompt-mode messages and native
+`tools` against those BFCL builds. Exits 1 on any `valid` mismatch or any entry sent differently.
 
     python bench/bench_bfcl_agreement.py
     python bench/bench_bfcl_agreement.py --outputs /tmp/bfcl-smollm2/outputs.jsonl
@@ -368,6 +369,59 @@ def hostile(record: dict) -> bool:
     return False
 
 
+PROMPT_DRIVER = r'''
+import copy, json, sys
+from bfcl_eval.utils import _func_doc_language_specific_pre_processing
+from bfcl_eval.model_handler.utils import convert_to_tool, system_prompt_pre_processing_chat_model
+from bfcl_eval.constants.type_mappings import GORILLA_TO_OPENAPI
+from bfcl_eval.constants.enums import ModelStyle
+
+entries = json.load(open(sys.argv[1]))
+out = {}
+for key, e in entries.items():
+    docs = _func_doc_language_specific_pre_processing(copy.deepcopy(e["function"]), e["category"])
+    messages = system_prompt_pre_processing_chat_model(copy.deepcopy(e["question"]), docs, e["id"])
+    tools = convert_to_tool(docs, GORILLA_TO_OPENAPI, ModelStyle.OPENAI_COMPLETIONS)
+    out[key] = {"messages": [[m["role"], m["content"]] for m in messages], "tools": tools}
+json.dump(out, open(sys.argv[2], "w"))
+'''
+
+
+def prompt_agreement(python: str, data_dir: Path) -> tuple[int, int, int, list[str]]:
+    """What the model is sent, evalmap vs BFCL, for every entry: (entries, same prompt-mode messages, same
+    native tools, the first differing keys). BFCL builds them with `_func_doc_language_specific_pre_processing`,
+    `system_prompt_pre_processing_chat_model` and `convert_to_tool` (OpenAI style)."""
+    from evalmap.catalog.loader import load_catalog
+    from evalmap.tasks.base import TaskConfig
+    from evalmap.tasks.registry import build_task
+
+    dataset = load_catalog().dataset("bfcl")
+    tasks = {mode: build_task(dataset, TaskConfig(data_dir=str(data_dir.parent), mode=mode))
+             for mode in ("prompt", "native")}  # fmt: skip
+    items = tasks["prompt"].items()
+    entries = {f"{i.data['category']}/{i.id}": {"id": i.id, "category": i.data["category"],
+               "function": i.data["function"], "question": i.data["question"]} for i in items}  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst, driver = Path(tmp) / "entries.json", Path(tmp) / "sent.json", Path(tmp) / "driver.py"
+        src.write_text(json.dumps(entries))
+        driver.write_text(PROMPT_DRIVER)
+        done = subprocess.run([python, str(driver), str(src), str(dst)], capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"the BFCL prompt driver failed:\n{done.stderr[-3000:]}")
+        theirs = json.loads(dst.read_text())
+    same_prompt = same_tools = 0
+    differing = []
+    for item in items:
+        key = f"{item.data['category']}/{item.id}"
+        prompt = [list(m) for m in tasks["prompt"].requests(item)[0].messages]
+        tools = json.loads(tasks["native"].requests(item)[0].tools)
+        same_prompt += prompt == theirs[key]["messages"]
+        same_tools += tools == theirs[key]["tools"]
+        if prompt != theirs[key]["messages"] or tools != theirs[key]["tools"]:
+            differing.append(key)
+    return len(items), same_prompt, same_tools, differing
+
+
 def run_bfcl(python: str, entries: dict, records: list[dict]) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         paths = {name: Path(tmp) / name for name in ("driver.py", "entries.json", "records.jsonl", "results.jsonl")}
@@ -394,6 +448,9 @@ def main() -> int:
     args = ap.parse_args()
     if not Path(args.bfcl_python).exists():
         sys.exit(f"no BFCL venv at {args.bfcl_python}: make one as this script's docstring says, or pass --bfcl-python")
+    n, same_prompt, same_tools, differing = prompt_agreement(args.bfcl_python, args.data_dir)
+    print(f"what the model is sent, {n} entries: prompt-mode messages identical to BFCL's {same_prompt}, native "
+          f"tools identical {same_tools}" + (f"; first differing: {differing[:5]}" if differing else ""))
     entries = load_entries(args.data_dir)
     records = []
     if not args.no_synthetic:
@@ -471,7 +528,7 @@ def main() -> int:
                   f"{json.dumps(example['output'])[:150]}")
     for r, crash in crashes[: args.show]:
         print(f"\nBFCL CRASHED {r['category']}/{r['id']} [{r['label']}]: {crash}")
-    return 1 if mismatches else 0
+    return 1 if mismatches or differing else 0
 
 
 if __name__ == "__main__":
