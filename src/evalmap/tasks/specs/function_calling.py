@@ -18,7 +18,8 @@ from pathlib import Path
 from evalmap.tasks.data import DataFormatError, DataSource, Record, Text, open_text, record_shape
 from evalmap.tasks.kinds.function_calling import Category, FunctionCallingSpec, Section
 
-DATA_VERSION = "BFCL_v4"  # the file prefix of the pinned data (gorilla 6ea57973c7a6)
+DATA_VERSION = "BFCL_v4"  # the file prefix of the pinned data
+DATA_COMMIT = "ShishirPatil/gorilla@6ea57973c7a6"
 
 BFCL_CATEGORIES = (
     Category("simple_python"),
@@ -143,6 +144,7 @@ BFCL = FunctionCallingSpec(
         name="v4", local_files=_files(), reader=_read_bfcl, normalize=_bfcl_records, hub_file_repo=True
     ),
     categories=BFCL_CATEGORIES,
+    data_version=f"{DATA_VERSION} ({DATA_COMMIT})",
     sections=(
         Section("single_turn_overall", (NON_LIVE_AST, LIVE_AST, IRRELEVANCE)),
         NON_LIVE_AST,
