@@ -185,7 +185,7 @@ class FunctionCallingTask:
                 for i in range(max(1, cfg.n_samples))
             ]
         system = _SYSTEM_PROMPT.replace("{functions}", json.dumps(docs, indent=4))
-        if turn and turn[0][0] == "system":  # BFCL: the entry's own system prompt follows its own
+        if turn and turn[0][0] == "system":  # BFCL: the entry's own system prompt follows BFCL's
             turn[0] = ("system", system + "\n\n" + turn[0][1])
         else:
             turn.insert(0, ("system", system))
