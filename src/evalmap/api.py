@@ -45,7 +45,7 @@ OUTPUT_FILES = (
 OUTPUT_FOLDERS = ("report/tables", "report/figures", "report/samples", "report")
 EARLIER_RUN_MARKERS = ("results.json", "samples.jsonl", "report/index.html")
 # evaluate()'s own keywords; every other option is a BackendOptions or TaskConfig field.
-RUN_KEYWORDS = ("plan", "seed", "catalog", "store", "output", "overwrite", "quiet", "reporter")
+RUN_KEYWORDS = ("plan", "seed", "catalog", "store", "output", "overwrite", "quiet", "reporter", "weights")
 
 
 # ---------------------------------------------------------------- the result of a run
@@ -389,6 +389,7 @@ def evaluate(
     overwrite: bool = False,
     quiet: bool = False,
     reporter: Reporter | None = None,
+    weights: str | Sequence[str] | dict[str, str] | None = None,
     **options: Any,
 ) -> RunResult:
     """Evaluate models on datasets (or a named `plan`), as `evalmap run` does; returns the RunResult.
@@ -422,12 +423,14 @@ def evaluate(
     out_dir = Path(output) if output is not None else None
     cat = _catalog(catalog)
     _, pairs = select_jobs(cat, plan, models, datasets, samples)
+    chosen_weights = _weights(weights, list(dict.fromkeys(m for m, _, _ in pairs)))
+    cat = cat.with_weights(chosen_weights)
     run_options = _options(None if isinstance(samples, dict) else samples, backend, seed, dict(options))
     if out_dir:
         check_output_dir(out_dir, overwrite)  # before the store opens or a model loads
     db = store if isinstance(store, Store) else Store(store)
     args = {"pairs": pairs, "backend": backend, "base_url": options.get("base_url"), "samples": samples,
-            "seed": seed}
+            "seed": seed, **({"weights": chosen_weights} if chosen_weights else {})}
     try:
         with _progress(reporter, quiet) as shown:
             summary = run_plan(cat, pairs, run_options, db, shown, args=args)
@@ -443,6 +446,30 @@ def evaluate(
     finally:
         if db is not store:
             db.close()
+
+
+def _weights(given: str | Sequence[str] | dict[str, str] | None, models: list[str]) -> dict[str, str]:
+    """`--weights PATH` (a run of one model) or `--weights MODEL=PATH` (repeatable) as {model: path}."""
+    if not given:
+        return {}
+    if isinstance(given, dict):
+        chosen = dict(given)
+    else:
+        chosen = {}
+        for entry in [given] if isinstance(given, str) else list(given):
+            model, sep, path = entry.partition("=")
+            if sep and model in models:
+                chosen[model] = path
+            elif len(models) == 1:
+                chosen[models[0]] = entry
+            else:
+                raise EvalmapError(
+                    f"--weights {entry} names no model of this run ({', '.join(models)}); write --weights MODEL=PATH."
+                )
+    strangers = sorted(set(chosen) - set(models))
+    if strangers:
+        raise EvalmapError(f"--weights names {', '.join(strangers)}, which this run does not evaluate.")
+    return chosen
 
 
 @contextlib.contextmanager

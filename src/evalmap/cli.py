@@ -404,6 +404,11 @@ def run(
     dtype: Annotated[str | None, typer.Option(help="auto, float32, bfloat16, float16.")] = None,
     store_path: Annotated[Path | None, typer.Option("--store", help="SQLite store (default ~/.cache/evalmap).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    weights: Annotated[
+        list[str] | None,
+        typer.Option("--weights", help="Local weights: PATH (a run of one model) or MODEL=PATH, repeatable; a folder "
+                     "with config.json or a .gguf file (team fine-tunes)."),
+    ] = None,
     catalog: CatalogOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -420,7 +425,7 @@ def run(
             max_retries=max_retries, data_dir=data_dir, chat=chat, num_fewshot=num_fewshot, mode=mode,
             variant=variant, n_samples=n_samples, temperature=temperature, judge=judge_model,
             pairwise_against=pairwise_against, judge_backend=judge_backend, judge_base_url=judge_base_url,
-            judge_api_key_env=judge_api_key_env,
+            judge_api_key_env=judge_api_key_env, weights=weights,
         )
     except KeyboardInterrupt:
         err.print("Interrupted: finished samples are saved; run the same command again to resume.")

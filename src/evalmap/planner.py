@@ -368,8 +368,8 @@ def estimate_job(
             f"{model_id} needs about {est.gpus} 80 GB GPUs in bf16 but its catalog entry sets "
             f"tensor_parallel={model.run.tensor_parallel}"
         )
-    if model.user_weights and not model.run.hf:
-        est.warnings.append(f"{model_id} is a team fine-tune: set run.hf to its weights in a catalog override")
+    if model.user_weights and not (model.run.hf or model.run.gguf):
+        est.warnings.append(f"{model_id} is a team fine-tune: pass --weights PATH (or run.hf in a catalog override)")
     if ds.request_kind == "judge":
         est.warnings.append(f"{dataset_id} also needs judge-model calls, not included")
     est.engine = backend or model.run.default_backend

@@ -85,16 +85,24 @@ def backend_name(model: Model, options: BackendOptions) -> str:
 def open_backend(model: Model, options: BackendOptions) -> Backend:
     """Load the model once for a run on the chosen engine (the table's class, built from the catalog entry)."""
     name = backend_name(model, options)
-    cls = backend_class(name)
-    if model.user_weights and not model.run.hf and getattr(cls, "loads_weights", True):
-        raise EvalmapError(
-            f"{model.id} is a team fine-tune without weights configured; set run.hf to its local path "
-            "or repo in a catalog override file (--catalog or EVALMAP_CATALOG)."
+    problem = missing_weights(model, name)
+    if problem:
+        raise EvalmapError(problem)
+    return backend_class(name).from_catalog(model, options)
+
+
+def missing_weights(model: Model, backend: str) -> str | None:
+    """The sentence for a team fine-tune whose weights were not given (None: they were, or a server holds them)."""
+    loads = getattr(backend_class(backend), "loads_weights", True)
+    if model.user_weights and not (model.run.hf or model.run.gguf) and loads:
+        return (
+            f"{model.id} is a team fine-tune without weights configured; pass --weights PATH (its folder or "
+            ".gguf file), or set run.hf in a catalog override file (--catalog or EVALMAP_CATALOG)."
         )
-    return cls.from_catalog(model, options)
+    return None
 
 
 __all__ = [
     "BACKENDS", "Backend", "BackendOptions", "BackendUnavailableError", "backend_name", "backend_names",
-    "check_base_url", "open_backend",
+    "check_base_url", "missing_weights", "open_backend",
 ]

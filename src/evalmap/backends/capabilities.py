@@ -100,10 +100,14 @@ def check_plan(catalog: Any, pairs: Iterable[tuple[str, str, Any]], tasks: dict[
     `tasks` maps each dataset id of `pairs` to its built Task. Each model's capabilities are asked
     once: a server is probed (GET /v1/models), a local engine loads nothing.
     """
-    from evalmap.backends import backend_name
+    from evalmap.backends import backend_name, missing_weights
 
     pairs = list(pairs)
     names = {m: backend_name(catalog.model(m), options) for m, _, _ in pairs}  # every name checked first
+    for model_id, name in names.items():
+        problem = missing_weights(catalog.model(model_id), name)
+        if problem:
+            raise CapabilityError(problem)
     declared: dict[str, Capabilities] = {}
     needs: dict[str, Needs] = {}
     for model_id, dataset_id, _ in pairs:

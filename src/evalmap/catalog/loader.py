@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from evalmap.catalog.schema import Dataset, Mapping, Model, Plan
+from evalmap.catalog.schema import Dataset, GGUFSource, Mapping, Model, Plan
 from evalmap.errors import EvalmapError, UnknownIdError
 
 PACKAGE_FILES = ("models.yaml", "datasets.yaml", "mapping.yaml")
@@ -178,6 +178,29 @@ class Catalog:
         if dataset_id not in self.datasets:
             raise UnknownIdError("dataset", dataset_id, list(self.datasets))
         return self.datasets[dataset_id]
+
+    def with_weights(self, weights: dict[str, str]) -> Catalog:
+        """The catalog with models pointed at local weights (`--weights`): a folder holding config.json for
+        transformers / vLLM, or a .gguf file for llama.cpp. The version changes with them, so a run on other
+        weights is another run (and the engines fingerprint the files, so the cache tells them apart)."""
+        models = dict(self.models)
+        for model_id, given in weights.items():
+            model = self.model(model_id)
+            path = Path(given).expanduser()
+            if path.is_file() and path.suffix == ".gguf":
+                run = model.run.model_copy(update={"gguf": GGUFSource(file=path.name, path=str(path.resolve()))})
+            elif path.is_dir() and (path / "config.json").is_file():
+                run = model.run.model_copy(update={"hf": str(path.resolve())})
+            else:
+                what = "is neither a .gguf file nor a folder with config.json" if path.exists() else "does not exist"
+                raise EvalmapError(
+                    f"--weights {given} for {model_id} {what}; pass the folder holding the model's config.json and "
+                    "weights (transformers, vLLM) or its .gguf file (llama.cpp)."
+                )
+            models[model_id] = model.model_copy(update={"run": run})
+        pinned = "\0".join(f"{m}={models[m].run.hf or models[m].run.gguf}" for m in sorted(weights))
+        version = hashlib.sha256(f"{self.version}\0{pinned}".encode()).hexdigest()[:12]
+        return Catalog(models, self.datasets, self.mapping, self.plans, self.sources, version)
 
     def plan(self, plan_id: str) -> Plan:
         key = plan_id.lower()
