@@ -170,12 +170,14 @@ def error_sentence(result: Outcome) -> str:
         assert len(errors) == 1 and not others, f"more than one sentence:\n{result.describe()}"
         assert result.stdout.strip() == "", f"an error also wrote to stdout:\n{result.describe()}"
         return errors[0][len("error: "):]
-    # A usage error from Typer/Click: "Usage: ...", "Try '... --help'", and a box around one message.
+    # A usage error from Typer/Click: "Usage: ...", "Try '... --help'", and a box around one message; or, for an
+    # option given without its value, Click's lone "Error: Option '--catalog' requires an argument."
     usage = any(line.startswith("Usage: ") for line in lines)
-    assert usage, f"exit 2 without a message:\n{result.describe()}"
+    lone = [line for line in lines if line.startswith("Error: ")]
+    assert usage or len(lone) == 1, f"exit 2 without a message:\n{result.describe()}"
     assert all(_USAGE.match(line) or _NOISE.match(line) for line in lines), f"odd usage error:\n{result.describe()}"
     body = " ".join(line.strip("│ ╭╮╰╯─") for line in lines if line.startswith("│"))
-    return body.strip() or lines[-1]
+    return body.strip() or (lone[0][len("Error: "):] if lone and not usage else lines[-1])
 
 
 def check_outcome(result: Outcome, ok_codes: tuple[int, ...] = (0, 2, 3)) -> None:

@@ -847,6 +847,13 @@ def test_found_catalog_id_that_is_a_list_or_a_mapping(tmp_path, text):
     check_outcome(cli(["models", "--catalog", str(path)], cwd=tmp_path))
 
 
+@pytest.mark.parametrize("command", ["recommend", "models", "plan"])
+def test_found_an_option_without_its_value_is_one_sentence(tmp_path, command):
+    outcome = cli([command, "--catalog"], cwd=tmp_path)
+    check_outcome(outcome)
+    assert outcome.code == 2 and "requires an argument" in outcome.stderr
+
+
 def test_found_deep_flow_nesting_is_one_sentence(tmp_path):
     path = tmp_path / "deep.yaml"
     path.write_text("models: " + "[" * 25_000 + "]" * 25_000 + "\n", encoding="utf-8")
