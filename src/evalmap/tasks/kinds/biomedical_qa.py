@@ -420,10 +420,10 @@ class _BioASQRecords:
         if not found:
             where = str(folder) if folder else f"<data-dir>/{self.task.spec.bioasq_folder}"
             raise DataMissingError(
-                f"The bioasq variant reads BioASQ Task B JSON files from {where}/ and found none there: register at "
-                "bioasq.org, download the Task B files (e.g. the golden files 12B1_golden.json ... of a test "
-                f"batch, or the training file) into {where}/ and pass that --data-dir, or drop --variant bioasq "
-                "to run the PubMedQA stand-in."
+                f"The bioasq variant reads BioASQ Task B JSON files from {where}/ and found none there: register "
+                "at bioasq.org, download the Task B files (e.g. the golden files 12B1_golden.json to "
+                f"12B4_golden.json of a test set, or the training file) into {where}/ and pass that --data-dir, "
+                "or drop --variant bioasq to run the PubMedQA stand-in."
             )
         return found
 
