@@ -149,7 +149,7 @@ def test_bioasq_variant_scored_end_to_end_against_hand_values(tmp_path):
     items = t.items()
     assert [i.id for i in items] == [q["id"] for q in QUESTIONS]
     (req,) = t.requests(items[0])
-    assert req.prompt == "Snippets:\n- A is a gene.\nQuestion: Is A a gene?\nAnswer with yes or no.\nAnswer:"
+    assert req.prompt == "Snippets:\n- A is one.\nQuestion: Is A a gene?\nAnswer with yes or no.\nAnswer:"
     samples = [t.score(i, [Generation(text=ANSWERS[i.id])]) for i in items]
     assert samples[-1].metrics == {} and samples[-1].details["scored"] is False
     s = {x.name: x for x in t.aggregate(samples)}
