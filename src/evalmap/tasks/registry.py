@@ -40,6 +40,8 @@ SPECS: dict[str, str] = {
     # instruction following
     "ifeval": f"{_SPECS}.instruction_following:IFEVAL",
     "mt_bench": f"{_SPECS}.instruction_following:MT_BENCH",
+    # life science
+    "bioasq": f"{_SPECS}.life_science:BIOASQ",
     # function calling
     "bfcl": f"{_SPECS}.function_calling:BFCL",
 }

@@ -1,4 +1,6 @@
-"""Biomedical QA datasets (catalog task type `life_science`), as data for their kind.
+"""Life-science datasets (catalog task type `life_science`), as data for their kinds.
+
+## bioasq (tasks.kinds.biomedical_qa)
 
 `bioasq` keeps the guide's name, but BioASQ Task B data needs registration, so the default run is the
 open stand-in PubMedQA PQA-L (official 500-item test set, as lm-eval's `pubmedqa`); `--variant bioasq`
