@@ -70,7 +70,7 @@ def mutant_code(muts: Sequence[Mutation]) -> str:
 
 
 def parse_mutant(code: str) -> list[Mutation]:
-    """"V39A:D40G" -> [(39, "V", "A"), (40, "D", "G")]; "" or "WT" -> []."""
+    """A ProteinGym mutant code as mutations: V39A:D40G -> [(39, "V", "A"), (40, "D", "G")]; "" or WT -> []."""
     if code in ("", "WT"):
         return []
     return [(int(part[1:-1]), part[0], part[-1]) for part in code.split(":")]

@@ -62,9 +62,7 @@ def _flip_records(records: list[Record], origin: str) -> list[Record]:
 
 
 def _split(name: str) -> DataSource:
-    return DataSource(
-        name=name, local_files=(f"flip_gb1_{name}.csv.gz",), reader=_read_flip, normalize=_flip_records
-    )
+    return DataSource(name=name, local_files=(f"flip_gb1_{name}.csv.gz",), reader=_read_flip, normalize=_flip_records)
 
 
 PROTEIN_SEQUENCES = FitnessSpec(
