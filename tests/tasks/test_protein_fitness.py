@@ -65,7 +65,7 @@ def test_wild_type_is_found_in_the_data():
     sequences = [r["sequence"] for r in rows]
     wild = wild_type_from_sites(sequences, GB1_SITES)
     assert wild == GB1_WILD_TYPE and len(wild) == 265
-    # GB1's 56-residue B1 domain (UniProt P06654 numbering as in Olson et al. 2014) opens the construct
+    # GB1's 56-residue B1 domain opens the construct
     assert wild[:56] == "MQYKLILNGKTLKGETTTEAVDAATAEKVFKQYANDNGVDGEWTYDDATKTFTVTE"
     assert float(next(r["target"] for r in rows if r["sequence"] == wild)) == 1.0  # fitness is relative to WT
     # the only positions that vary across all 8733 rows are the four sites

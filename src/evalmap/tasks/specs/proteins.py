@@ -2,9 +2,10 @@
 
 protein_sequences is FLIP's GB1 landscape (J-SNACKKB/FLIP@62cace8735f5, splits/gb1/splits.zip): 8733
 variants of a 265-residue GB1 construct mutated at V39, D40, G41 and V54 (GB1 numbering; the construct
-starts with GB1's 56-residue domain), each with its measured fitness (binding, wild type = 1.0). Every
-split file holds all 8733 rows; an evaluation reads the rows with set == test. The default split is
-three_vs_rest (5743 test rows), the variants low_vs_high (3644) and sampled (1745).
+starts with GB1's 56-residue domain), each with its measured fitness (Wu et al. 2016, binding relative
+to the wild type = 1.0). Every split file holds all 8733 rows; an evaluation reads the rows with
+set == test. The default split is three_vs_rest (5743 test rows), the variants low_vs_high (3644) and
+sampled (1745).
 
 Scored zero-shot (no training rows are used): the model's log-likelihood ratio of each variant against
 the wild type, ranked against fitness (Spearman's rho, as FLIP and ProteinGym report).
