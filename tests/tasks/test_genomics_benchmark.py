@@ -12,7 +12,6 @@ import evalmap
 from evalmap.backends.base import Generation, GenerationRequest, LogLikelihood, LoglikelihoodRequest
 from evalmap.catalog.loader import load_catalog
 from evalmap.errors import EvalmapError
-from evalmap.tasks import registry
 from evalmap.tasks.base import SampleResult, TaskConfig
 from evalmap.tasks.kinds.sequence_classification import (
     HOLDOUT_PER_CLASS,
@@ -23,7 +22,7 @@ from evalmap.tasks.kinds.sequence_classification import (
     macro_f1_stat,
     mcc_stat,
 )
-from evalmap.tasks.specs.genomics import GENOMICS_BENCHMARK
+from evalmap.tasks.specs.life_science import GENOMICS_BENCHMARK
 
 
 def task(data_dir, **options):
@@ -200,9 +199,6 @@ def test_embedded_model_end_to_end(embedded_on_llamacpp, shared_data):
         assert not np.isnan(scores["mcc"].value)
 
 
-@pytest.mark.skipif(
-    "genomics_benchmark" not in registry.SPECS, reason="genomics_benchmark is not in tasks.registry.SPECS yet"
-)
 def test_evaluate_runs_genomics_benchmark(embedded_on_llamacpp, shared_data, tmp_path):
     result = evalmap.evaluate(
         "smollm2_135m",

@@ -27,7 +27,7 @@ from evalmap.tasks.kinds.fitness import (
     top_recall_rows,
     wild_type_from_sites,
 )
-from evalmap.tasks.specs.proteins import GB1_SITES, GB1_WILD_TYPE, PROTEIN_SEQUENCES
+from evalmap.tasks.specs.life_science import GB1_SITES, GB1_WILD_TYPE, PROTEIN_SEQUENCES
 
 DATA_DIR = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 FOLDER = DATA_DIR / "protein_sequences"
@@ -246,10 +246,7 @@ def test_embedded_smollm2_on_llamacpp_scores_eight_variants(embedded_on_llamacpp
 @needs_data
 def test_evaluate_runs_protein_sequences(embedded_on_llamacpp, tmp_path):
     import evalmap
-    from evalmap.tasks.registry import SPECS
 
-    if "protein_sequences" not in SPECS:
-        pytest.skip("protein_sequences is not in evalmap.tasks.registry.SPECS yet (the lead adds the line)")
     result = evalmap.evaluate(
         "smollm2_135m", "protein_sequences", 8, "llamacpp",
         data_dir=str(DATA_DIR), store=tmp_path / "s.sqlite", quiet=True,

@@ -41,6 +41,8 @@ SPECS: dict[str, str] = {
     "ifeval": f"{_SPECS}.instruction_following:IFEVAL",
     "mt_bench": f"{_SPECS}.instruction_following:MT_BENCH",
     # life science
+    "genomics_benchmark": f"{_SPECS}.life_science:GENOMICS_BENCHMARK",
+    "protein_sequences": f"{_SPECS}.life_science:PROTEIN_SEQUENCES",
     "bioasq": f"{_SPECS}.life_science:BIOASQ",
     # function calling
     "bfcl": f"{_SPECS}.function_calling:BFCL",
