@@ -90,6 +90,25 @@ def bootstrap_distribution(
     return out
 
 
+def bootstrap_statistic(
+    name: str, values: Sequence[float] | np.ndarray, stat: Callable[..., np.ndarray], value: float, seed: int = 0,
+    iters: int = 2000,
+) -> Score:
+    """A statistic with no stderr formula (MCC, macro-F1, Spearman, ...) as a Score: `value` over all items, a
+    percentile-bootstrap 95% CI over resamples of `values` (one number per item, `stat(x, axis=1)` per
+    resample row), the bootstrap sd as stderr, n = the items. Resamples where the statistic is undefined
+    (NaN: a constant resample) are left out; below 2 items or 2 defined resamples the spread is NaN."""
+    n = len(values)
+    if n == 0:
+        return empty_score(name, "bootstrap")
+    dist = bootstrap_distribution(values, stat, iters, seed) if n >= 2 else np.empty(0)
+    dist = dist[np.isfinite(dist)]
+    if dist.size < 2:
+        return Score(name, value, math.nan, math.nan, math.nan, n, "bootstrap")
+    low, high = np.quantile(dist, [0.025, 0.975])
+    return Score(name, value, float(np.std(dist, ddof=1)), float(low), float(high), n, "bootstrap")
+
+
 def bootstrap_ci(
     values: Sequence[float] | np.ndarray,
     stat: Callable[..., np.ndarray] = np.mean,

@@ -29,7 +29,7 @@ import numpy as np
 from evalmap.backends.base import Generation, GenerationRequest, LogLikelihood, LoglikelihoodRequest, Request, Response
 from evalmap.catalog.schema import Dataset, LocalFiles
 from evalmap.errors import DataMissingError, EvalmapError
-from evalmap.metrics.aggregate import bootstrap_distribution
+from evalmap.metrics.aggregate import bootstrap_statistic
 from evalmap.metrics.stats import Score, empty_score
 from evalmap.tasks.base import Item, SampleResult, TaskConfig, deterministic_subset, prompt_hash
 from evalmap.tasks.data import DataSource, LazyRecords, Record, load_records, resolve_data_dir
@@ -185,11 +185,7 @@ def macro_f1_score(
             f1.append(np.where(tp > 0, 2 * tp / np.maximum(2 * tp + wrong, 1), 0.0))
         return np.mean(f1, axis=0)
 
-    if n < 2:
-        return Score(name, value, float("nan"), float("nan"), float("nan"), n, "bootstrap")
-    dist = bootstrap_distribution(pairs, stat, seed=seed)
-    low, high = np.quantile(dist, [0.025, 0.975])
-    return Score(name, value, float(np.std(dist, ddof=1)), float(low), float(high), n, "bootstrap")
+    return bootstrap_statistic(name, pairs, stat, value, seed=seed)
 
 
 def count_score(name: str, count: int) -> Score:

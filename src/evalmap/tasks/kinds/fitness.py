@@ -40,7 +40,7 @@ import numpy as np
 
 from evalmap.backends.base import LogLikelihood, LoglikelihoodRequest, Request, Response
 from evalmap.catalog.schema import Dataset
-from evalmap.metrics.aggregate import bootstrap_distribution
+from evalmap.metrics.aggregate import bootstrap_statistic
 from evalmap.metrics.stats import Score, empty_score
 from evalmap.tasks.base import Item, SampleResult, TaskConfig, deterministic_subset, prompt_hash
 from evalmap.tasks.data import DataSource, LazyRecords
@@ -234,19 +234,12 @@ def bootstrap_score(
     if n == 0:
         return empty_score(name, "bootstrap")
     value = float(stat(scores[None, :], targets[None, :])[0])
-    if n < 2:
-        return Score(name, value, math.nan, math.nan, math.nan, n, "bootstrap")
 
     def resampled(index: np.ndarray, axis: int = 1) -> np.ndarray:
         rows = index.astype(int)
         return stat(scores[rows], targets[rows])
 
-    dist = bootstrap_distribution(np.arange(n, dtype=float), resampled, iters=iters, seed=seed)
-    dist = dist[np.isfinite(dist)]
-    if dist.size < 2:
-        return Score(name, value, math.nan, math.nan, math.nan, n, "bootstrap")
-    low, high = np.quantile(dist, [0.025, 0.975])
-    return Score(name, value, float(np.std(dist, ddof=1)), float(low), float(high), n, "bootstrap")
+    return bootstrap_statistic(name, np.arange(n, dtype=float), resampled, value, seed=seed, iters=iters)
 
 
 # -- masked language models (ESM): ProteinGym's masked marginals ----------------------------------------

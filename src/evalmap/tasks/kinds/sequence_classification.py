@@ -52,7 +52,7 @@ import numpy as np
 from evalmap.backends.base import Generation, GenerationRequest, LogLikelihood, LoglikelihoodRequest, Request, Response
 from evalmap.catalog.schema import Dataset
 from evalmap.errors import EvalmapError
-from evalmap.metrics.aggregate import bootstrap_distribution
+from evalmap.metrics.aggregate import bootstrap_statistic
 from evalmap.metrics.stats import Z95, Score, empty_score, mean_score, wilson_interval
 from evalmap.tasks.base import Item, SampleResult, TaskConfig, deterministic_subset, prompt_hash, seeded_rng
 from evalmap.tasks.data import DataSource, LazyRecords, Record, load_records
@@ -404,15 +404,10 @@ def macro_f1_stat(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 def bootstrap_score(name: str, codes: np.ndarray, stat, seed: int) -> Score:
     """The statistic over the items, its percentile-bootstrap 95% CI over items and the bootstrap sd."""
-    n = int(codes.size)
-    if n == 0:
+    if codes.size == 0:
         return empty_score(name, "bootstrap")
     value = float(stat(codes[None, :], axis=1)[0])
-    if n < 2:
-        return Score(name, value, math.nan, math.nan, math.nan, n, "bootstrap")
-    dist = bootstrap_distribution(codes, stat, iters=BOOTSTRAP_ITERS, seed=seed)
-    low, high = np.quantile(dist, [0.025, 0.975])
-    return Score(name, value, float(np.std(dist, ddof=1)), float(low), float(high), n, "bootstrap")
+    return bootstrap_statistic(name, codes, stat, value, seed=seed, iters=BOOTSTRAP_ITERS)
 
 
 def classification_scores(samples: Sequence[SampleResult], suffix: str, seed: int) -> list[Score]:
