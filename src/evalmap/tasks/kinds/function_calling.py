@@ -178,19 +178,18 @@ class FunctionCallingTask:
         common = dict(
             chat=True, max_tokens=cfg.max_tokens or self.spec.max_tokens, temperature=cfg.temperature, top_p=cfg.top_p
         )
+        tools = ""
         if self.mode == "native":
             tools = json.dumps(openai_tools(docs), sort_keys=True)
-            return [
-                GenerationRequest(messages=tuple(turn), tools=tools, **common, seed=cfg.seed + i)
-                for i in range(max(1, cfg.n_samples))
-            ]
-        system = _SYSTEM_PROMPT.replace("{functions}", json.dumps(docs, indent=4))
-        if turn and turn[0][0] == "system":  # BFCL: the entry's own system prompt follows BFCL's
-            turn[0] = ("system", system + "\n\n" + turn[0][1])
         else:
-            turn.insert(0, ("system", system))
+            system = _SYSTEM_PROMPT.replace("{functions}", json.dumps(docs, indent=4))
+            if turn and turn[0][0] == "system":  # BFCL: the entry's own system prompt follows BFCL's
+                turn[0] = ("system", system + "\n\n" + turn[0][1])
+            else:
+                turn.insert(0, ("system", system))
         return [
-            GenerationRequest(messages=tuple(turn), **common, seed=cfg.seed + i) for i in range(max(1, cfg.n_samples))
+            GenerationRequest(messages=tuple(turn), tools=tools, **common, seed=cfg.seed + i)
+            for i in range(max(1, cfg.n_samples))
         ]
 
     # -- scoring -------------------------------------------------------------------
