@@ -22,6 +22,8 @@ Local engines may also accept `on_tokens(n)` in `generate` to report tokens as t
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import inspect
 import json
 from collections.abc import Callable, Sequence
@@ -35,17 +37,55 @@ from evalmap.hashing import sha256_json
 def _request_key(request) -> str:
     """sha256 of the request's kind and fields, computed once per request object (the runner asks for
     it several times per request; hashing dominated a cached rerun). A field marked `keyed_when_set`
-    joins the hash only when it differs from its default, so adding one keeps every cached key."""
+    joins the hash only when it differs from its default, so adding one keeps every cached key.
+    Images join it as (mime, sha256 of their bytes)."""
     key = request.__dict__.get("_key")
     if key is None:
         body = {
-            f.name: getattr(request, f.name)
+            f.name: _key_value(getattr(request, f.name))
             for f in fields(request)
             if not (f.metadata.get("keyed_when_set") and getattr(request, f.name) == f.default)
         }
         key = sha256_json({"kind": request.kind, **body})
         object.__setattr__(request, "_key", key)
     return key
+
+
+def _key_value(value):
+    if isinstance(value, tuple) and value and all(isinstance(v, Image) for v in value):
+        return [[image.mime, image.sha256] for image in value]
+    return value
+
+
+IMAGE_PLACEHOLDER = "<|evalmap:image|>"
+"""Where an image goes in a request's text: the n-th placeholder (over all messages, in order, or in
+`prompt`) is the request's n-th image. Engines replace it by their own form (an OpenAI `image_url` part,
+the processor's image token through the chat template, vLLM's multi_modal_data)."""
+
+
+@dataclass(frozen=True)
+class Image:
+    """One image sent with a request: its encoded bytes (PNG, JPEG, ...) and their MIME type."""
+
+    data: bytes = field(repr=False)
+    mime: str = "image/png"
+
+    @property
+    def sha256(self) -> str:
+        digest = self.__dict__.get("_sha256")
+        if digest is None:
+            digest = hashlib.sha256(self.data).hexdigest()
+            object.__setattr__(self, "_sha256", digest)
+        return digest
+
+    def data_url(self) -> str:
+        """The image as a `data:` URL (what an OpenAI-compatible server takes in an `image_url` part)."""
+        return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
+
+
+def split_images(text: str) -> list[str]:
+    """`text` cut at each IMAGE_PLACEHOLDER: n placeholders give n + 1 pieces (an image between each)."""
+    return text.split(IMAGE_PLACEHOLDER)
 
 
 @dataclass(frozen=True)
@@ -56,6 +96,8 @@ class GenerationRequest:
     format) is used instead when `chat` is true and the backend applies the model's
     own chat template. `tools` (chat only) is the JSON text of an OpenAI `tools` list: a server
     gets it as `tools`, a local engine renders it through the chat template's `tools=`.
+    `images` are placed at the IMAGE_PLACEHOLDERs of the text, in order (as many of each); they join
+    the cache key by their bytes' sha256.
     """
 
     prompt: str = ""
@@ -67,8 +109,15 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     seed: int = 0
     tools: str = field(default="", metadata={"keyed_when_set": True})
+    images: tuple[Image, ...] = field(default=(), metadata={"keyed_when_set": True})
 
     kind = "generate"
+
+    def __post_init__(self) -> None:
+        text = self.prompt + "".join(content for _, content in self.messages)
+        placed = text.count(IMAGE_PLACEHOLDER)
+        if placed != len(self.images):
+            raise ValueError(f"a request with {len(self.images)} image(s) has {placed} image placeholder(s)")
 
     def key(self) -> str:
         return _request_key(self)
