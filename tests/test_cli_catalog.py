@@ -50,7 +50,7 @@ def test_models_json():
 def test_datasets_json():
     datasets = invoke_json("datasets")
     assert len(datasets) == 26
-    assert {"id", "task_type", "status", "count", "guide_count", "source", "request_kind", "metrics"} <= set(
+    assert {"id", "task_type", "guide_status", "count", "guide_count", "source", "request_kind", "metrics"} <= set(
         datasets[0]
     )
     assert len(invoke_json("datasets", "--status", "ready")) == 7

@@ -131,7 +131,7 @@ def datasets(
     cat = _catalog(catalog)
     rows = [
         d for d in cat.datasets.values()
-        if (task_type is None or d.task_type == task_type) and (status is None or d.status.value == status)
+        if (task_type is None or d.task_type == task_type) and (status is None or d.guide_status.value == status)
     ]
     if fmt is Format.json:
         return _json([d.model_dump(mode="json") for d in rows])
@@ -141,7 +141,7 @@ def datasets(
             ["id", "task type", "status", "count", "guide count", "request", "metrics", "source"],
             [
                 [
-                    d.id, d.task_type, d.status.value, _n(d.count), _n(d.guide_count), d.request_kind,
+                    d.id, d.task_type, d.guide_status.value, _n(d.count), _n(d.guide_count), d.request_kind,
                     ", ".join(d.metrics), f"{d.source.id}:{d.source.split}",
                 ]
                 for d in rows

@@ -56,7 +56,7 @@ def recommend(catalog: Catalog, model_id: str) -> list[Recommendation]:
                 out.append(
                     Recommendation(
                         group.category, group.group, group.priority, tier.name, ds_id,
-                        ds.task_type, ds.status.value, samples, tier.sample_limit,
+                        ds.task_type, ds.guide_status.value, samples, tier.sample_limit,
                     )
                 )
     return out

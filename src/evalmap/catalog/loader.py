@@ -216,7 +216,7 @@ class Catalog:
             if sel == "all":
                 ids = list(self.datasets)
             elif sel.startswith("status:"):
-                ids = [d.id for d in self.datasets.values() if d.status.value == sel.split(":", 1)[1]]
+                ids = [d.id for d in self.datasets.values() if d.guide_status.value == sel.split(":", 1)[1]]
             elif sel.startswith("task_type:"):
                 ids = [d.id for d in self.datasets.values() if d.task_type == sel.split(":", 1)[1]]
             else:

@@ -8,9 +8,9 @@ a KeyError deep inside a run.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from evalmap.backends.registry import BACKENDS, unknown_backend
@@ -99,6 +99,10 @@ class Model(Strict):
     params_b: float = Field(gt=0, description="Total parameters, billions.")
     active_params_b: float | None = Field(default=None, gt=0, description="Active parameters (MoE).")
     modality: Literal["text", "vision-language"] = "text"
+    objective: Literal["causal_lm", "masked_lm"] = Field(
+        default="causal_lm",
+        description="masked_lm: an ESM-style masked LM, run on transformers, scoring masked marginals only.",
+    )
     context_length: int = Field(gt=0)
     license: str
     gated: bool = False
@@ -146,6 +150,8 @@ class Variant(Strict):
 
 
 class Status(StrEnum):
+    """The guide's label for a dataset (✅ ready / 🔄 expansion); whether evalmap can run it is `runnable`."""
+
     ready = "ready"
     expansion = "expansion"
 
@@ -161,7 +167,7 @@ class Dataset(Strict):
     guide_count: int | None = Field(
         default=None, description="The figure the guide uses, where it differs from `count`."
     )
-    status: Status
+    guide_status: Status = Field(description="The guide's label; not whether evalmap can run it.")
     request_kind: RequestKind
     metrics: list[str] = Field(min_length=1)
     license: str
@@ -173,11 +179,21 @@ class Dataset(Strict):
     )
     notes: str = ""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_status(cls, data: Any) -> Any:
+        """User catalogs written before the rename say `status:`; it meant the guide's label, so it maps there
+        (and wins over the packaged value it was merged onto)."""
+        if isinstance(data, dict) and "status" in data:
+            data = {k: v for k, v in data.items() if k != "status"} | {"guide_status": data["status"]}
+        return data
+
 
 class Tier(Strict):
     """One priority row of a guide section: a tier name and the datasets it adds.
 
-    `datasets` holds ids or selectors (`status:ready`, `task_type:coding`, `all`);
+    `datasets` holds ids or selectors (`status:ready`, `task_type:coding`, `all`, ...: see
+    `Catalog.select_datasets`);
     `sample_limit` is the per-dataset sample count the tier asks for (the guide's
     efficiency tiers run "2-5" or "10-20" samples per dataset).
     """
