@@ -36,10 +36,10 @@ from evalmap.backends.base import Request, Response, response_from_dict
 from evalmap.errors import EvalmapError
 
 APPLICATION_ID = 0x45564D50  # "EVMP" in the SQLite header: this file is an evalmap store
-SCHEMA_VERSION = 5  # PRAGMA user_version; 0 = a store of an evalmap that did not stamp its files
+SCHEMA_VERSION = 6  # PRAGMA user_version; 0 = a store of an evalmap that did not stamp its files
 # Schema history (columns and tables are only ever added): 1 = run owner columns; 2 = scores.headline;
 # 3 = the failures table; 4 = responses.job_id (the job that asked); 5 = the judge of a judged job
-# (JUDGE_COLUMNS: who judged, how many judge calls and tokens).
+# (JUDGE_COLUMNS: who judged, how many judge calls and tokens); 6 = runs.error (why a failed run failed).
 TABLES = ("runs", "jobs", "samples", "scores", "responses", "failures")
 LEGACY_TABLES = TABLES[:5]  # what an unstamped store of an earlier evalmap holds
 OWNER_COLUMNS = ("pid", "host", "boot_id", "proc_start")  # who runs a run (added in schema 1)
@@ -53,7 +53,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, run_key TEXT NOT NULL, created REAL NOT NULL, finished REAL,
     status TEXT NOT NULL, args TEXT NOT NULL, seed INTEGER NOT NULL, catalog_version TEXT NOT NULL,
-    versions TEXT NOT NULL, wall_seconds REAL, pid INTEGER, host TEXT, boot_id TEXT, proc_start TEXT
+    versions TEXT NOT NULL, wall_seconds REAL, pid INTEGER, host TEXT, boot_id TEXT, proc_start TEXT, error TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_key ON runs(run_key);
 CREATE TABLE IF NOT EXISTS jobs (
@@ -325,7 +325,8 @@ class Store:
             return
         with self._write():
             have = {r[1] for r in self.db.execute("PRAGMA table_info(runs)")}
-            for column, kind in zip(OWNER_COLUMNS, ("INTEGER", "TEXT", "TEXT", "TEXT"), strict=True):
+            kinds = ("INTEGER", "TEXT", "TEXT", "TEXT", "TEXT")
+            for column, kind in zip((*OWNER_COLUMNS, "error"), kinds, strict=True):
                 if column not in have:
                     self.db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
             if "headline" not in {r[1] for r in self.db.execute("PRAGMA table_info(scores)")}:
@@ -415,11 +416,13 @@ class Store:
             )
             return run_id, False
 
-    def finish_run(self, run_id: str, status: str, wall_seconds: float) -> None:
+    def finish_run(self, run_id: str, status: str, wall_seconds: float, error: str | None = None) -> None:
+        """End a run: finished, incomplete (items failed), interrupted (Ctrl-C) or failed (with its error,
+        kept until the run is resumed and ends again)."""
         with self._write():
             self.db.execute(
-                "UPDATE runs SET status=?, finished=?, wall_seconds=COALESCE(wall_seconds,0)+? WHERE id=?",
-                (status, time.time(), wall_seconds, run_id),
+                "UPDATE runs SET status=?, finished=?, wall_seconds=COALESCE(wall_seconds,0)+?, error=? WHERE id=?",
+                (status, time.time(), wall_seconds, error, run_id),
             )
             if status != "finished":
                 self.db.execute("UPDATE jobs SET status=? WHERE run_id=? AND status='running'", (status, run_id))
@@ -483,6 +486,40 @@ class Store:
         self.mark_interrupted()
         rows = self.db.execute("SELECT * FROM runs ORDER BY created DESC LIMIT ?", (limit,)).fetchall()
         return [_decode(dict(r), ("args", "versions")) for r in rows]
+
+    def run_history(self, limit: int | None = None) -> list[dict]:
+        """Runs newest first, each with its models, datasets (in job order) and scored samples counted."""
+        self.mark_interrupted()
+        rows = self.db.execute(
+            "SELECT r.id, r.created, r.finished, r.status, r.error, r.wall_seconds, r.seed, "
+            "(SELECT json_group_array(model) FROM (SELECT DISTINCT model FROM jobs WHERE run_id=r.id ORDER BY rowid)) "
+            "AS models, (SELECT json_group_array(dataset) FROM (SELECT DISTINCT dataset FROM jobs WHERE run_id=r.id "
+            "ORDER BY rowid)) AS datasets, (SELECT COUNT(*) FROM jobs WHERE run_id=r.id) AS jobs, "
+            "(SELECT COUNT(*) FROM samples s JOIN jobs j ON j.id=s.job_id WHERE j.run_id=r.id) AS samples "
+            "FROM runs r ORDER BY r.created DESC, r.rowid DESC LIMIT ?",
+            (-1 if limit is None else limit,),
+        ).fetchall()
+        return [_decode(dict(r), ("models", "datasets")) for r in rows]
+
+    def remove_run(self, run_id: str) -> int:
+        """Delete a run with its jobs, samples, scores and failures; the response cache stays (it is keyed by
+        model and request, so a rerun still costs no model call). Returns the number of samples deleted."""
+        with self._write():
+            row = self.db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"No run {run_id!r} in {self.path}; `evalmap runs` lists the runs.")
+            if row["status"] == "running" and owner_alive(row):
+                raise RunBusyError(
+                    f"Run {run_id} is running (pid {row['pid']}); stop that process before removing the run."
+                )
+            jobs = "SELECT id FROM jobs WHERE run_id=?"
+            samples = self.db.execute(f"DELETE FROM samples WHERE job_id IN ({jobs})", (run_id,)).rowcount
+            for table in ("scores", "failures"):
+                self.db.execute(f"DELETE FROM {table} WHERE job_id IN ({jobs})", (run_id,))
+            self.db.execute(f"UPDATE responses SET job_id=NULL WHERE job_id IN ({jobs})", (run_id,))
+            self.db.execute("DELETE FROM jobs WHERE run_id=?", (run_id,))
+            self.db.execute("DELETE FROM runs WHERE id=?", (run_id,))
+        return samples
 
     # ------------------------------------------------------------ samples and scores
 

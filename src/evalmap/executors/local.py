@@ -197,20 +197,20 @@ def run_plan(
     versions = library_versions()
     key = run_key(pairs, options, catalog.version)
     run_id, resumed = store.open_run(key, args or {}, options.seed, catalog.version, versions)
-    reporter.run_started(run_id, resumed, len(pairs))
-    # Build every task first: bad dataset ids or missing data fail before a model loads.
-    tasks = {}
-    for _, dataset_id, _ in pairs:
-        if dataset_id not in tasks:
-            config = TaskConfig(**{**asdict(options.task), "seed": options.seed})
-            tasks[dataset_id] = build_task(catalog.dataset(dataset_id), config)
-    judging = _Judging(catalog, run_id, tasks, options, store, reporter, open_backend_fn)  # judge and opponent
-    for task in tasks.values():
-        preload(task, options.seed)  # records loaded and checked now, not after a model loads
-    check_plan(catalog, pairs, tasks, options.backend, options.seed)  # backend names + capabilities, before a load
     results: list[JobResult] = []
-    status = "interrupted"
-    try:
+    status, error, judging = "interrupted", None, None
+    try:  # from here on, whatever stops the run is stored with it: failed (with the error) or interrupted
+        reporter.run_started(run_id, resumed, len(pairs))
+        # Build every task first: bad dataset ids or missing data fail before a model loads.
+        tasks = {}
+        for _, dataset_id, _ in pairs:
+            if dataset_id not in tasks:
+                config = TaskConfig(**{**asdict(options.task), "seed": options.seed})
+                tasks[dataset_id] = build_task(catalog.dataset(dataset_id), config)
+        judging = _Judging(catalog, run_id, tasks, options, store, reporter, open_backend_fn)  # judge and opponent
+        for task in tasks.values():
+            preload(task, options.seed)  # records loaded and checked now, not after a model loads
+        check_plan(catalog, pairs, tasks, options.backend, options.seed)  # backend names + capabilities, before a load
         for model_id, group in groupby(pairs, key=lambda p: p[0]):
             model_jobs = list(group)
             reporter.message(f"loading {model_id}")
@@ -234,9 +234,13 @@ def run_plan(
             finally:
                 backend.close()
         status = "incomplete" if any(r.failed for r in results) else "finished"
+    except Exception as exc:  # noqa: BLE001 - recorded as the run's error, then raised as it was
+        status, error = "failed", str(exc) if isinstance(exc, EvalmapError) else f"{type(exc).__name__}: {exc}"
+        raise
     finally:
-        judging.close()
-        store.finish_run(run_id, status, time.perf_counter() - began)
+        if judging is not None:
+            judging.close()
+        store.finish_run(run_id, status, time.perf_counter() - began, error=error)
     run = store.run(run_id) or {}
     metadata = {
         "run_id": run_id,
