@@ -370,8 +370,8 @@ def run(
     chat: Annotated[bool | None, typer.Option("--chat/--no-chat", help="Use the chat template.")] = None,
     num_fewshot: Annotated[int | None, typer.Option("--num-fewshot", min=0)] = None,
     mode: Annotated[
-        str | None, typer.Option(help="loglikelihood or generate (multiple choice), prompt or native tools (bfcl); "
-        "default: the dataset's.")
+        str | None, typer.Option(help="loglikelihood or generate (multiple choice), prompt or native tools (bfcl), "
+        "masked_marginals (protein_sequences on a masked LM); default: the dataset's.")
     ] = None,
     variant: Annotated[
         str | None, typer.Option(help="A dataset variant, e.g. sanitized (mbpp), math500, aime25.")

@@ -32,7 +32,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from evalmap.backends.base import DEFAULT_WINDOW, Backend, Generation, GenerationRequest, Request, Response, stream
+from evalmap.backends.base import (
+    DEFAULT_WINDOW,
+    Backend,
+    Generation,
+    GenerationRequest,
+    MaskedPositionRequest,
+    Request,
+    Response,
+    stream,
+)
 from evalmap.errors import EvalmapError
 from evalmap.metrics.stats import Score
 from evalmap.store import Store
@@ -121,6 +130,8 @@ def _prompt_text(request: Request) -> str:
         if request.chat:
             return "\n".join(f"[{role}] {content}" for role, content in request.messages)
         return request.prompt
+    if isinstance(request, MaskedPositionRequest):
+        return f"{request.sequence[: request.position - 1]}<mask>{request.sequence[request.position :]}"
     return request.context
 
 
@@ -578,7 +589,7 @@ def _tokens(response: Response) -> tuple[int, int]:
     """(prompt, completion) tokens of an answer: a generation's, or a log-likelihood's context and continuation."""
     if isinstance(response, Generation):
         return response.prompt_tokens, response.completion_tokens
-    return response.context_tokens, response.continuation_tokens
+    return response.context_tokens, getattr(response, "continuation_tokens", 0)  # a masked LM reads, writes none
 
 
 def _sentence(error: BaseException) -> str:

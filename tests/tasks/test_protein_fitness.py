@@ -12,14 +12,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evalmap.backends.base import LogLikelihood, LoglikelihoodRequest, split_context
+from evalmap.backends.base import (
+    LogLikelihood,
+    LoglikelihoodRequest,
+    MaskedPositionRequest,
+    PositionLogprobs,
+    split_context,
+)
 from evalmap.catalog.loader import load_catalog
-from evalmap.tasks.base import SampleResult, TaskConfig
+from evalmap.errors import EvalmapError
+from evalmap.tasks.base import Item, SampleResult, TaskConfig
 from evalmap.tasks.kinds.fitness import (
+    AMINO_ACIDS,
     auc_rows,
     average_ranks,
     bootstrap_score,
-    masked_marginal_scores,
     mutant_code,
     mutations,
     parse_mutant,
@@ -187,38 +194,101 @@ ESM_TOKENS = [
 ]  # fmt: skip
 
 
-def test_masked_marginals_match_a_hand_computation(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_esm(tmp_path_factory):
+    """A randomly initialised 1-layer ESM (vocabulary and tokenizer as ESM-2's), saved as a model folder."""
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    vocab = tmp_path / "vocab.txt"
+    folder = tmp_path_factory.mktemp("tiny-esm")
+    vocab = folder / "vocab.txt"
     vocab.write_text("\n".join(ESM_TOKENS) + "\n")
     tokenizer = transformers.EsmTokenizer(str(vocab))
     torch.manual_seed(0)
     config = transformers.EsmConfig(
         vocab_size=len(ESM_TOKENS), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=32, max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id,
+        intermediate_size=32, max_position_embeddings=300, pad_token_id=tokenizer.pad_token_id,
         mask_token_id=tokenizer.mask_token_id, position_embedding_type="rotary", token_dropout=True,
     )  # fmt: skip
-    model = transformers.EsmForMaskedLM(config).eval()
+    transformers.EsmForMaskedLM(config).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def hand_masked_logprobs(folder, sequence: str, position: int) -> dict[str, float]:
+    """log p(aa) at `position` of `sequence` masked, straight from transformers (one unbatched pass)."""
+    import torch
+    import transformers
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
+    model = transformers.AutoModelForMaskedLM.from_pretrained(str(folder)).eval()
+    masked = sequence[: position - 1] + "<mask>" + sequence[position:]
+    ids = tokenizer(masked, return_tensors="pt")["input_ids"]
+    assert ids.shape[1] == len(sequence) + 2 and ids[0, position] == tokenizer.mask_token_id
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=ids).logits[0, position], dim=-1)
+    return {aa: float(logp[tokenizer.convert_tokens_to_ids(aa)]) for aa in AMINO_ACIDS}
+
+
+def test_masked_positions_match_a_hand_computation_at_any_batch_size(tiny_esm):
+    from evalmap.backends.transformers_backend import TransformersBackend
+
     wild = "MQYKLILNGKTLKGE"
-    variants = [[(3, "Y", "A")], [(3, "Y", "W"), (9, "G", "D")], [(15, "E", "K"), (1, "M", "L")]]
-    got = masked_marginal_scores(model, tokenizer, wild, variants, batch_size=2)
+    requests = [MaskedPositionRequest(wild, p, AMINO_ACIDS) for p in (3, 1, 15, 9)]
+    expected = [hand_masked_logprobs(tiny_esm, wild, r.position) for r in requests]
+    for batch_size in (1, 3):
+        backend = TransformersBackend(str(tiny_esm), masked_lm=True, batch_size=batch_size, device="cpu")
+        assert backend.capabilities.masked_positions and not backend.capabilities.logprobs
+        got = backend.masked_positions(requests)
+        for answer, want in zip(got, expected, strict=True):
+            assert answer.logprobs == pytest.approx(want, abs=1e-5)
+        with pytest.raises(EvalmapError, match="masked LM"):
+            backend.loglikelihood([LoglikelihoodRequest("a", " b")])
+        with pytest.raises(EvalmapError, match="one token per residue"):
+            backend.masked_positions([MaskedPositionRequest("MQJ", 1, AMINO_ACIDS)])  # J is not in ESM's vocabulary
 
-    def by_hand(variant):
-        total = 0.0
-        for pos, wt, mt in variant:
-            masked = wild[: pos - 1] + "<mask>" + wild[pos:]
-            ids = tokenizer(masked, return_tensors="pt")["input_ids"]
-            assert ids.shape[1] == len(wild) + 2 and ids[0, pos] == tokenizer.mask_token_id
-            with torch.no_grad():
-                logp = torch.log_softmax(model(input_ids=ids).logits[0, pos], dim=-1)
-            total += float(logp[tokenizer.convert_tokens_to_ids(mt)] - logp[tokenizer.convert_tokens_to_ids(wt)])
-        return total
 
-    assert got == pytest.approx([by_hand(v) for v in variants], abs=1e-5)
-    assert masked_marginal_scores(model, tokenizer, wild, [[]]) == [0.0]
-    with pytest.raises(ValueError):
-        masked_marginal_scores(model, tokenizer, wild, [[(3, "A", "W")]])  # site 3 is Y, not A
+def test_masked_marginal_scores_add_up_per_mutated_site():
+    task = build(mode="masked_marginals")
+    wild = GB1_WILD_TYPE
+    double = wild[:38] + "A" + "G" + wild[40:]  # V39A:D40G
+    item = Item(id="v", data={"id": "v", "sequence": double, "target": 0.5, "mutant": "V39A:D40G"})
+    requests = task.requests(item)
+    assert requests == [MaskedPositionRequest(wild, 39, AMINO_ACIDS), MaskedPositionRequest(wild, 40, AMINO_ACIDS)]
+    flat = dict.fromkeys(AMINO_ACIDS, -3.0)
+    answers = [PositionLogprobs({**flat, "V": -1.0, "A": -2.5}), PositionLogprobs({**flat, "D": -0.5, "G": -4.0})]
+    result = task.score(item, answers)
+    assert result.details["score"] == pytest.approx((-2.5 + 1.0) + (-4.0 + 0.5))
+    assert result.details["masked_marginals"] == {"V39A": -1.5, "D40G": -3.5}
+    wild_item = Item(id="wt", data={"id": "wt", "sequence": wild, "target": 1.0})
+    assert task.requests(wild_item) == [] and task.score(wild_item, []).details["score"] == 0.0
+    with pytest.raises(EvalmapError, match="--mode"):
+        build(mode="generate")
+
+
+@needs_data
+def test_evaluate_scores_protein_sequences_with_a_masked_lm(tiny_esm, tmp_path):
+    """Through `evaluate`: a catalog masked LM on user weights, one forward pass per GB1 site, the sample
+    scores equal to the hand-computed masked marginals; wrong mode or model pairs fail in one sentence."""
+    import evalmap
+    from evalmap.backends.capabilities import CapabilityError
+
+    store = tmp_path / "s.sqlite"
+    common = {"data_dir": str(DATA_DIR), "store": store, "quiet": True, "weights": {"esm2_t6_8m": str(tiny_esm)}}
+    result = evalmap.evaluate("esm2_t6_8m", "protein_sequences", 12, mode="masked_marginals", **common)
+    job = result.job("protein_sequences")
+    assert job.model_calls <= len(GB1_SITES)  # one masked pass per site, shared by every variant
+    assert {s.name for s in job.scores} >= {"spearman", "auc", "top10_recall"} and job.headline_score.n == 12
+    by_site = {p: hand_masked_logprobs(tiny_esm, GB1_WILD_TYPE, p) for p in GB1_SITES}
+    for sample in result.samples("protein_sequences"):
+        details = sample["details"]
+        muts = parse_mutant(details["mutant"]) if details["mutant"] else []
+        expected = math.fsum(by_site[p][m] - by_site[p][w] for p, w, m in muts)
+        assert details["score"] == pytest.approx(expected, abs=1e-5)
+    with pytest.raises(CapabilityError, match="masked_marginals"):
+        evalmap.evaluate("esm2_t6_8m", "protein_sequences", 4, **common)
+    with pytest.raises(CapabilityError, match="masked language model"):
+        evalmap.evaluate("smollm2_135m", "protein_sequences", 4, "llamacpp", mode="masked_marginals",
+                         data_dir=str(DATA_DIR), store=store, quiet=True)  # fmt: skip
 
 
 # -- the embedded model -----------------------------------------------------------------------------

@@ -142,7 +142,23 @@ class LoglikelihoodRequest:
         return _request_key(self)
 
 
-Request = GenerationRequest | LoglikelihoodRequest
+@dataclass(frozen=True)
+class MaskedPositionRequest:
+    """log p(letter at `position` | `sequence` with that position masked), for each letter of `alphabet`:
+    one forward pass of a masked LM (ESM-style protein models), shared by every variant mutated at that
+    position (ProteinGym's masked marginals). `position` is 1-based; each letter is one token."""
+
+    sequence: str
+    position: int
+    alphabet: str
+
+    kind = "masked_position"
+
+    def key(self) -> str:
+        return _request_key(self)
+
+
+Request = GenerationRequest | LoglikelihoodRequest | MaskedPositionRequest
 
 
 def split_context(request: LoglikelihoodRequest) -> tuple[str, str]:
@@ -188,7 +204,19 @@ class LogLikelihood:
         return asdict(self)
 
 
-Response = Generation | LogLikelihood
+@dataclass
+class PositionLogprobs:
+    """The answer to a MaskedPositionRequest: log-probability of each letter of its alphabet."""
+
+    logprobs: dict[str, float]
+    context_tokens: int = 0  # the masked sequence's length in tokens (special tokens included)
+    latency_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+Response = Generation | LogLikelihood | PositionLogprobs
 OnResponse = Callable[[int, Response], None]  # (index of the request in the call, its response)
 OnTokens = Callable[[int], None]  # n more tokens were generated (progress only, never scored)
 
@@ -207,8 +235,13 @@ class Sink(Protocol):
         """n more tokens were generated (progress only)."""
 
 
+RESPONSES = {"generate": Generation, "loglikelihood": LogLikelihood, "masked_position": PositionLogprobs}
+ENGINE_METHODS = {"generate": "generate", "loglikelihood": "loglikelihood", "masked_position": "masked_positions"}
+"""Which response class and which engine method answer each request kind."""
+
+
 def response_from_dict(kind: str, data: dict) -> Response:
-    return Generation(**data) if kind == "generate" else LogLikelihood(**data)
+    return RESPONSES[kind](**data)
 
 
 @dataclass(frozen=True)
@@ -218,6 +251,7 @@ class Capabilities:
     images: bool = False
     tools: bool = False
     max_context: int = 2048
+    masked_positions: bool = False  # a masked LM: answers MaskedPositionRequests (and neither other kind)
 
 
 class PromptTooLongError(EvalmapError):
@@ -264,6 +298,8 @@ class Backend(Protocol):
 
     def close(self) -> None: ...
 
+    # A masked LM's engine also has `masked_positions(requests, on_response=None) -> list[PositionLogprobs]`.
+
 
 DEFAULT_WINDOW = 256  # requests per slice for an engine without its own `window` or `stream`
 
@@ -286,7 +322,7 @@ def stream(backend: Backend, requests: Sequence[Request], sink: Sink) -> None:
         end = start + 1
         while end < len(requests) and end - start < window and requests[end].kind == kind:
             end += 1
-        method = backend.generate if kind == "generate" else backend.loglikelihood
+        method = getattr(backend, ENGINE_METHODS[kind])
         _call(method, list(requests[start:end]), start, sink)
         start = end
 

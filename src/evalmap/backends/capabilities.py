@@ -33,6 +33,8 @@ class Needs:
     """What one dataset's requests ask of a model."""
 
     loglikelihood: bool = False
+    generate: bool = False
+    masked_positions: bool = False
     images: bool = False
     tools: bool = False
     prompt_tokens: int = 0  # typical prompt (catalog)
@@ -53,6 +55,8 @@ def task_needs(dataset: Dataset, task: Any, seed: int) -> Needs:
     answers = [r.max_tokens for r in requests if r.kind == "generate"]
     return Needs(
         loglikelihood="loglikelihood" in kinds,
+        generate="generate" in kinds,
+        masked_positions="masked_position" in kinds,
         images=dataset.task_type == "multimodal" or any(getattr(r, "images", None) for r in requests),
         tools=any(getattr(r, "tools", None) for r in requests),
         prompt_tokens=dataset.prompt_tokens,
@@ -65,6 +69,16 @@ def mismatch(model: Model, dataset: Dataset, backend: str, caps: Capabilities, n
     """One sentence saying why `model` on `backend` cannot run `dataset`, or None when it can."""
     server = bool(options.base_url) and backend == "openai"
     engine = f"the server at {options.base_url}" if server else f"the {backend} backend"
+    if needs.masked_positions and not caps.masked_positions:
+        return (
+            f"{dataset.id} in masked-marginals mode needs a masked language model (catalog `objective: masked_lm`) on "
+            f"the transformers backend, but {model.id} on {engine} is not one; run it without --mode masked_marginals."
+        )
+    if caps.masked_positions and (needs.loglikelihood or needs.generate):
+        return (
+            f"{model.id} is a masked language model: it answers masked marginals only, so {dataset.id} must run "
+            "with --mode masked_marginals (a dataset that has that mode)."
+        )
     if needs.images and model.modality == "text":
         return (
             f"{dataset.id} is an image dataset, but {model.id} is a text-only model; pick a vision-language "

@@ -39,8 +39,11 @@ from evalmap.backends.base import (
     GenerationRequest,
     LogLikelihood,
     LoglikelihoodRequest,
+    MaskedPositionRequest,
     OnResponse,
     OnTokens,
+    PositionLogprobs,
+    PromptTooLongError,
     length_sorted,
     split_context,
     template_renders_tools,
@@ -102,13 +105,16 @@ class TransformersBackend:
         return cls(
             ref, gguf_file=gguf_file, device=options.device, dtype=options.dtype or model.run.dtype,
             batch_size=options.batch_size, trust_remote_code=model.run.trust_remote_code,
+            masked_lm=model.objective == "masked_lm",
         )
 
     @classmethod
     def capabilities_before_load(cls, model: Model, options: BackendOptions) -> Capabilities:
         """What the catalog entry promises (the loaded model's config may say more): text only, logprobs."""
+        masked = model.objective == "masked_lm"
         return Capabilities(
-            chat_template=model.chat_template, tools=model.tool_template, max_context=model.context_length
+            chat_template=model.chat_template, logprobs=not masked, tools=model.tool_template,
+            max_context=model.context_length, masked_positions=masked,
         )
 
     def __init__(
@@ -123,6 +129,7 @@ class TransformersBackend:
         trust_remote_code: bool = False,
         revision: str | None = None,
         cache_dir: str | None = None,
+        masked_lm: bool = False,
     ):
         torch, transformers = _import_deps()
         self._torch = torch
@@ -133,6 +140,7 @@ class TransformersBackend:
         self.trust_remote_code = trust_remote_code
         self.revision = revision
         self.cache_dir = cache_dir
+        self.masked_lm = masked_lm  # loaded with AutoModelForMaskedLM; answers masked_positions only
         self.device = self._resolve_device(device)
         self.dtype = self._resolve_dtype(dtype)
         if self.device.type == "cpu":
@@ -163,10 +171,11 @@ class TransformersBackend:
         self.max_length = int(max_length or config_max)
         self.capabilities = Capabilities(
             chat_template=bool(getattr(tokenizer, "chat_template", None)),
-            logprobs=True,
+            logprobs=not masked_lm,
             images=False,
             tools=template_renders_tools(getattr(tokenizer, "chat_template", None)),
             max_context=self.max_length,
+            masked_positions=masked_lm,
         )
         self.info = BackendInfo(
             name="transformers",
@@ -257,11 +266,12 @@ class TransformersBackend:
         return model.to(self.dtype), tokenizer, fingerprint
 
     def _from_folder(self, folder: Path | str, **kwargs):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
         common = {"trust_remote_code": self.trust_remote_code, **kwargs}
         tokenizer = AutoTokenizer.from_pretrained(str(folder), **common)
-        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=self.dtype, **common)
+        auto = AutoModelForMaskedLM if self.masked_lm else AutoModelForCausalLM
+        model = auto.from_pretrained(str(folder), dtype=self.dtype, **common)
         return model, tokenizer
 
     def _load_hf(self):
@@ -321,6 +331,13 @@ class TransformersBackend:
             raise RuntimeError("This TransformersBackend was closed.")
         return self._model
 
+    def _causal_only(self) -> None:
+        if self.masked_lm:
+            raise EvalmapError(
+                f"{self.model_ref} is a masked LM: it answers masked marginals only, not generations or "
+                "log-likelihoods of a continuation."
+            )
+
     def _encode(self, text: str) -> list[int]:
         """Plain text -> ids, with BOS only when the tokenizer adds it by default (never EOS)."""
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -357,6 +374,7 @@ class TransformersBackend:
         on_response: OnResponse | None = None,
         on_tokens: OnTokens | None = None,
     ) -> list[Generation]:
+        self._causal_only()
         results: list[Generation | None] = [None] * len(requests)
         prompts = [self._prompt_ids(r) for r in requests]
         groups: dict[tuple, list[int]] = defaultdict(list)
@@ -518,6 +536,7 @@ class TransformersBackend:
     def loglikelihood(
         self, requests: list[LoglikelihoodRequest], on_response: OnResponse | None = None
     ) -> list[LogLikelihood]:
+        self._causal_only()
         results: list[LogLikelihood | None] = [None] * len(requests)
         limit = self.max_length
         feeds: dict[int, tuple[list[int], int]] = {}  # request -> (model input, continuation length)
@@ -603,6 +622,74 @@ class TransformersBackend:
                     )
                 )
         return out
+
+    # ------------------------------------------------------------------ masked LMs
+
+    def masked_positions(
+        self, requests: list[MaskedPositionRequest], on_response: OnResponse | None = None
+    ) -> list[PositionLogprobs]:
+        """log p(letter) at each request's masked position, read from one forward pass of its sequence with that
+        position masked (ESM reads <cls> + one token per residue + <eos>); rows of equal length share a batch."""
+        if not self.masked_lm:
+            raise EvalmapError(
+                f"{self.model_ref} is loaded as a causal LM; masked marginals need a catalog model with "
+                "`objective: masked_lm`."
+            )
+        torch = self._torch
+        rows = [self._masked_row(r) for r in requests]
+        letters = {r.alphabet: self._letter_ids(r.alphabet) for r in requests}
+        results: list[PositionLogprobs | None] = [None] * len(requests)
+        order = length_sorted([(i, len(row)) for i, (row, _) in enumerate(rows)])
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            started = time.perf_counter()
+            width = max(len(rows[i][0]) for i in batch)
+            input_ids = torch.full((len(batch), width), self._pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for b, i in enumerate(batch):
+                row = rows[i][0]
+                input_ids[b, : len(row)] = torch.tensor(row, dtype=torch.long)
+                mask[b, : len(row)] = 1
+            with torch.inference_mode():
+                logits = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)).logits
+            latency = (time.perf_counter() - started) / len(batch)
+            for b, i in enumerate(batch):
+                logprobs = torch.log_softmax(logits[b, rows[i][1]].float(), dim=-1)
+                alphabet = requests[i].alphabet
+                picked = logprobs[letters[alphabet]].double().tolist()
+                results[i] = PositionLogprobs(
+                    dict(zip(alphabet, picked, strict=True)), context_tokens=len(rows[i][0]), latency_s=latency
+                )
+                if on_response is not None:
+                    on_response(i, results[i])
+        return results  # type: ignore[return-value]
+
+    def _letter_ids(self, letters: str) -> list[int]:
+        """One token id per letter; a letter the vocabulary lacks (it would read as <unk>) is refused."""
+        ids = self.tokenizer.convert_tokens_to_ids(list(letters))
+        unknown = [c for c, i in zip(letters, ids, strict=True) if i is None or i == self.tokenizer.unk_token_id]
+        if unknown:
+            raise EvalmapError(
+                f"The tokenizer of {self.model_ref} has no single token for {''.join(sorted(set(unknown)))!r}; "
+                "masked marginals need a model that reads one token per residue (ESM-style)."
+            )
+        return ids
+
+    def _masked_row(self, request: MaskedPositionRequest) -> tuple[list[int], int]:
+        """The sequence's ids with the tokenizer's special tokens, the request's residue masked; and its index."""
+        sequence, position = request.sequence, request.position
+        if not 1 <= position <= len(sequence):
+            raise EvalmapError(f"Masked position {position} is outside the {len(sequence)}-residue sequence.")
+        residues = self._letter_ids(sequence)
+        ids = list(self.tokenizer.build_inputs_with_special_tokens(residues))
+        offset = next(k for k in range(len(ids) - len(residues) + 1) if ids[k : k + len(residues)] == residues)
+        if len(ids) > self.max_length:
+            raise PromptTooLongError(
+                f"A {len(sequence)}-residue sequence needs {len(ids)} positions; "
+                f"{self.model_ref} has {self.max_length}."
+            )
+        ids[offset + position - 1] = self.tokenizer.mask_token_id
+        return ids, offset + position - 1
 
 
 def _find_stop(text: str, stops: tuple[str, ...]) -> int | None:

@@ -17,10 +17,11 @@ logprobs have none for it), and a fixed prefix plays the role a protein LM's sta
 ProteinGym (ProGen2's "1", Tranception's start token): every sequence is scored whole, from the same
 start, and the prefix's own probability is not part of either term.
 
-Masked protein LMs (ESM-style) are scored by ProteinGym's "masked-marginals" instead: for every mutated
-position i, mask i in the wild type, and add log p(mutant aa at i) - log p(wild-type aa at i).
-`masked_marginal_scores` computes that for a transformers `EsmForMaskedLM`; the runner has no request
-kind for it yet (docs/protein_fitness.md says what is missing).
+Masked protein LMs (ESM-style, catalog `objective: masked_lm`) are scored by ProteinGym's "masked
+marginals" instead (`--mode masked_marginals`): for every mutated position i, mask i in the wild type, and
+add log p(mutant aa at i) - log p(wild-type aa at i). Each item asks one `MaskedPositionRequest(wild type, i,
+the 20 amino acids)` per mutated position; those requests are the same for every variant mutated at i, so
+the runner computes one forward pass per site and model (GB1: 4) and caches it.
 
 Metrics are over all scored items (`aggregate`; a rank correlation is not a mean of per-item values):
 `spearman` (Spearman's rho of score against fitness, ties averaged), `auc` (ROC AUC of the score for
@@ -38,8 +39,16 @@ from typing import Any
 
 import numpy as np
 
-from evalmap.backends.base import LogLikelihood, LoglikelihoodRequest, Request, Response
+from evalmap.backends.base import (
+    LogLikelihood,
+    LoglikelihoodRequest,
+    MaskedPositionRequest,
+    PositionLogprobs,
+    Request,
+    Response,
+)
 from evalmap.catalog.schema import Dataset
+from evalmap.errors import EvalmapError
 from evalmap.metrics.aggregate import bootstrap_statistic
 from evalmap.metrics.stats import Score, empty_score
 from evalmap.tasks.base import Item, SampleResult, TaskConfig, deterministic_subset, prompt_hash
@@ -47,6 +56,7 @@ from evalmap.tasks.data import DataSource, LazyRecords
 from evalmap.tasks.kinds.common import SpecBase, resolve_variant
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
+MODES = ("loglikelihood", "masked_marginals")  # causal LMs; masked LMs (ESM)
 METRICS = ("spearman", "auc", "top10_recall")
 BOOTSTRAP_ITERS = 2000
 TOP_FRACTION = 0.10
@@ -122,6 +132,14 @@ class FitnessTask:
         self.dataset_id = self.dataset.id
         self.dataset, source = resolve_variant(self.dataset, self.spec.source, self.spec.variants, self.config)
         self._records = LazyRecords(self.dataset, self.config.data_dir, source)
+        if self.mode not in MODES:
+            raise EvalmapError(
+                f"--mode must be loglikelihood or masked_marginals for {self.dataset_id} (got {self.config.mode})."
+            )
+
+    @property
+    def mode(self) -> str:
+        return self.config.mode or MODES[0]
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -135,22 +153,34 @@ class FitnessTask:
         return LoglikelihoodRequest(context=self.spec.context, continuation=" " + sequence)
 
     def requests(self, item: Item) -> list[Request]:
-        """The variant's sequence, then the wild type's (the same request for every item)."""
+        """Causal: the variant's sequence, then the wild type's (the same request for every item). Masked: one
+        masked wild type per mutated position (none for the wild type itself, whose score is 0)."""
+        if self.mode == "masked_marginals":
+            return [
+                MaskedPositionRequest(self.spec.wild_type, position, AMINO_ACIDS)
+                for position, _, _ in mutations(self.spec.wild_type, item.data["sequence"])
+            ]
         return [self.request_for(item.data["sequence"]), self.request_for(self.spec.wild_type)]
 
     def score(self, item: Item, responses: list[Response]) -> SampleResult:
-        if len(responses) != 2:
-            raise ValueError(f"{self.dataset_id} item {item.id}: 2 requests but {len(responses)} responses")
-        mutant, wild = (r.logprob if isinstance(r, LogLikelihood) else float("nan") for r in responses)
-        score = mutant - wild
+        asked = len(self.requests(item))
+        if len(responses) != asked:
+            raise ValueError(f"{self.dataset_id} item {item.id}: {asked} requests but {len(responses)} responses")
         target = float(item.data["target"])
-        details = {
-            "score": score,
-            "fitness": target,
-            "mutant": item.data.get("mutant", ""),
-            "ll_mutant": mutant,
-            "ll_wild_type": wild,
-        }
+        details: dict[str, Any] = {"mode": self.mode, "fitness": target, "mutant": item.data.get("mutant", "")}
+        if self.mode == "masked_marginals":
+            muts = mutations(self.spec.wild_type, item.data["sequence"])
+            terms = [
+                r.logprobs[m] - r.logprobs[w] if isinstance(r, PositionLogprobs) else float("nan")
+                for (_, w, m), r in zip(muts, responses, strict=True)
+            ]
+            score = math.fsum(terms)
+            details["masked_marginals"] = dict(zip((mutant_code([mu]) for mu in muts), terms, strict=True))
+        else:
+            mutant, wild = (r.logprob if isinstance(r, LogLikelihood) else float("nan") for r in responses)
+            score = mutant - wild
+            details.update(ll_mutant=mutant, ll_wild_type=wild)
+        details["score"] = score
         return SampleResult(metrics={"score": score}, extracted=score, target=target, details=details)
 
     def aggregate(self, samples: list[SampleResult]) -> list[Score]:
@@ -240,40 +270,3 @@ def bootstrap_score(
         return stat(scores[rows], targets[rows])
 
     return bootstrap_statistic(name, np.arange(n, dtype=float), resampled, value, seed=seed, iters=iters)
-
-
-# -- masked language models (ESM): ProteinGym's masked marginals ----------------------------------------
-
-
-def masked_marginal_scores(
-    model: Any, tokenizer: Any, wild_type: str, variants: Sequence[Sequence[Mutation]], batch_size: int = 8
-) -> list[float]:
-    """ProteinGym's "masked-marginals" for a transformers masked LM (`EsmForMaskedLM` and its tokenizer):
-    for each variant, the sum over its mutated positions i of log p(mutant aa) - log p(wild-type aa), read
-    at i from the wild type with i masked. One forward pass per distinct mutated position (GB1: 4 for
-    every variant), `batch_size` positions at a time; the input is <cls> + residues + <eos> as ESM reads it.
-    """
-    import torch
-
-    positions = sorted({p for v in variants for p, _, _ in v})
-    for v in variants:
-        for p, w, _ in v:
-            if not 1 <= p <= len(wild_type) or wild_type[p - 1] != w:
-                raise ValueError(f"mutation {w}{p} does not match the wild type")
-    ids = [tokenizer.cls_token_id, *tokenizer.convert_tokens_to_ids(list(wild_type)), tokenizer.eos_token_id]
-    device = next(model.parameters()).device
-    log_probs: dict[int, Any] = {}
-    model.eval()
-    with torch.no_grad():
-        for start in range(0, len(positions), batch_size):
-            chunk = positions[start : start + batch_size]
-            batch = torch.tensor([ids] * len(chunk), device=device)
-            for row, p in enumerate(chunk):
-                batch[row, p] = tokenizer.mask_token_id  # token p is residue p (position 0 is <cls>)
-            logits = model(input_ids=batch, attention_mask=torch.ones_like(batch)).logits
-            for row, p in enumerate(chunk):
-                log_probs[p] = torch.log_softmax(logits[row, p].float(), dim=-1).cpu()
-    token = tokenizer.convert_tokens_to_ids
-    return [
-        math.fsum(float(log_probs[p][token(m)] - log_probs[p][token(w)]) for p, w, m in variant) for variant in variants
-    ]
