@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -22,6 +21,7 @@ from evalmap.backends.registry import BACKENDS, known_backend
 from evalmap.catalog.loader import Catalog, load_catalog
 from evalmap.errors import EvalmapError
 from evalmap.report.cli import register as register_report_commands
+from evalmap.report.fit import Column, fit_table, terminal_width
 
 app = typer.Typer(
     add_completion=False,
@@ -29,7 +29,7 @@ app = typer.Typer(
     help="Turn a model-to-dataset mapping guide into evaluations that really run.",
     pretty_exceptions_enable=False,
 )
-out = Console(width=None if sys.stdout.isatty() else 200)
+out = Console(width=terminal_width())
 err = Console(stderr=True, soft_wrap=True)
 INCOMPLETE_EXIT = 3  # the run finished, but some items failed (a server gave up on them): rerun to retry
 
@@ -55,20 +55,30 @@ def _split(values: list[str] | None) -> list[str]:
     return [v.strip() for raw in values or [] for v in raw.split(",") if v.strip()]
 
 
-def _table(title: str, columns: list[str], rows: list[list], caption: str | None = None) -> Table:
-    terminal = out.is_terminal
-    table = Table(
-        title=title, caption=caption, box=box.SIMPLE_HEAVY if terminal else box.ASCII,
-        header_style="bold" if terminal else "", title_justify="left", caption_justify="left",
+# How a column gives way when its table is wider than the terminal (report/fit.py): free text wraps between
+# words, ids and numbers never; the higher its rank here, the sooner a column is hidden; short headers are
+# explained under the table. A column not named here is always shown.
+_WRAPS = {"name", "categories", "description", "metrics", "source", "license", "dataset group", "model type", "note"}
+_DROP = {
+    "weights": 6, "license": 5, "name": 4, "backend": 3, "context": 2,  # models
+    "source": 5, "guide count": 4, "request": 3, "metrics": 2,  # datasets
+    **dict.fromkeys(planner.ENGINES, 10), "GPUs": 8, "prompt tok": 7, "gen tok": 7, "speed": 6, "requests": 5,  # plan
+    "guide samples": 3, "guide": 2, "task type": 1,  # matrix, recommend
+}
+_SHORT = {"context": "ctx", "task type": "type", "guide count": "guide n", "requests": "reqs",
+          "prompt tok": "p.tok", "gen tok": "g.tok", "guide samples": "g.samples", "= combinations": "= comb."}
+
+
+def _column(header: str) -> Column:
+    numeric = header.startswith(
+        ("#", "n ", "samples", "params", "context", "count", "guide", "requests", "prompt", "gen ")
     )
-    for col in columns:
-        numeric = col.startswith(
-            ("#", "n ", "samples", "params", "context", "count", "guide", "requests", "prompt", "gen ")
-        )
-        table.add_column(col, justify="right" if numeric else "left", overflow="fold")
-    for row in rows:
-        table.add_row(*["" if v is None else str(v) for v in row])
-    return table
+    return Column(header, "right" if numeric else "left", wrap=header in _WRAPS, drop=_DROP.get(header, 0),
+                  short=_SHORT.get(header, ""))
+
+
+def _table(title: str, columns: list[str], rows: list[list], caption: str | None = None) -> Table:
+    return fit_table(title, [_column(c) for c in columns], rows, out.width, out.is_terminal, caption)
 
 
 def _json(data) -> None:

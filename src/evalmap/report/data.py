@@ -25,6 +25,10 @@ LOWER_IS_BETTER_PREFIXES = ("latency",)
 # Metrics that are not proportions, even when a run's values happen to fall in 0-1: never averaged with accuracies.
 NOT_PROPORTIONS = frozenset({"spearman", "mcc", "judge_score", "tokens_per_second"})
 UNCATALOGUED = "uncatalogued"
+ENDED = ("finished", "incomplete")  # runs whose jobs all ran to the end (incomplete: some items failed)
+# What a job was run with, beyond model and dataset: two scores differing in any of these are not one measurement.
+SETTINGS = ("num_fewshot", "chat", "mode", "max_tokens", "variant", "n_samples", "temperature", "top_p", "judge",
+            "pairwise_against", "backend", "dtype")
 
 # The task types a model category is built for: the rest of a transfer row is "away" play.
 HOME_TASK_TYPES: dict[str, tuple[str, ...]] = {
@@ -43,6 +47,22 @@ def lower_is_better(metric: str) -> bool:
 
 def _float(value) -> float:
     return NAN if value is None else float(value)
+
+
+def job_settings(task_config: dict | None, backend: dict | None) -> dict[str, str]:
+    """The SETTINGS of a job as text ("default" where the run left the dataset's own choice)."""
+    config, backend = task_config or {}, backend or {}
+    extra = backend.get("extra") or {}
+    values = {k: config.get(k) for k in SETTINGS[:-2]}
+    values["backend"] = backend.get("name")
+    values["dtype"] = extra.get("dtype")
+    return {k: "default" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+            for k, v in values.items()}
+
+
+def settings_diff(a: dict[str, str], b: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """{setting: (a's value, b's value)} for every setting the two differ in."""
+    return {k: (a[k], b[k]) for k in SETTINGS if a.get(k) != b.get(k)}
 
 
 @dataclass
@@ -91,6 +111,11 @@ class JobRecord:
     categories: tuple[str, ...] = ()
     task_type: str = UNCATALOGUED
     judge: dict | None = None  # a judged job's judge (store.py JUDGE_COLUMNS), with its calls and tokens
+    row: str = ""  # its matrix row: the model, plus the settings that set it apart when runs mixed them
+
+    @property
+    def settings(self) -> dict[str, str]:
+        return job_settings(self.task_config, self.backend)
 
     @property
     def primary(self) -> Score | None:
@@ -156,6 +181,7 @@ class ReportData:
     dataset_task_type: dict[str, str]
     recommended: dict[str, dict[str, str]]
     catalog: Catalog | None = None
+    split_by: tuple[str, ...] = ()  # the SETTINGS that differ within a dataset's column, so they label the rows
     _bounded: dict[str, bool] = field(default_factory=dict, repr=False)
 
     def model_category(self, model: str) -> str:
@@ -210,34 +236,59 @@ def open_store(path: str | Path | None) -> Store:
     return Store(target)
 
 
-def all_run_ids(store: Store) -> list[str]:
-    """Every run id in the store, newest first."""
-    return [r[0] for r in store.db.execute("SELECT id FROM runs ORDER BY created DESC, rowid DESC")]
+def all_run_ids(store: Store, ended: bool = False) -> list[str]:
+    """Every run id in the store, newest first; with `ended`, only runs that ran to the end (ENDED)."""
+    where = f" WHERE status IN ({_marks(ENDED)})" if ended else ""
+    return [r[0] for r in store.db.execute(
+        f"SELECT id FROM runs{where} ORDER BY created DESC, rowid DESC", ENDED if ended else ()
+    )]
 
 
 def resolve_runs(store: Store, selectors: Sequence[str] | None, last: int = 1) -> list[str]:
-    """Turn run ids, unique prefixes, `latest` or `latest~N` into run ids (default: the newest `last` runs)."""
+    """Turn run ids, unique prefixes, `latest` or `latest~N` into run ids (default: the newest `last` runs).
+
+    `latest` and the default count only runs that ran to the end: a failed or interrupted run is skipped; named
+    by its id, an interrupted (or still running) run is shown as far as it got, a failed one is refused with its
+    error."""
     known = all_run_ids(store)
     if not known:
         raise EvalmapError(f"The store at {store.path} has no runs yet; run `evalmap run` first.")
+    ended = all_run_ids(store, ended=True)
     if not selectors:
-        return known[: max(1, last)]
+        if not ended:
+            raise EvalmapError(
+                f"The store at {store.path} has no finished run yet (`evalmap runs` lists them all); "
+                "name a run id to see an unfinished one."
+            )
+        return ended[: max(1, last)]
     chosen: list[str] = []
     for sel in selectors:
-        run_id = _resolve_one(store, known, sel)
+        run_id = _resolve_one(store, known, ended, sel)
         if run_id not in chosen:
             chosen.append(run_id)
     return chosen
 
 
-def _resolve_one(store: Store, known: list[str], sel: str) -> str:
-    if sel == "latest":
-        return known[0]
-    if sel.startswith("latest~") and sel[7:].isdigit():
-        back = int(sel[7:])
-        if back < len(known):
-            return known[back]
-        raise EvalmapError(f"Run {sel!r} does not exist: the store at {store.path} holds {len(known)} runs.")
+def _resolve_one(store: Store, known: list[str], ended: list[str], sel: str) -> str:
+    if sel == "latest" or (sel.startswith("latest~") and sel[7:].isdigit()):
+        back = 0 if sel == "latest" else int(sel[7:])
+        if back < len(ended):
+            return ended[back]
+        raise EvalmapError(
+            f"Run {sel!r} does not exist: the store at {store.path} holds {len(ended)} finished runs "
+            f"({len(known)} in all; `evalmap runs` lists them)."
+        )
+    run_id = _match(store, known, sel)
+    row = store.run(run_id) or {}
+    if row.get("status") == "failed":
+        raise EvalmapError(
+            f"Run {run_id} failed ({row.get('error') or 'no error recorded'}), so it has no results to show; "
+            f"run its command again to resume it, or `evalmap runs rm {run_id}`."
+        )
+    return run_id
+
+
+def _match(store: Store, known: list[str], sel: str) -> str:
     if sel in known:
         return sel
     matches = [r for r in known if r.startswith(sel) or r.endswith(sel)]
@@ -295,26 +346,34 @@ def load_report_data(store: Store, run_ids: Sequence[str], catalog: Catalog | No
         run.cache_hits = sum(j.cache_hits for j in mine)
         run.samples = sum(j.n_samples for j in mine)
 
-    # The newest run wins a (model, dataset) cell when several selected runs hold it.
+    # A cell is one measurement: where a dataset's jobs differ in settings (0- vs 3-shot, two engines), each
+    # model gets a row per settings, labelled with them; within a row the newest run wins the cell.
+    split_by = _split_by(jobs)
+    for job in jobs:
+        job.row = job.model + (f" [{', '.join(f'{k}={job.settings[k]}' for k in split_by)}]" if split_by else "")
     cells: dict[tuple[str, str], JobRecord] = {}
     for run in sorted(runs, key=lambda r: r.created):
         for job in jobs:
             if job.run_id == run.id:
-                cells[(job.model, job.dataset)] = job
+                cells[(job.row, job.dataset)] = job
 
     model_categories: dict[str, tuple[str, ...]] = {}
     dataset_task_type: dict[str, str] = {}
     recommended: dict[str, dict[str, str]] = {}
     run_models = list(dict.fromkeys(j.model for j in jobs))
+    run_rows = list(dict.fromkeys(j.row for j in jobs))
     run_datasets = list(dict.fromkeys(j.dataset for j in jobs))
     for m in run_models:
-        model_categories[m] = tuple(catalog.models[m].categories) if catalog and m in catalog.models else ()
         recommended[m] = _recommended(catalog, m)
+    model_of = {j.row: j.model for j in jobs}
+    for r in run_rows:
+        m = model_of[r]
+        model_categories[r] = tuple(catalog.models[m].categories) if catalog and m in catalog.models else ()
     wanted = set(run_datasets) | {d for r in recommended.values() for d in r}
     for d in wanted:
         dataset_task_type[d] = catalog.datasets[d].task_type if catalog and d in catalog.datasets else UNCATALOGUED
     for job in jobs:
-        job.categories = model_categories.get(job.model, ())
+        job.categories = model_categories.get(job.row, ())
         job.category = job.categories[0] if job.categories else UNCATALOGUED
         job.task_type = dataset_task_type.get(job.dataset, UNCATALOGUED)
 
@@ -323,9 +382,9 @@ def load_report_data(store: Store, run_ids: Sequence[str], catalog: Catalog | No
     model_pos = {m: i for i, m in enumerate(catalog.models)} if catalog else {}
     ds_pos = {d: i for i, d in enumerate(catalog.datasets)} if catalog else {}
 
-    def model_key(m: str) -> tuple:
-        cats = model_categories.get(m) or (UNCATALOGUED,)
-        return (cat_order.get(cats[0], 99), model_pos.get(m, 10_000), m)
+    def model_key(r: str) -> tuple:
+        cats = model_categories.get(r) or (UNCATALOGUED,)
+        return (cat_order.get(cats[0], 99), model_pos.get(model_of[r], 10_000), r)
 
     def dataset_key(d: str) -> tuple:
         return (tt_order.get(dataset_task_type.get(d, UNCATALOGUED), 99), ds_pos.get(d, 10_000), d)
@@ -335,13 +394,24 @@ def load_report_data(store: Store, run_ids: Sequence[str], catalog: Catalog | No
         runs=runs,
         jobs=jobs,
         cells=cells,
-        models=sorted(run_models, key=model_key),
+        models=sorted(run_rows, key=model_key),
         datasets=sorted(wanted, key=dataset_key),
         model_categories=model_categories,
         dataset_task_type=dataset_task_type,
-        recommended=recommended,
+        recommended={r: recommended[model_of[r]] for r in run_rows if r == min(
+            (x for x in run_rows if model_of[x] == model_of[r]), key=model_key)},  # a model's gaps: on its first row
         catalog=catalog,
+        split_by=split_by,
     )
+
+
+def _split_by(jobs: Sequence[JobRecord]) -> tuple[str, ...]:
+    """The SETTINGS whose values differ between jobs of one dataset (in any of the datasets)."""
+    seen: dict[tuple[str, str], set[str]] = {}
+    for job in jobs:
+        for k, v in job.settings.items():
+            seen.setdefault((job.dataset, k), set()).add(v)
+    return tuple(k for k in SETTINGS if any(len(seen.get((d, k), ())) > 1 for d in {j.dataset for j in jobs}))
 
 
 def _recommended(catalog: Catalog | None, model: str) -> dict[str, str]:

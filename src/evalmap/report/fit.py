@@ -1,0 +1,133 @@
+"""Terminal tables that fit the width they are given, without breaking an id or a number.
+
+Rich squeezes a table that is too wide by wrapping or cutting cells, which splits
+`smollm2_135m` across lines and turns two metric names into the same `exact_…`.
+Here every column says whether it may wrap (free text) and how soon it may go:
+when the table is too wide, headers first take their short forms (explained in a
+legend under the table), then the least needed columns are hidden (named under
+the table), and what is left is printed whole. Ids and numbers never wrap.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich import box
+from rich.cells import cell_len
+from rich.table import Table
+
+PIPED_WIDTH = 200  # a pipe without COLUMNS: wide enough that files and scripts get every column
+MIN_WRAP = 12  # a free-text column is never squeezed below this (or its longest word)
+
+
+def terminal_width() -> int | None:
+    """The width to print at: None on a terminal (Rich asks it), else $COLUMNS, else PIPED_WIDTH."""
+    if sys.stdout.isatty():
+        return None
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) > 0 else PIPED_WIDTH
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    justify: str = "left"
+    wrap: bool = False  # free text that may wrap between words; ids and numbers never do
+    drop: int = 0  # 0: always shown; when the table is too wide, the highest is hidden first
+    short: str = ""  # the header's short form when the table is too wide, explained in the legend
+
+
+def _lines(text: str) -> list[str]:
+    return text.split("\n") or [""]
+
+
+def _width(col: Column, cells: Sequence[str], short: bool) -> int:
+    header = col.short if short and col.short else col.header
+    if col.wrap:
+        words = [w for text in (header, *cells) for line in _lines(text) for w in line.split()]
+        longest = max((cell_len(w) for w in words), default=1)
+        natural = max((cell_len(line) for text in (header, *cells) for line in _lines(text)), default=1)
+        return max(longest, min(natural, MIN_WRAP))
+    return max(cell_len(line) for text in (header, *cells) for line in _lines(text))
+
+
+def needed_width(columns: Sequence[Column], rows: Sequence[Sequence[str]], short: bool = False) -> int:
+    """Characters a boxed table of these columns needs at least (cell padding 1 + 1, one rule between columns
+    and one at each edge, as Rich draws it)."""
+    widths = [_width(c, [r[i] for r in rows], short) for i, c in enumerate(columns)]
+    return sum(w + 2 for w in widths) + len(columns) + 1
+
+
+def fit_columns(
+    columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int
+) -> tuple[list[int], bool]:
+    """(indices of the columns to show, whether short headers are used) for a table `width` characters wide."""
+    keep = list(range(len(columns)))
+
+    def fits(short: bool) -> bool:
+        return needed_width([columns[i] for i in keep], [[r[i] for i in keep] for r in rows], short) <= width
+
+    if fits(False):
+        return keep, False
+    short = any(c.short for c in columns)
+    for i in sorted((i for i, c in enumerate(columns) if c.drop), key=lambda i: (-columns[i].drop, -i)):
+        if fits(short):
+            break
+        keep.remove(i)
+    return keep, short
+
+
+def _wrap_widths(columns: Sequence[Column], rows: Sequence[Sequence[str]], short: bool, width: int) -> list:
+    """Fixed widths for the free-text columns when the table must be squeezed (None: Rich's natural width).
+
+    Rich would squeeze the widest wrapping column first, below its longest word if it must; here each keeps
+    at least `_width`, and the room left is shared in proportion to how much each would like to have."""
+    mins = [_width(c, [r[i] for r in rows], short) for i, c in enumerate(columns)]
+    natural = [
+        max(cell_len(line) for text in (c.short if short and c.short else c.header, *[r[i] for r in rows])
+            for line in _lines(text))
+        for i, c in enumerate(columns)
+    ]
+    overhead = 3 * len(columns) + 1
+    if sum(natural) + overhead <= width or not any(c.wrap for c in columns):
+        return [None] * len(columns)
+    spare = max(0, width - overhead - sum(mins))
+    wants = [n - m if c.wrap else 0 for c, n, m in zip(columns, natural, mins, strict=True)]
+    total = sum(wants) or 1
+    return [m + spare * w // total if c.wrap else None for c, m, w in zip(columns, mins, wants, strict=True)]
+
+
+def fit_table(
+    title: str | None, columns: Sequence[Column], rows: Sequence[Sequence], width: int, terminal: bool,
+    caption: str | None = None,
+) -> Table:
+    """A Rich table of `rows` that fits `width`: short headers, then hidden columns, as `fit_columns` decides;
+    the caption ends with the legend of the short headers used and the names of the hidden columns."""
+    text_rows = [["" if v is None else str(v) for v in row] for row in rows]
+    keep, short = fit_columns(columns, text_rows, width)
+    table = Table(
+        title=title, box=box.SIMPLE_HEAVY if terminal else box.ASCII, header_style="bold" if terminal else "",
+        title_justify="left", caption_justify="left",
+    )
+    widths = _wrap_widths([columns[i] for i in keep], [[r[i] for i in keep] for r in text_rows], short, width)
+    for i, w in zip(keep, widths, strict=True):
+        c = columns[i]
+        table.add_column(c.short if short and c.short else c.header, justify=c.justify, no_wrap=not c.wrap,
+                         overflow="fold", width=w)
+    for row in text_rows:
+        table.add_row(*[row[i] for i in keep])
+    notes = [caption] if caption else []
+    legend = [f"{c.short} = {c.header}" for i, c in enumerate(columns) if i in keep and short and c.short]
+    if legend:
+        notes.append("Legend: " + "; ".join(legend) + ".")
+    hidden = [c.header for i, c in enumerate(columns) if i not in keep]
+    if hidden:
+        notes.append(
+            f"Hidden to fit {width} columns: {', '.join(hidden)} (a wider terminal or COLUMNS shows them; "
+            "--format json has every field)."
+        )
+    table.caption = "\n".join(notes) or None
+    return table
