@@ -57,7 +57,9 @@ def task_needs(dataset: Dataset, task: Any, seed: int) -> Needs:
         loglikelihood="loglikelihood" in kinds,
         generate="generate" in kinds,
         masked_positions="masked_position" in kinds,
-        images=dataset.task_type == "multimodal" or any(getattr(r, "images", None) for r in requests),
+        # a task that knows (a visual-QA task: False for a text-only variant) says; else a multimodal dataset does
+        images=getattr(task, "needs_images", dataset.task_type == "multimodal")
+        or any(getattr(r, "images", None) for r in requests),
         tools=any(getattr(r, "tools", None) for r in requests),
         prompt_tokens=dataset.prompt_tokens,
         answer_tokens=max(answers) if answers else dataset.answer_tokens,

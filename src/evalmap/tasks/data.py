@@ -353,7 +353,50 @@ def _load_hub(hub_id: str, config: str | None, split: str, revision: str | None)
     except ImportError as exc:
         raise RuntimeError("the `datasets` package is not installed; pip install 'evalmap[hf]'") from exc
     rows = datasets.load_dataset(hub_id, config, split=split, revision=revision)
+    images = [name for name, feature in rows.features.items() if isinstance(feature, datasets.Image)]
+    if images:
+        return _rows_with_images(rows, images)
     return [dict(row) for row in rows]
+
+
+class ImageRef:
+    """An image a record points to (a file, or a row of a hub split), read only when a request is built:
+    a split of 200k photos (VQAv2) stays in its files or its memory-mapped Arrow cache, not in memory."""
+
+    __slots__ = ("_read", "_key", "where")
+
+    def __init__(self, read: Callable[[Any], bytes], key: Any, where: str):
+        self._read, self._key, self.where = read, key, where
+
+    @classmethod
+    def file(cls, path: Path) -> ImageRef:
+        return cls(lambda p: Path(p).read_bytes(), path, str(path))
+
+    def read(self) -> bytes:
+        """The image's encoded bytes (PNG, JPEG, ... as stored)."""
+        return self._read(self._key)
+
+
+def _rows_with_images(rows: Any, columns: list[str]) -> list[Record]:
+    """A hub split's records with each `datasets.Image` column as an ImageRef (None where a row has no
+    image, as ScienceQA's text questions): the text columns are read now, the image bytes when asked."""
+    view = rows.select_columns(columns).with_format("arrow")
+    present = {c: view[c].is_valid().to_pylist() for c in columns}
+    records = rows.remove_columns(columns).to_list()
+
+    def read(key: tuple[int, str]) -> bytes:
+        row, column = key
+        cell = view[row].column(column)[0].as_py()
+        if cell.get("bytes") is None and cell.get("path"):
+            return Path(cell["path"]).read_bytes()
+        return cell["bytes"]
+
+    for i, record in enumerate(records):
+        for c in columns:
+            record[c] = ImageRef(read, (i, c), f"row {i + 1}") if present[c][i] else None
+    return records
+
+
 
 
 def _download_hub_files(hub_id: str, files: Sequence[str], revision: str | None) -> list[Path]:

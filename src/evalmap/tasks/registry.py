@@ -46,6 +46,10 @@ SPECS: dict[str, str] = {
     "bioasq": f"{_SPECS}.life_science:BIOASQ",
     # function calling
     "bfcl": f"{_SPECS}.function_calling:BFCL",
+    # multimodal
+    "scienceqa": f"{_SPECS}.multimodal:SCIENCEQA",
+    "vqa_v2": f"{_SPECS}.multimodal:VQA_V2",
+    "chartqa": f"{_SPECS}.multimodal:CHARTQA",
 }
 
 
