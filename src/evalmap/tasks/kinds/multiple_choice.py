@@ -259,6 +259,7 @@ class MultipleChoiceTask:
         details: dict = {
             "logprobs": lls,
             "is_greedy": [bool(getattr(r, "is_greedy", False)) for r in responses],
+            "choices": [str(c) for c in choices],  # the report's sample view shows them beside their log-likelihoods
         }
         if spec.subgroup and spec.group:
             details["groups"] = {spec.subgroup: spec.group(item.data)}
