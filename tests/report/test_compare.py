@@ -38,8 +38,10 @@ def test_mcnemar_exact_on_known_discordant_counts(report_store):
     assert row.score_a.value == pytest.approx(5 / 20) and row.score_b.value == pytest.approx(12 / 20)
     assert row.result.ci_low < row.result.diff < row.result.ci_high
     assert not row.significant and row.winner == ""
-    # every shared (model, dataset) pair is compared; the judge score goes to the bootstrap
-    assert len(result.rows) == 3 * 3 + 1
+    # every shared (model, dataset) pair is compared on every metric both scored, its headline first;
+    # the judge score goes to the bootstrap
+    assert sum(r.headline for r in result.rows) == 3 * 3 + 1
+    assert len(result.rows) == 3 * 3 + 1 + 3 + 3  # + exact_match_flexible (gsm8k) and acc_norm (arc_challenge)
     assert next(r for r in result.rows if r.dataset == "mt_bench").result.method == "paired-bootstrap"
 
 
@@ -78,12 +80,15 @@ def test_mcnemar_chi_square_and_pairing_across_models(tmp_path):
 
 def test_compare_errors(report_store, tmp_path):
     store, a, b = report_store
-    with pytest.raises(EvalmapError, match="compare two different runs"):
-        compare_runs(store, a, a)
     with pytest.raises(EvalmapError, match="Unknown run id"):
         compare_selected(store, a, "no-such-run")
     other = Store(tmp_path / "o.sqlite")
     x = _one_job_run(other, "x", "m", {1}, 5)
+    with pytest.raises(EvalmapError, match="one model per dataset, so it has no two models to compare"):
+        compare_runs(other, x, x)
+    with pytest.raises(EvalmapError, match="No compared job scored the metric 'acc'; these ones did: "
+                                           "exact_match_strict"):
+        compare_runs(other, x, _one_job_run(other, "x2", "m", {2}, 5), metric="acc")
     run_id, _ = other.open_run("y", {}, 0, "c", {})
     other.open_job(run_id, "m", "arc_challenge", {}, {}, "h", 1)
     with pytest.raises(EvalmapError, match="share no dataset"):

@@ -1,4 +1,4 @@
-"""`evalmap report` and `evalmap compare`: registered on the main Typer app by `register(app)`."""
+"""`evalmap report`, `evalmap compare` and `evalmap runs`: registered on the main Typer app by `register(app)`."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from evalmap.report.fit import Column, fit_table, terminal_width
 
 if TYPE_CHECKING:  # numpy-backed; every CLI call imports this module, so load it only when comparing
     from evalmap.report.compare import Comparison
@@ -30,8 +31,13 @@ class CompareFormat(StrEnum):
     json = "json"
 
 
+class ReportFormat(StrEnum):
+    html = "html"
+    md = "md"
+
+
 def _console() -> Console:
-    return Console(width=None if sys.stdout.isatty() else 200)
+    return Console(width=terminal_width())
 
 
 def _f(value: float, digits: int = 3, sign: bool = False) -> str:
@@ -40,39 +46,53 @@ def _f(value: float, digits: int = 3, sign: bool = False) -> str:
     return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
 
 
-def comparison_table(c: Comparison, terminal: bool) -> Table:
-    table = Table(
-        title=f"B = {c.run_b}  vs  A = {c.run_a}  (B − A on shared items)",
-        box=box.SIMPLE_HEAVY if terminal else box.ASCII, title_justify="left", caption_justify="left",
-        header_style="bold" if terminal else "",
-    )
-    for col, justify in (
-        ("dataset", "left"), ("model(s)", "left"), ("metric", "left"), ("n shared", "right"),
-        ("A ± stderr", "right"), ("B ± stderr", "right"), ("B − A ± stderr", "right"), ("95% CI", "right"),
-        ("test", "left"), ("p", "right"), ("better", "left"),
-    ):
-        table.add_column(col, justify=justify)
+COMPARE_COLUMNS = (
+    Column("dataset"), Column("model(s)", wrap=True), Column("metric"), Column("n shared", "right", short="n"),
+    Column("A ± stderr", "right", drop=4, short="A ± se"), Column("B ± stderr", "right", drop=4, short="B ± se"),
+    Column("B − A ± stderr", "right", short="B − A ± se"), Column("95% CI", "right", drop=2),
+    Column("test", drop=5), Column("p", "right", drop=3), Column("better"),
+)
+
+
+def comparison_table(c: Comparison, terminal: bool, width: int = 200) -> Table:
+    """Every compared metric, the headline one first and starred; never wider than `width` (report/fit.py)."""
+    rows = []
     for r in c.rows:
         res = r.result
         models = r.model_a if r.model_a == r.model_b else f"{r.model_a} → {r.model_b}"
-        table.add_row(
-            r.dataset, models, r.metric, str(r.n_shared),
+        rows.append([
+            r.dataset, models, f"{r.metric} *" if r.headline else r.metric, str(r.n_shared),
             f"{_f(r.score_a.value)} ± {_f(r.score_a.stderr)}", f"{_f(r.score_b.value)} ± {_f(r.score_b.stderr)}",
             f"{_f(res.diff, sign=True)} ± {_f(res.stderr)}",
             "n/a" if math.isnan(res.ci_low) else f"[{res.ci_low:+.3f}, {res.ci_high:+.3f}]",
             res.method + (f" {res.discordant[0]}/{res.discordant[1]}" if res.discordant else ""),
             "n/a" if math.isnan(res.p_value) else f"{res.p_value:.3g}", r.winner or "tie",
-        )
-    notes = ["better: the run whose score is higher (lower for latencies) at p < 0.05; otherwise tie."]
+        ])
+    side = "model" if c.within_run else "run"
+    notes = [f"* headline metric. better: the {side} whose score is higher (lower for latencies) at p < 0.05; "
+             "otherwise tie."]
     small = list(dict.fromkeys(f"{r.dataset} (n={r.n_shared})" for r in c.rows if r.n_shared < 30))
     if small:
         notes.append("Few shared items: " + ", ".join(small) + "; treat those differences as rough.")
-    table.caption = "\n".join([*notes, *c.notes])
-    return table
+    title = (f"Models of run {c.run_a}: B − A on shared items (A = each dataset's first model)" if c.within_run
+             else f"B = {c.run_b}  vs  A = {c.run_a}  (B − A on shared items)")
+    return fit_table(title, COMPARE_COLUMNS, rows, width, terminal, "\n".join([*notes, *c.notes]))
+
+
+def settings_block(c: Comparison) -> str:
+    """What the compared jobs were run with, where A and B differ: part of what B − A measures."""
+    lines = c.settings_lines()
+    if not lines:
+        return "Settings: A and B were run with the same settings (few-shot, chat, mode, max tokens, variant, " \
+               "engine, dtype)."
+    return "\n".join(["Settings differ (part of what B − A measures):", *(f"  {line}" for line in lines)])
 
 
 def register(app: typer.Typer) -> None:
-    """Add `report` and `compare` to the evalmap CLI."""
+    """Add `report`, `compare` and `runs` to the evalmap CLI."""
+    from evalmap.report.history import runs_app
+
+    app.add_typer(runs_app, name="runs")
 
     @app.command("report")
     def report(
@@ -91,6 +111,10 @@ def register(app: typer.Typer) -> None:
         ] = None,
         last: Annotated[int, typer.Option("--last", min=1, help="Without RUN ids: report the newest N runs.")] = 1,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the path of index.html.")] = False,
+        fmt: Annotated[ReportFormat, typer.Option(
+            "--format", help="html: write the report folder (its report.md and tables/*.md|csv too) and print "
+            "index.html's path; md: print the matrix and leaderboards as Markdown, values as 0.533 ± 0.093 (n=30).",
+        )] = ReportFormat.html,
     ) -> None:
         """Write a static HTML report (matrix, leaderboards, speed vs accuracy, transfer, samples); print its path."""
         from evalmap.catalog.loader import load_catalog
@@ -101,6 +125,11 @@ def register(app: typer.Typer) -> None:
         try:
             run_ids = resolve_runs(store, runs, last=last)
             cat = load_catalog([str(p) for p in catalog or []])
+            if fmt is ReportFormat.md:
+                from evalmap.report.tables import paper_markdown
+
+                sys.stdout.write(paper_markdown(store, run_ids, cat))
+                return
             err = Console(stderr=True)
             with Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -134,21 +163,26 @@ def register(app: typer.Typer) -> None:
         iters: Annotated[int, typer.Option("--iters", min=100, help="Bootstrap resamples for non-0/1 metrics.")] = (
             10000
         ),
+        metric: Annotated[
+            str | None, typer.Option("--metric", help="Compare only this metric (default: every metric both scored).")
+        ] = None,
     ) -> None:
-        """Paired comparison of two runs on the items they share: B − A per dataset, 95% CI, McNemar or bootstrap."""
+        """Paired comparison of two runs on the items they share: B − A per dataset and metric, 95% CI, McNemar or
+        bootstrap, and the settings that differ. The same run twice (`latest latest`) compares its models."""
         from evalmap.report.compare import compare_selected
         from evalmap.report.data import open_store
 
         store = open_store(store_path)
         try:
-            result = compare_selected(store, run_a, run_b, iters=iters)
+            result = compare_selected(store, run_a, run_b, iters=iters, metric=metric)
         finally:
             store.close()
         if fmt is CompareFormat.json:
             sys.stdout.write(json.dumps(_nan_to_none(result.to_dict()), indent=2) + "\n")
             return
         out = _console()
-        out.print(comparison_table(result, out.is_terminal))
+        out.print(comparison_table(result, out.is_terminal, out.width))
+        out.print(settings_block(result), highlight=False, markup=False)
 
 
 def _nan_to_none(value):

@@ -212,6 +212,12 @@ class ReportData:
             )
         return self._bounded[dataset]
 
+    def shown_datasets(self, gaps: bool = True) -> list[str]:
+        """A matrix's columns: the datasets with a cell run, or (with `gaps`) a recommended cell not run; a column
+        that would be all empty is left out."""
+        return [d for d in self.datasets
+                if any((m, d) in self.cells or (gaps and self.gap(m, d)) for m in self.models)]
+
     def gap(self, model: str, dataset: str) -> str | None:
         """The catalog's reason to run this pair when it was not run, else None."""
         if (model, dataset) in self.cells:
@@ -244,12 +250,14 @@ def all_run_ids(store: Store, ended: bool = False) -> list[str]:
     )]
 
 
-def resolve_runs(store: Store, selectors: Sequence[str] | None, last: int = 1) -> list[str]:
+def resolve_runs(
+    store: Store, selectors: Sequence[str] | None, last: int = 1, allow_failed: bool = False
+) -> list[str]:
     """Turn run ids, unique prefixes, `latest` or `latest~N` into run ids (default: the newest `last` runs).
 
     `latest` and the default count only runs that ran to the end: a failed or interrupted run is skipped; named
     by its id, an interrupted (or still running) run is shown as far as it got, a failed one is refused with its
-    error."""
+    error (unless `allow_failed`: `evalmap runs show` and `runs rm` name any run)."""
     known = all_run_ids(store)
     if not known:
         raise EvalmapError(f"The store at {store.path} has no runs yet; run `evalmap run` first.")
@@ -263,13 +271,13 @@ def resolve_runs(store: Store, selectors: Sequence[str] | None, last: int = 1) -
         return ended[: max(1, last)]
     chosen: list[str] = []
     for sel in selectors:
-        run_id = _resolve_one(store, known, ended, sel)
+        run_id = _resolve_one(store, known, ended, sel, allow_failed)
         if run_id not in chosen:
             chosen.append(run_id)
     return chosen
 
 
-def _resolve_one(store: Store, known: list[str], ended: list[str], sel: str) -> str:
+def _resolve_one(store: Store, known: list[str], ended: list[str], sel: str, allow_failed: bool) -> str:
     if sel == "latest" or (sel.startswith("latest~") and sel[7:].isdigit()):
         back = 0 if sel == "latest" else int(sel[7:])
         if back < len(ended):
@@ -280,7 +288,7 @@ def _resolve_one(store: Store, known: list[str], ended: list[str], sel: str) -> 
         )
     run_id = _match(store, known, sel)
     row = store.run(run_id) or {}
-    if row.get("status") == "failed":
+    if row.get("status") == "failed" and not allow_failed:
         raise EvalmapError(
             f"Run {run_id} failed ({row.get('error') or 'no error recorded'}), so it has no results to show; "
             f"run its command again to resume it, or `evalmap runs rm {run_id}`."
@@ -415,14 +423,14 @@ def _split_by(jobs: Sequence[JobRecord]) -> tuple[str, ...]:
 
 
 def _recommended(catalog: Catalog | None, model: str) -> dict[str, str]:
-    """dataset -> "Group · Tier" for the catalog's recommendations of this model (first tier wins)."""
+    """dataset -> "category · tier" for the catalog's recommendations of this model (first tier wins)."""
     if catalog is None or model not in catalog.models:
         return {}
     from evalmap.planner import recommend
 
     out: dict[str, str] = {}
     for rec in recommend(catalog, model):
-        out.setdefault(rec.dataset, f"{rec.group} · {rec.tier}")
+        out.setdefault(rec.dataset, f"{rec.category} · {rec.tier}")
     return out
 
 

@@ -53,16 +53,17 @@ def _column_n(data: ReportData, dataset: str) -> int | None:
 
 
 def heatmap(data: ReportData):
-    rows, cols = len(data.models), len(data.datasets)
+    datasets = data.shown_datasets()
+    rows, cols = len(data.models), len(datasets)
     fig = Figure(figsize=(max(6.0, 2.0 + cols * 0.72), max(3.0, 2.2 + rows * 0.36)))
     ax = fig.add_subplot()
     cmap = matplotlib.colormaps["viridis"]
     dense = rows * cols > 200
-    col_n = {d: _column_n(data, d) for d in data.datasets}
+    col_n = {d: _column_n(data, d) for d in datasets}
     rgba = np.ones((rows, cols, 4))
     gaps = []
     for i, m in enumerate(data.models):
-        for k, d in enumerate(data.datasets):
+        for k, d in enumerate(datasets):
             job = data.cells.get((m, d))
             if job is None:
                 if data.gap(m, d):
@@ -91,22 +92,27 @@ def heatmap(data: ReportData):
                                linewidth=0.5))
         if not dense:
             ax.text(k, i, "not run", ha="center", va="center", fontsize=6, color="#b22222")
-    labels = [f"{d}\n(n={col_n[d]})" if col_n[d] and dense else d for d in data.datasets]
+    labels = [f"{d}\n(n={col_n[d]})" if col_n[d] and dense else d for d in datasets]
     ax.set_xticks(range(cols), labels, rotation=60, ha="right", fontsize=6.5, rotation_mode="anchor")
     ax.set_yticks(range(rows), data.models, fontsize=7)
     ax.tick_params(length=0)
     ax.minorticks_off()
     for side in ("left", "bottom"):
         ax.spines[side].set_visible(False)
-    # group separators and labels: task types across the top, categories down the right
+    # group separators and labels: task types across the top (placed in points above the axes, so the title's
+    # distance from them does not depend on how tall a row is), categories down the right
     prev = None
-    for k, d in enumerate(data.datasets):
+    longest = 0
+    for k, d in enumerate(datasets):
         tt = data.dataset_task_type[d]
         if tt != prev:
             if k:
                 ax.axvline(k - 0.5, color="black", linewidth=1.2)
-            ax.text(k - 0.45, -0.7, tt.replace("_", " "), fontsize=7, ha="left", va="bottom", rotation=30,
-                    fontweight="bold")
+            label = tt.replace("_", " ")
+            ax.annotate(label, xy=(k - 0.45, 1.0), xycoords=ax.get_xaxis_transform(), xytext=(0, 3),
+                        textcoords="offset points", fontsize=7, ha="left", va="bottom", rotation=30,
+                        rotation_mode="anchor", fontweight="bold", annotation_clip=False)
+            longest = max(longest, len(label))
             prev = tt
     prev = None
     for i, m in enumerate(data.models):
@@ -116,8 +122,10 @@ def heatmap(data: ReportData):
                 ax.axhline(i - 0.5, color="black", linewidth=1.2)
             ax.text(cols - 0.4, i, cat, fontsize=7, ha="left", va="center", fontweight="bold")
             prev = cat
+    # a bold 7 pt character is ~4.6 pt wide; rotated 30°, a label rises width·sin 30° + height·cos 30°
+    rise = 3 + longest * 4.6 * 0.5 + 7 * 1.2 * 0.87
     ax.set_title("Evaluation matrix: headline metric ± stderr" + (" (n under each dataset)" if dense else " (n)")
-                 + "; hatched = recommended, not run", fontsize=9, pad=70)
+                 + "; hatched = recommended, not run", fontsize=9, pad=rise + 10)
     return fig
 
 

@@ -125,15 +125,16 @@ def _score_dict(s: Score | None) -> dict:
 
 
 def _matrix_view(data: ReportData) -> dict:
+    datasets = data.shown_datasets()
     col_groups = []
-    for d in data.datasets:
+    for d in datasets:
         tt = data.dataset_task_type[d]
         if col_groups and col_groups[-1]["name"] == tt:
             col_groups[-1]["span"] += 1
         else:
             col_groups.append({"name": tt, "span": 1})
     columns = []
-    for d in data.datasets:
+    for d in datasets:
         ds = data.catalog.datasets.get(d) if data.catalog else None
         metric = data.primary_metric(d) or (ds.metrics[0] if ds else "")
         direction = "lower is better" if lower_is_better(metric) else "higher is better"
@@ -147,7 +148,7 @@ def _matrix_view(data: ReportData) -> dict:
     for m in data.models:
         cat = data.model_category(m)
         cells = []
-        for d in data.datasets:
+        for d in datasets:
             job = data.cells.get((m, d))
             if job is None:
                 gap = data.gap(m, d)
@@ -165,8 +166,10 @@ def _matrix_view(data: ReportData) -> dict:
         rows.append({"model": m, "category": cat, "first": cat != prev_cat, "span": counts[cat],
                      "categories": ", ".join(data.model_categories.get(m, ())) or "uncatalogued", "cells": cells})
         prev_cat = cat
-    return {"col_groups": col_groups, "columns": columns, "rows": rows, "gaps": len(data.gaps),
-            "run_cells": len(data.cells)}
+    gaps = len(data.gaps)
+    return {"col_groups": col_groups, "columns": columns, "rows": rows, "gaps": gaps, "run_cells": len(data.cells),
+            "split_by": ", ".join(data.split_by), "fill": T.fill_commands(data) if gaps else [],
+            "mostly_gaps": gaps > len(data.cells)}
 
 
 def _board_view(board: T.Leaderboard) -> dict:
@@ -219,14 +222,16 @@ def _comparison_view(c: Comparison) -> dict:
         res = r.result
         rows.append({
             "dataset": r.dataset, "models": r.model_a if r.model_a == r.model_b else f"{r.model_a} → {r.model_b}",
-            "metric": r.metric, "n": r.n_shared, "a": _score_dict(r.score_a), "b": _score_dict(r.score_b),
+            "metric": r.metric, "headline": r.headline, "n": r.n_shared, "a": _score_dict(r.score_a),
+            "b": _score_dict(r.score_b),
             "diff": f"{res.diff:+.3f} ± {T.fmt(res.stderr)}" if not T.isnan(res.diff) else "n/a",
             "ci": "n/a" if T.isnan(res.ci_low) else f"[{res.ci_low:+.3f}, {res.ci_high:+.3f}]",
             "method": res.method, "p": "n/a" if T.isnan(res.p_value) else f"{res.p_value:.3g}",
             "discordant": f"{res.discordant[0]} / {res.discordant[1]}" if res.discordant else "",
             "winner": r.winner, "significant": r.significant,
         })
-    return {"run_a": c.run_a, "run_b": c.run_b, "rows": rows, "notes": c.notes}
+    return {"run_a": c.run_a, "run_b": c.run_b, "rows": rows, "notes": c.notes, "settings": c.settings_lines(),
+            "within_run": c.within_run}
 
 
 def _fmt_time(ts: float | None) -> str:
@@ -420,15 +425,17 @@ def comparison_table(c: Comparison, name: str = "compare") -> T.Table:
     for r in c.rows:
         res = r.result
         rows.append([
-            r.dataset, r.model_a, r.model_b, r.metric, r.n_shared, T._num(r.score_a.value), T._num(r.score_a.stderr),
+            r.dataset, r.model_a, r.model_b, r.metric, "yes" if r.headline else "", r.n_shared,
+            T._num(r.score_a.value), T._num(r.score_a.stderr),
             T._num(r.score_b.value), T._num(r.score_b.stderr), T._num(res.diff), T._num(res.stderr),
             T._num(res.ci_low), T._num(res.ci_high), res.method, T._num(res.p_value, 6),
             f"{res.discordant[0]}/{res.discordant[1]}" if res.discordant else "", r.winner,
         ])
     return T.Table(
         name, f"Paired comparison: {c.run_b} (B) vs {c.run_a} (A)",
-        ["dataset", "model_a", "model_b", "metric", "n_shared", "a", "a_stderr", "b", "b_stderr", "diff_b_minus_a",
-         "diff_stderr", "ci_low", "ci_high", "test", "p_value", "discordant_a_only/b_only", "winner"],
+        ["dataset", "model_a", "model_b", "metric", "headline", "n_shared", "a", "a_stderr", "b", "b_stderr",
+         "diff_b_minus_a", "diff_stderr", "ci_low", "ci_high", "test", "p_value", "discordant_a_only/b_only", "winner"],
         rows,
-        "diff = B − A on items both runs scored; McNemar for 0/1 metrics, paired bootstrap otherwise.",
+        "diff = B − A on items both runs scored; McNemar for 0/1 metrics, paired bootstrap otherwise."
+        + ("" if not c.settings else " Settings differ: " + "; ".join(c.settings_lines()) + "."),
     )

@@ -490,14 +490,20 @@ def markdown(table: Table) -> str:
 
 
 def matrix_markdown(data: ReportData) -> str:
-    """The matrix as a grid (models down, datasets across): value ± stderr (n), `not run` for gaps."""
+    """The matrix as a grid for papers (models down, datasets across): value ± stderr (n) where run, *not run*
+    where recommended but not run; a dataset no selected run has a value for gets no column (it is listed under
+    the grid, with the commands that would fill it). The metric of each column is named under it."""
+    datasets = data.shown_datasets(gaps=False)
     lines = ["## Evaluation matrix", "", "Each cell: headline metric value ± stderr (n). "
              "*not run* = recommended by the catalog mapping but absent from these runs.", ""]
-    lines.append("| model | " + " | ".join(data.datasets) + " |")
-    lines.append("|---|" + "|".join("---" for _ in data.datasets) + "|")
+    if data.split_by:
+        lines += [f"Rows are split by the settings that differ between these runs ({', '.join(data.split_by)}): "
+                  "compare cells of rows with the same settings only.", ""]
+    lines.append("| model | " + " | ".join(datasets) + " |")
+    lines.append("|---|" + "|".join("---" for _ in datasets) + "|")
     for m in data.models:
         cells = []
-        for d in data.datasets:
+        for d in datasets:
             job = data.cells.get((m, d))
             if job is not None:
                 cells.append(fmt_score(job.primary))
@@ -505,5 +511,57 @@ def matrix_markdown(data: ReportData) -> str:
                 cells.append("*not run*")
             else:
                 cells.append("")
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_md_cell(m)} | " + " | ".join(cells) + " |")
+    metrics = [f"{d}: {data.primary_metric(d)}" for d in datasets if data.primary_metric(d)]
+    if metrics:
+        lines += ["", "Metrics: " + "; ".join(metrics) + "."]
+    unrun = [d for d in data.shown_datasets() if d not in datasets]
+    if unrun:
+        lines += ["", f"Recommended but not run by any of these models ({len(unrun)}): {', '.join(unrun)}."]
+    todo = fill_commands(data)
+    if todo:
+        lines += ["", "To fill the *not run* cells:", "", *(f"    {c}" for c in todo)]
     return "\n".join(lines) + "\n"
+
+
+def fill_commands(data: ReportData) -> list[str]:
+    """`evalmap run` commands that fill the matrix's gaps: one per set of models missing the same datasets,
+    the datasets evalmap cannot run yet named apart."""
+    from evalmap.tasks.registry import supported_datasets
+
+    runnable = set(supported_datasets())
+    missing: dict[tuple[str, ...], list[str]] = {}
+    cannot: set[str] = set()
+    for m in data.models:
+        gaps = [d for d in data.datasets if data.gap(m, d)]
+        cannot.update(d for d in gaps if d not in runnable)
+        todo = tuple(d for d in gaps if d in runnable)
+        if todo:
+            job = next(j for j in data.jobs if j.row == m)
+            missing.setdefault(todo, []).append(job.model)
+    out = [f"evalmap run --models {','.join(dict.fromkeys(models))} --datasets {','.join(todo)}"
+           for todo, models in missing.items()]
+    if cannot:
+        out.append(f"# not runnable by evalmap yet (no task implementation): {', '.join(sorted(cannot))}")
+    return out
+
+
+def paper_markdown(store, run_ids: Sequence[str], catalog) -> str:
+    """`evalmap report --format md`: the matrix grid and the leaderboards, each value as 0.533 ± 0.093 (n=30)."""
+    from evalmap.report.data import load_report_data
+
+    data = load_report_data(store, run_ids, catalog)
+    parts = [f"# evalmap results: {', '.join(r.id for r in data.runs)}\n", matrix_markdown(data)]
+    by_category, by_task = leaderboards(data)
+    for kind, boards in (("model category", by_category), ("task type", by_task)):
+        if not boards:
+            continue
+        lines = [f"## Leaderboards per {kind}", "", "Macro mean of the 0-1 headline metrics ± pooled stderr (n); "
+                 "rank: models whose 95% CIs overlap share it (=).", "",
+                 f"| {kind} | rank | model | score | 95% CI | datasets |", "|---|---|---|---|---|---|"]
+        for b in boards:
+            for e in b.entries:
+                lines.append(f"| {b.name} | {e.rank}{'=' if e.tied else ''} | {_md_cell(e.model)} | "
+                             f"{fmt_score(e.score)} | {fmt_ci(e.score)} | {len(e.datasets)}/{len(b.datasets)} |")
+        parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts)
