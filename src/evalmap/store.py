@@ -488,10 +488,11 @@ class Store:
         return [_decode(dict(r), ("args", "versions")) for r in rows]
 
     def run_history(self, limit: int | None = None) -> list[dict]:
-        """Runs newest first, each with its models, datasets (in job order) and scored samples counted."""
+        """Runs newest first, each with its models, datasets (in job order; a run stopped before its first job
+        names those it was asked for) and scored samples counted."""
         self.mark_interrupted()
         rows = self.db.execute(
-            "SELECT r.id, r.created, r.finished, r.status, r.error, r.wall_seconds, r.seed, "
+            "SELECT r.id, r.created, r.finished, r.status, r.error, r.wall_seconds, r.seed, r.args, "
             "(SELECT json_group_array(model) FROM (SELECT DISTINCT model FROM jobs WHERE run_id=r.id ORDER BY rowid)) "
             "AS models, (SELECT json_group_array(dataset) FROM (SELECT DISTINCT dataset FROM jobs WHERE run_id=r.id "
             "ORDER BY rowid)) AS datasets, (SELECT COUNT(*) FROM jobs WHERE run_id=r.id) AS jobs, "
@@ -499,7 +500,15 @@ class Store:
             "FROM runs r ORDER BY r.created DESC, r.rowid DESC LIMIT ?",
             (-1 if limit is None else limit,),
         ).fetchall()
-        return [_decode(dict(r), ("models", "datasets")) for r in rows]
+        history = []
+        for row in rows:
+            run = _decode(dict(row), ("models", "datasets", "args"))
+            pairs = (run.pop("args") or {}).get("pairs") or []
+            if not run["jobs"] and isinstance(pairs, list):
+                run["models"] = list(dict.fromkeys(p[0] for p in pairs if isinstance(p, list | tuple) and p))
+                run["datasets"] = list(dict.fromkeys(p[1] for p in pairs if isinstance(p, list | tuple) and len(p) > 1))
+            history.append(run)
+        return history
 
     def remove_run(self, run_id: str) -> int:
         """Delete a run with its jobs, samples, scores and failures; the response cache stays (it is keyed by

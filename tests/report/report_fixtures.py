@@ -26,6 +26,7 @@ MODELS = ("qwen25_7b", "qwen25_math_7b", "llama31_8b")
 DATASETS = {"humaneval": ("pass@1",), "gsm8k": ("exact_match_strict", "exact_match_flexible"),
             "arc_challenge": ("acc", "acc_norm")}
 SIZES = {"humaneval": 20, "gsm8k": 20, "arc_challenge": 30}
+CHOICES = ("the Sun", "a cloud of interstellar dust", "the Moon", "a comet")
 INJECTION = '<img src=x onerror="window.__pwned=1"></script><script>window.__pwned=2</script>'
 
 # qwen25_7b × gsm8k: A right on items 0-4, B right on 2-4 and 5-13 -> a_only = 2, b_only = 9
@@ -54,9 +55,11 @@ def _record(dataset: str, metrics: tuple[str, ...], i: int, value: float, model:
                    "stderr": "" if value else f"Traceback (most recent call last):\n  ...\nAssertionError: case {i}",
                    "wall_s": 0.05, "n": 1, "passed": int(value)}
         output = [f"    return sorted(x)[{i}]\n"]
-    elif dataset == "arc_challenge":
-        output = [{"logprob": -1.5, "is_greedy": True}, {"logprob": -2.5, "is_greedy": False}]
-        details = {"logprobs": [-1.5, -2.5], "pred": 0, "gold": 0 if value else 1}
+    elif dataset == "arc_challenge":  # as the multiple_choice kind stores it: choices, log-likelihoods, picks
+        lls = [-1.5, -2.5, -4.0, -3.25]
+        output = [{"logprob": ll, "is_greedy": k == 0} for k, ll in enumerate(lls)]
+        details = {"logprobs": lls, "is_greedy": [k == 0 for k in range(4)], "choices": list(CHOICES),
+                   "choice_chars": [len(c) for c in CHOICES], "pred": 0, "pred_norm": 1, "gold": 0 if value else 2}
     if i == 3:
         output = [INJECTION]
     return {
@@ -107,3 +110,25 @@ def build_store(path: Path) -> tuple[Store, str, str]:
     return store, run_ids[0], run_ids[1]
 
 
+
+
+def add_fewshot_run(store: Store, num_fewshot: int = 25) -> str:
+    """A third, newest run: qwen25_7b × arc_challenge again, but `num_fewshot` shots (runs A and B left the
+    dataset's default) and lower acc_norm: a settings change that compare and the report must name."""
+    run_id, _ = store.open_run("key-C", {"run": "C", "num_fewshot": num_fewshot}, 1234, "cat123", {"python": "3.11"})
+    n = SIZES["arc_challenge"]
+    job = store.open_job(run_id, "qwen25_7b", "arc_challenge", _backend("qwen25_7b"),
+                         {"chat": False, "num_fewshot": num_fewshot}, "ph-arc-25", n)
+    records = []
+    for i in range(n):
+        record = _record("arc_challenge", DATASETS["arc_challenge"], i, float(i % 3 == 0), "qwen25_7b")
+        record["metrics"]["acc"] = float(i % 2 == 0)  # acc and acc_norm move apart: one metric would hide it
+        records.append(record)
+    store.add_samples(job, records)
+    store.set_scores(job, [mean_score(m, [r["metrics"][m] for r in records]).to_dict()
+                           for m in DATASETS["arc_challenge"]], headline="acc_norm")
+    store.add_job_counters(job, wall_seconds=2.0, model_calls=n * 4, prompt_tokens=400 * n, completion_tokens=0)
+    store.finish_job(job, "finished")
+    store.finish_run(run_id, "finished", 3.0)
+    store.db.execute("UPDATE runs SET created=? WHERE id=?", (1002.0, run_id))
+    return run_id

@@ -38,9 +38,8 @@ class Format(StrEnum):
 FormatOpt = Annotated[Format, typer.Option("--format", help="table for people, json for scripts.")]
 
 RUN_COLUMNS = (
-    Column("run"), Column("date", drop=3), Column("status"), Column("models", wrap=True),
+    Column("run"), Column("date", drop=3), Column("status", wrap=True), Column("models", wrap=True),
     Column("datasets", wrap=True), Column("n", "right"), Column("wall", "right", drop=2),
-    Column("error", wrap=True, drop=4),
 )
 JOB_COLUMNS = (
     Column("model"), Column("dataset"), Column("status"), Column("headline metric: value ± stderr (n)", wrap=True),
@@ -90,8 +89,8 @@ def list_runs(
         return
     out = _console()
     rows = [
-        [r["id"], _date(r["created"]), r["status"], ", ".join(r["models"]), ", ".join(r["datasets"]),
-         f"{r['samples']:,}", _wall(r["wall_seconds"]), r["error"] or ""]
+        [r["id"], _date(r["created"]), f"{r['status']}: {r['error']}" if r["error"] else r["status"],
+         ", ".join(r["models"]), ", ".join(r["datasets"]), f"{r['samples']:,}", _wall(r["wall_seconds"])]
         for r in history[:limit]
     ]
     more = f"; {len(history) - limit} older runs not shown (--limit)" if len(history) > limit else ""

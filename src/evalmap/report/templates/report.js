@@ -161,6 +161,36 @@
     if (d.category) field(g, "category", d.category + (d.reference_known_wrong ? " · reference answer known to be wrong" : ""));
   }
 
+  // A multiple-choice item scored by log-likelihood: each choice as text with its log-likelihood (and per
+  // character, the acc_norm rule), the gold one and the picked ones marked; an earlier store kept no choice
+  // text, so those show their number only.
+  function isChoices(d) {
+    return d && Array.isArray(d.logprobs) && typeof d.gold === "number";
+  }
+
+  function choicesView(g, d) {
+    var t = el("table", "choices");
+    var head = el("tr");
+    var norm = Array.isArray(d.choice_chars);
+    ["", "#", "choice", "log-likelihood"].concat(norm ? ["per char"] : []).forEach(function (h) { head.appendChild(el("th", null, h)); });
+    t.appendChild(head);
+    d.logprobs.forEach(function (ll, i) {
+      var marks = [];
+      if (i === d.gold) marks.push("✓ gold");
+      if (i === d.pred) marks.push("← picked");
+      if (norm && i === d.pred_norm && d.pred_norm !== d.pred) marks.push("← picked (per char)");
+      var tr = el("tr", (i === d.gold ? "gold " : "") + (i === d.pred ? "picked" : "") + (i === d.pred && i !== d.gold ? " wrong" : ""));
+      tr.appendChild(el("td", "mark", marks.join(" ")));
+      tr.appendChild(el("td", null, String(i + 1)));
+      tr.appendChild(el("td", null, Array.isArray(d.choices) ? d.choices[i] : "(choice text not stored)"));
+      tr.appendChild(el("td", "ll", fmt(ll, 3)));
+      if (norm) tr.appendChild(el("td", "ll", fmt(ll / Math.max(d.choice_chars[i], 1), 4)));
+      t.appendChild(tr);
+    });
+    g.appendChild(el("b", null, "choices"));
+    g.appendChild(t);
+  }
+
   function card(r) {
     var c = el("div", "sample " + r.verdict);
     c.setAttribute("data-verdict", r.verdict);
@@ -176,13 +206,17 @@
     var judged = d && Array.isArray(d.turns) && Array.isArray(d.answers);
     if (judged) {
       judgedTurns(g, d);
+    } else if (isChoices(d)) {
+      choicesView(g, d);
+      var raw = Array.isArray(r.output) && r.output.every(function (o) { return o && typeof o === "object"; });
+      if (!raw) field(g, "output", outputText(r.output));  // the log-likelihoods are in the table already
     } else {
       field(g, "output", outputText(r.output));
       field(g, "extracted", show(r.extracted));
     }
     field(g, "target", show(r.target));
-    if (judged) {
-      // shown above, turn by turn
+    if (judged || isChoices(d)) {
+      // shown above: turn by turn, or choice by choice
     } else if (d && d.status !== undefined) {
       field(g, "test status", show(d.status) + (d.error_type ? " · " + d.error_type : "") +
         (d.passed !== undefined ? " · passed " + d.passed + "/" + d.n : "") + (d.wall_s ? " · " + fmt(d.wall_s, 2) + " s" : ""),
