@@ -445,8 +445,8 @@ def run(
         if result.failed:
             raise SystemExit(INCOMPLETE_EXIT)
         return
-    out.print(score_table(result.run_id, result.jobs, out.is_terminal))
-    groups = group_table(result.groups, out.is_terminal)
+    out.print(score_table(result.run_id, result.jobs, out.is_terminal, out.width))
+    groups = group_table(result.groups, out.is_terminal, out.width)
     if groups is not None:
         out.print(groups)
     for job in result.jobs:
@@ -468,7 +468,10 @@ def run(
     if result.outputs:
         paths = result.outputs
         out.print(
-            f"results: {paths['results']}\nsamples: {paths['samples']}\nreport:  {paths['report']}", highlight=False
+            f"results: {paths['results']}\nsamples: {paths['samples']}\nreport:  {paths['report']}\n"
+            f"tables:  {paths['report'].parent / 'report.md'} (every table in Markdown), "
+            f"{paths['report'].parent / 'tables'}/*.md|csv; `evalmap report --format md` prints the matrix",
+            highlight=False
         )
     if result.failed:
         first = next(j for j in result.jobs if j.failed)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -17,6 +16,7 @@ from rich.progress import (
 from rich.table import Table
 
 from evalmap.executors.local import Reporter
+from evalmap.report.fit import Column, fit_table
 from evalmap.report.tables import GroupResult, fmt_ci, fmt_score
 from evalmap.runner import EngineProgress, JobResult
 
@@ -109,15 +109,18 @@ def _duration(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
 
 
-def score_table(run_id: str, jobs: Sequence[JobResult], terminal: bool) -> Table:
-    """Every job's scores, its headline metric first and starred (the one groups, the report and compare use)."""
-    table = Table(title=f"Run {run_id}", box=box.SIMPLE_HEAVY if terminal else box.ASCII, title_justify="left")
-    for col, justify in (
-        ("model", "left"), ("dataset", "left"), ("metric", "left"), ("value ± stderr (n)", "right"),
-        ("95% CI", "right"), ("backend", "left"), ("calls", "right"), ("cache hits", "right"),
-        ("tokens/s", "right"), ("wall", "right"),
-    ):
-        table.add_column(col, justify=justify)
+SCORE_COLUMNS = (
+    Column("model"), Column("dataset"), Column("metric"), Column("value ± stderr (n)", "right"),
+    Column("95% CI", "right", drop=2), Column("backend", wrap=True, drop=6), Column("calls", "right", drop=5),
+    Column("cache hits", "right", drop=5, short="cached"), Column("tokens/s", "right", drop=4, short="tok/s"),
+    Column("wall", "right", drop=3),
+)
+
+
+def score_table(run_id: str, jobs: Sequence[JobResult], terminal: bool, width: int = 200) -> Table:
+    """Every job's scores, its headline metric first and starred (the one groups, the report and compare use);
+    metric names and numbers are never cut: columns give way as report/fit.py says."""
+    rows = []
     hidden = 0
     for r in jobs:
         tps = r.tokens / r.wall_seconds if r.wall_seconds > 0 and r.model_calls else None
@@ -127,36 +130,31 @@ def score_table(run_id: str, jobs: Sequence[JobResult], terminal: bool) -> Table
         shown.sort(key=lambda s: s is not headline)
         for i, s in enumerate(shown):
             first = i == 0
-            table.add_row(
+            rows.append([
                 r.model if first else "", r.dataset if first else "", f"{s.name} *" if s is headline else s.name,
                 fmt_score(s), fmt_ci(s),
                 f"{r.backend.get('name')} {r.backend.get('version')}" if first else "",
                 str(r.model_calls) if first else "", str(r.cache_hits) if first else "",
                 (f"{tps:.1f}" if tps else "cached") if first else "", f"{r.wall_seconds:.1f} s" if first else "",
-            )
+            ])
     notes = ["* headline metric (groups, the report and compare use it)."]
     small = [r for r in jobs if r.n < 30]
     if small:
         notes.append(", ".join(f"{r.dataset} has only {r.n} samples" for r in small) + "; treat those scores as rough.")
     if hidden:
         notes.append(f"{hidden} per-subject / level / difficulty scores are in results.json and the report.")
-    table.caption = "Note: " + " ".join(notes)
-    return table
+    return fit_table(f"Run {run_id}", SCORE_COLUMNS, rows, width, terminal, "Note: " + " ".join(notes))
 
 
-def group_table(groups: Sequence[GroupResult], terminal: bool) -> Table | None:
+GROUP_COLUMNS = (
+    Column("model"), Column("group"), Column("value ± stderr (n)", "right"), Column("95% CI", "right", drop=2),
+    Column("datasets:metric", wrap=True, drop=1),
+)
+
+
+def group_table(groups: Sequence[GroupResult], terminal: bool, width: int = 200) -> Table | None:
     """Task-type groups (two or more datasets of one model): macro mean with pooled stderr."""
     if not groups:
         return None
-    table = Table(
-        title="Groups (macro mean of headline metrics, pooled stderr)",
-        box=box.SIMPLE_HEAVY if terminal else box.ASCII, title_justify="left",
-    )
-    for col, justify in (("model", "left"), ("group", "left"), ("value ± stderr (n)", "right"),
-                         ("95% CI", "right"), ("datasets:metric", "left")):
-        table.add_column(col, justify=justify, overflow="fold")
-    for g in groups:
-        table.add_row(
-            g.model, g.group, fmt_score(g.score), fmt_ci(g.score), ", ".join(g.members),
-        )
-    return table
+    rows = [[g.model, g.group, fmt_score(g.score), fmt_ci(g.score), ", ".join(g.members)] for g in groups]
+    return fit_table("Groups (macro mean of headline metrics, pooled stderr)", GROUP_COLUMNS, rows, width, terminal)
