@@ -605,9 +605,17 @@ def run_model(
     `judge` answers the `JudgeRequest`s of judged tasks (None: the model judges itself).
 
     Raises the engine's error (after storing every answer that arrived) when it fails as a whole.
+    A task that measures the engine (`measure`: tasks.kinds.latency) runs after the pipeline, alone on it.
     """
+    progress = progress or Progress()
+    measured = [job for job in jobs if getattr(job.task, "measure", None) is not None]
+    piped = [job for job in jobs if job not in measured]
     try:
-        return _Pipeline(backend, jobs, store, progress or Progress(), model, judge).run()
+        results = _Pipeline(backend, piped, store, progress, model, judge).run() if piped else []
+        done = {id(job): result for job, result in zip(piped, results, strict=True)}
+        for job in measured:
+            done[id(job)] = _measure(backend, job, store, model, progress)
+        return [done[id(job)] for job in jobs]
     except EvalmapError as exc:
         for job in jobs:
             if store.job(job.job_id)["status"] == "running":
@@ -616,6 +624,27 @@ def run_model(
         if saved and exc.args and isinstance(exc.args[0], str):
             exc.args = (_with_saved(exc.args[0]), *exc.args[1:])
         raise
+
+
+def _measure(backend: Backend, job: Job, store: Store, model: str, progress: Progress) -> JobResult:
+    """A measuring job on the idle engine: never answered from the response cache (a latency is measured or
+    not at all); its records are stored in one go, so a job killed halfway measures again on the rerun. Its
+    requests are not counted as model calls: the planner's measured speed (store.measured_throughput) would
+    read its warm-ups, Poisson gaps and llama-bench time as slow generation."""
+    name = job.task.dataset_id
+    progress.job_started(model, name, len(job.items))
+    if not store.done_items(job.job_id):
+        began = time.perf_counter()
+        records = job.task.measure(backend, job.items)
+        store.add_samples(
+            job.job_id, records, wall_seconds=time.perf_counter() - began,
+            prompt_tokens=sum(r["prompt_tokens"] for r in records),
+            completion_tokens=sum(r["completion_tokens"] for r in records),
+        )
+    progress.advance(model, name, len(job.items))
+    result = finish_job(job.task, store, job.job_id)
+    progress.job_finished(result)
+    return result
 
 
 def _with_saved(message: str) -> str:

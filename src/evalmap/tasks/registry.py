@@ -46,6 +46,9 @@ SPECS: dict[str, str] = {
     "bioasq": f"{_SPECS}.life_science:BIOASQ",
     # function calling
     "bfcl": f"{_SPECS}.function_calling:BFCL",
+    # efficiency
+    "efficiency_bench": f"{_SPECS}.efficiency:EFFICIENCY_BENCH",
+    "mobile_benchmark": f"{_SPECS}.efficiency:MOBILE_BENCHMARK",
     # multimodal
     "scienceqa": f"{_SPECS}.multimodal:SCIENCEQA",
     "vqa_v2": f"{_SPECS}.multimodal:VQA_V2",
