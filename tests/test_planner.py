@@ -148,17 +148,17 @@ def test_recommend_unknown_model(catalog):
         planner.recommend(catalog, "qwen25_7bb")
 
 
-# ---------------------------------------------------------------- cost model
+# ---------------------------------------------------------------- cost model (docs/cost_model.md)
 
 
-def test_loglikelihood_requests_are_items_times_choices(catalog):
+def test_catalog_workload_counts_loglikelihood_requests_per_choice(catalog):
     for ds_id in ("hellaswag", "arc_challenge", "winogrande", "mathqa"):
         ds = catalog.dataset(ds_id)
         est = planner.estimate_job(catalog, "qwen25_7b", ds_id, 40)
-        assert est.samples == 40
-        assert est.requests == 40 * ds.choices
-        assert est.prompt_tokens == 40 * (ds.prompt_tokens + ds.choices * ds.answer_tokens)
-        assert est.generated_tokens == 0
+        assert est.samples == 40 and est.requests == 40 * ds.choices
+        assert est.prompt_tokens == 40 * ds.choices * (ds.prompt_tokens + ds.answer_tokens)  # contexts as sent
+        assert est.generated_tokens == 0 and est.generated_range == (0, 0)
+        assert est.tokens == "the catalog's typical lengths (no rendered requests)"
 
 
 def test_loglikelihood_without_a_fixed_choice_count_assumes_four(catalog):
@@ -169,13 +169,9 @@ def test_loglikelihood_without_a_fixed_choice_count_assumes_four(catalog):
 def test_generation_tokens_are_items_times_answer_tokens(catalog):
     ds = catalog.dataset("gsm8k")
     est = planner.estimate_job(catalog, "qwen25_7b", "gsm8k", 50)
-    assert (est.requests, est.prompt_tokens, est.generated_tokens) == (
-        50, 50 * ds.prompt_tokens, 50 * ds.answer_tokens,
-    )  # fmt: skip
-    full = planner.estimate_job(catalog, "qwen25_7b", "gsm8k", None)
-    assert full.samples == ds.count == 1319
-    capped = planner.estimate_job(catalog, "qwen25_7b", "gsm8k", 10_000)
-    assert capped.samples == 1319  # a limit above the dataset size is the dataset
+    assert (est.requests, est.prompt_tokens, est.generated_tokens) == (50, 50 * ds.prompt_tokens, 50 * ds.answer_tokens)
+    assert planner.estimate_job(catalog, "qwen25_7b", "gsm8k", None).samples == ds.count == 1319
+    assert planner.estimate_job(catalog, "qwen25_7b", "gsm8k", 10_000).samples == 1319
     five = planner.estimate_job(catalog, "qwen25_7b", "gsm8k", 50, n_samples=5)
     assert five.requests == 250 and five.generated_tokens == 5 * est.generated_tokens
 
@@ -183,46 +179,87 @@ def test_generation_tokens_are_items_times_answer_tokens(catalog):
 def test_judge_datasets_count_two_turns_and_warn(catalog):
     ds = catalog.dataset("mt_bench")
     est = planner.estimate_job(catalog, "qwen25_7b", "mt_bench", None)
-    assert est.requests == 2 * ds.count
-    assert est.generated_tokens == 2 * ds.count * ds.answer_tokens
+    assert est.requests == 2 * ds.count and est.generated_tokens == 2 * ds.count * ds.answer_tokens
     assert any("judge" in w for w in est.warnings)
 
 
+def _workload(shapes, lengths=None, items=None, sandboxed=False):
+    from evalmap.workload import Lengths, Workload
+
+    return Workload("x", items or 1, 1, list(shapes), Lengths(tuple(lengths), "test") if lengths else None, "test",
+                    sandboxed=sandboxed)
+
+
 def test_prefill_and_decode_follow_the_documented_formulas(catalog):
+    from evalmap.workload import RequestShape
+
     model = catalog.model("qwen25_7b")
-    active = model.compute_params_b * 1e9
-    vllm = planner.ENGINES["vllm"]
-    # loglikelihood: prefill only, 2 FLOPs per active parameter per token
-    ll = planner.estimate_job(catalog, "qwen25_7b", "hellaswag", 100)
-    assert ll.seconds["vllm"] == pytest.approx(2 * active * ll.prompt_tokens / vllm.flops)
-    # generation on llama.cpp (batch 1): decode is bound by reading the Q4 weights per token
-    cpu = planner.ENGINES["llamacpp"]
-    gen = planner.estimate_job(catalog, "qwen25_7b", "gsm8k", 10)
-    prefill = 2 * active * gen.prompt_tokens / cpu.flops
-    step = max(model.params_b * 1e9 * cpu.bytes_per_param / cpu.bandwidth, 2 * active * 1 / cpu.flops)
-    assert gen.seconds["llamacpp"] == pytest.approx(prefill + gen.generated_tokens * step)
-    # vLLM decodes min(batch, requests) sequences per step
-    batch = min(vllm.batch, gen.requests)
-    step = max(model.params_b * 1e9 * 2 / vllm.bandwidth, 2 * active * batch / vllm.flops)
-    assert gen.seconds["vllm"] == pytest.approx(
-        2 * active * gen.prompt_tokens / vllm.flops + gen.generated_tokens / batch * step
-    )
+    active, weights = model.compute_params_b * 1e9, model.params_b * 1e9
+    vllm, cpu = planner.ENGINES["vllm"], planner.ENGINES["llamacpp"]
+    ll = _workload([RequestShape("loglikelihood", 300, 0, continuation=5)] * 4, items=10)
+    # log-likelihood: prefill only, 2 FLOPs per active parameter per token; contexts and continuations as sent
+    seconds = planner.job_seconds(model, ll, "transformers")
+    gpu = planner.ENGINES["transformers"]
+    assert seconds.value == pytest.approx(2 * active * 10 * 4 * 305 / gpu.flops)
+    # llama.cpp answers one item's choices from one evaluation of their shared context
+    shared = _workload([RequestShape("loglikelihood", 300, 0, continuation=5)]
+                       + [RequestShape("loglikelihood", 300, 300, continuation=5)] * 3, items=10)
+    assert planner.job_work(shared, cpu).prefill_tokens == 10 * (300 + 4 * 5)
+    assert planner.job_work(shared, planner.ENGINES["transformers-cpu"]).prefill_tokens == 10 * 4 * 305
+    # generation on llama.cpp (batch 1): one step per generated token, each reading the Q4 weights once
+    gen = _workload([RequestShape("generate", 800, 600, max_tokens=256)], lengths=[100, 200], items=10)
+    work = planner.job_work(gen, cpu)
+    assert work.prefill_tokens == 10 * 200 and work.decode_steps == pytest.approx(10 * 150)  # the prefix is reused
+    step = max(weights * cpu.bytes_per_param / cpu.bandwidth, 2 * active / cpu.flops) + cpu.step_overhead
+    assert planner.job_seconds(model, gen, cpu).value == pytest.approx(
+        2 * active * 2000 / cpu.flops + 1500 * step)
+    # vLLM decodes min(batch, requests) sequences per step, continuously refilled, at least its longest answer
+    work = planner.job_work(gen, vllm)
+    longest = 100 * 0.5**10 + 200 * (1 - 0.5**10)  # E[max of 10 draws from {100, 200}]
+    assert work.batch == 10 and work.decode_steps == pytest.approx(max(10 * 150 / 10, longest))
+
+
+def test_a_static_batch_runs_until_its_longest_answer(catalog):
+    from evalmap.workload import RequestShape
+
+    gen = _workload([RequestShape("generate", 50, max_tokens=100)], lengths=[10, 100], items=4)
+    work = planner.job_work(gen, planner.ENGINES["transformers-cpu"], batch=2)
+    # E[max of 2 draws from {10, 100}] = 10 × 1/4 + 100 × 3/4 = 77.5 steps per batch of 2, two batches
+    assert work.batch == 2 and work.decode_steps == pytest.approx(2 * 77.5)
+    one = planner.job_work(gen, planner.ENGINES["transformers-cpu"], batch=1)
+    assert one.decode_steps == pytest.approx(4 * 55)  # batch 1: every token is a step
+
+
+def test_the_interval_comes_from_the_spread_of_generated_lengths(catalog):
+    from evalmap.workload import RequestShape
+
+    model = catalog.model("smollm2_135m")
+    narrow = _workload([RequestShape("generate", 100, max_tokens=512)], lengths=[100, 101, 99, 100], items=20)
+    wide = _workload([RequestShape("generate", 100, max_tokens=512)], lengths=[10, 300, 20, 70], items=20)
+    a, b = (planner.job_seconds(model, w, "llamacpp") for w in (narrow, wide))
+    assert a.low <= a.value <= a.high and b.low < b.value < b.high
+    assert (b.high - b.low) / b.value > 5 * (a.high - a.low) / a.value
+    ll = _workload([RequestShape("loglikelihood", 100, continuation=3)], items=5)
+    c = planner.job_seconds(model, ll, "llamacpp")
+    assert c.low == c.value == c.high  # nothing generated, nothing uncertain in the lengths
 
 
 def test_tensor_parallel_divides_gpu_work(catalog):
     model = catalog.model("qwen25_72b")
     assert model.run.tensor_parallel == 4
-    vllm = planner.ENGINES["vllm"]
     est = planner.estimate_job(catalog, "qwen25_72b", "hellaswag", 100)
-    assert est.seconds["vllm"] == pytest.approx(2 * 72.7e9 * est.prompt_tokens / (vllm.flops * 4))
+    gpu = planner.ENGINES["transformers"]  # no prompt reuse: every context token is computed, on 4 GPUs
+    assert est.seconds["transformers"] == pytest.approx(2 * 72.7e9 * est.prompt_tokens / (gpu.flops * 4))
 
 
 def test_code_execution_adds_sandbox_seconds(catalog):
-    profile = planner.ENGINES["vllm"]
+    from evalmap.workload import RequestShape
+
     model = catalog.model("qwen25_7b")
-    est = planner.estimate_job(catalog, "qwen25_7b", "humaneval", 20, n_samples=3)
-    bare = planner._engine_seconds(profile, model, est.prompt_tokens, est.generated_tokens, est.requests)
-    assert est.seconds["vllm"] - bare == pytest.approx(20 * 3 * planner.SANDBOX_SECONDS_PER_PROGRAM)
+    shapes = [RequestShape("generate", 200, max_tokens=512)] * 3
+    bare = planner.job_seconds(model, _workload(shapes, [100], items=20), "vllm").value
+    run = planner.job_seconds(model, _workload(shapes, [100], items=20, sandboxed=True), "vllm").value
+    assert run - bare == pytest.approx(20 * 3 * planner.SANDBOX_SECONDS_PER_PROGRAM)
 
 
 def test_moe_time_uses_active_parameters(catalog):
@@ -239,25 +276,43 @@ def test_vllm_is_faster_than_transformers_cpu_wherever_both_fit(catalog):
             cpu, vllm = est.seconds["transformers-cpu"], est.seconds["vllm"]
             if cpu is not None and vllm is not None:
                 compared += 1
-                assert vllm < cpu, (model_id, ds_id)
-                assert est.seconds["transformers"] < cpu, (model_id, ds_id)
+                assert vllm < cpu and est.seconds["transformers"] < cpu, (model_id, ds_id)
     assert compared >= 15
 
 
 def test_70b_does_not_fit_on_cpu(catalog):
     for model_id in ("wizardmath_70b", "llama31_70b", "qwen25_72b"):
         est = planner.estimate_job(catalog, model_id, "gsm8k", 10)
-        assert est.seconds["transformers-cpu"] is None, model_id
-        # tensor_parallel splits GPUs, not a CPU's memory: a 70B Q4 GGUF (~42 GB) exceeds 24 GB
-        assert est.seconds["llamacpp"] is None, model_id
-        assert est.seconds["vllm"] is not None, model_id
-        assert est.gpus == 3
+        assert est.seconds["transformers-cpu"] is None and est.seconds["llamacpp"] is None, model_id
+        assert est.seconds["vllm"] is not None and est.gpus == 3, model_id
 
 
 def test_small_models_fit_everywhere(catalog):
     est = planner.estimate_job(catalog, "smollm2_135m", "gsm8k", 5)
-    assert all(v is not None and v > 0 for v in est.seconds.values())
+    assert all(v is not None and v > 0 for v in est.seconds.values()) and est.unavailable == {}
     assert est.gpus == 1
+
+
+def test_engines_that_cannot_load_the_model_are_not_estimated(catalog):
+    no_gguf = [m for m in catalog.models.values() if m.run.gguf is None and (m.run.hf or m.hf_repo)]
+    assert no_gguf
+    model = no_gguf[0]
+    est = planner.estimate_job(catalog, model.id, "gsm8k", 10)
+    assert est.seconds["llamacpp"] is None and est.unavailable["llamacpp"] == "no GGUF"
+    assert est.seconds["vllm"] is not None and "vllm" not in est.unavailable
+    chosen = planner.estimate_job(catalog, model.id, "gsm8k", 10, backend="llamacpp")
+    assert chosen.estimate_seconds is None and chosen.speed == "none"
+    assert chosen.source == f"none: llamacpp cannot load {model.id} (no GGUF)"
+    assert planner.job_seconds(model, _workload([], items=1), "llamacpp") is None
+    fine_tune = catalog.model("qwen25_1_5b_genomic")  # user weights, nothing to load yet
+    assert planner.engine_refusal(fine_tune, "vllm") == "no HF weights"
+    assert planner.engine_refusal(fine_tune, "openai") is None  # a server holds its own weights
+
+
+def test_every_reference_column_names_its_hardware():
+    for name, profile in planner.ENGINES.items():
+        assert profile.hardware and profile.label == f"{name} ({profile.hardware})"
+    assert "H100" in planner.ENGINES["vllm"].hardware and "CPU" in planner.ENGINES["llamacpp"].hardware
 
 
 def test_gpus_needed(catalog):
@@ -276,8 +331,7 @@ def test_team_fine_tune_without_weights_warns(catalog):
 
 def test_plan_a_has_10_jobs(catalog):
     name, pairs = planner.named_plan_pairs(catalog, "A")
-    assert name.startswith("Plan A")
-    assert len(pairs) == 10
+    assert name.startswith("Plan A") and len(pairs) == 10
     assert pairs[0] == ("qwen3_coder_30b", "humaneval", None)
     assert ("qwen25_0_5b", "humaneval", 5) in pairs and ("qwen25_3b", "humaneval", 5) in pairs
     est = planner.estimate_plan(catalog, name, pairs)
@@ -285,9 +339,15 @@ def test_plan_a_has_10_jobs(catalog):
     assert d["totals"]["jobs"] == 10
     assert d["totals"]["samples"] == est.total("samples") == sum(j.samples for j in est.jobs)
     assert [j.samples for j in est.jobs if j.model == "qwen25_0_5b"] == [5]
-    # a plan total is None ('does not fit') as soon as one job does not fit
-    assert est.seconds("transformers-cpu") is None
+    assert est.seconds("transformers-cpu") is None  # a plan total is None as soon as one job cannot run there
     assert est.seconds("vllm") == pytest.approx(sum(j.seconds["vllm"] for j in est.jobs))
+    # each model loads once, and the plan's time is its jobs plus those loads
+    assert [m.model for m in est.loads] == list(dict.fromkeys(m for m, _, _ in pairs))
+    assert est.estimate_seconds() == pytest.approx(
+        sum(j.estimate_seconds for j in est.jobs) + sum(m.seconds for m in est.loads))
+    low, high = est.estimate_range()
+    assert low <= est.estimate_seconds() <= high
+    assert d["engines"]["vllm"]["hardware"] == planner.ENGINES["vllm"].hardware
 
 
 def test_plans_b_and_c(catalog):
@@ -304,182 +364,84 @@ def test_ad_hoc_plan_pairs_are_model_major_and_capped(catalog):
     assert planner.estimate_plan(catalog, "x", pairs, n_samples=2).total("requests") > est.total("requests")
 
 
-# ---------------------------------------------------------------- measured throughput (issue 12)
+# ---------------------------------------------------------------- measured history fitted to the profile
 
-M, E = "qwen25_0_5b", "transformers"  # its catalog default_backend
-# a finished job of M on E: 3,000 prompt + 1,000 completion tokens in 20 s = 0.005 s per token
-MEASURED = {"jobs": 1, "prompt_tokens": 3000, "completion_tokens": 1000, "wall_seconds": 20.0, "model_calls": 10}
-
-
-def _store_with_jobs(path, jobs):
-    """A store holding one run per job: (model, backend, status, prompt, completion, wall, host or None)."""
-    from evalmap.store import Store
-
-    store = Store(path)
-    try:
-        for i, (model, backend, status, prompt, completion, wall, host) in enumerate(jobs):
-            run_id, _ = store.open_run(f"key{i}", {}, 1234, "test", {})
-            job_id = store.open_job(run_id, model, "gsm8k", {"name": backend, "version": "x"}, {}, "h", 10)
-            store.add_job_counters(
-                job_id, model_calls=10, prompt_tokens=prompt, completion_tokens=completion, wall_seconds=wall
-            )
-            store.finish_job(job_id, status)
-            store.finish_run(run_id, "finished", wall)
-            if host:
-                store.db.execute("UPDATE runs SET host=? WHERE id=?", (host, run_id))
-    finally:
-        store.close()
-    return path
+M, E = "qwen25_0_5b", "transformers"  # its catalog default_backend is vllm: E is chosen with backend=
+SETTINGS = {"num_fewshot": None, "chat": None, "mode": None, "max_tokens": None, "seed": 1}
 
 
-def test_measured_rate_replaces_the_reference_profile(catalog):
-    est = planner.estimate_job(catalog, M, "gsm8k", 10, measured={(M, E): MEASURED})
-    assert est.engine == E
-    assert est.prompt_tokens + est.generated_tokens == 10 * 900 + 10 * 150
-    assert est.estimate_seconds == pytest.approx(0.005 * 10_500) == pytest.approx(52.5)
-    assert est.source == "measured (1 job on this host)" and est.speed == "measured"
-    assert est.measured["seconds_per_token"] == pytest.approx(0.005)
-    assert est.seconds["transformers-cpu"] != pytest.approx(52.5)  # the reference columns stay as they were
-    # a callable works as a mapping does, and is asked with (model, backend)
-    asked = []
-    via_call = planner.estimate_job(catalog, M, "gsm8k", 10, measured=lambda m, b: asked.append((m, b)) or MEASURED)
-    assert asked == [(M, E)] and via_call.estimate_seconds == pytest.approx(52.5)
+def _job(dataset, kind, prompt, completion, wall, calls=10, items=10, lengths=None, settings=None):
+    """A Store.measured_jobs row."""
+    return {"dataset": dataset, "kinds": [kind], "prompt_tokens": prompt, "completion_tokens": completion,
+            "model_calls": calls, "n_items": items, "wall_seconds": wall, "args": {},
+            "lengths": lengths if lengths is not None else ([completion // items] * items if kind == "generate"
+                                                            else []),
+            "task_config": settings or SETTINGS}
 
 
-def test_without_a_measurement_the_reference_profile_is_used_and_named(catalog):
-    cpu = planner.estimate_job(catalog, M, "gsm8k", 10)
-    assert cpu.source == "reference transformers-cpu" and cpu.speed == "ref" and cpu.measured is None
-    assert cpu.estimate_seconds == cpu.seconds["transformers-cpu"]
-    gpu = planner.estimate_job(catalog, M, "gsm8k", 10, gpu=True)
-    assert gpu.source == "reference transformers" and gpu.estimate_seconds == gpu.seconds["transformers"]
-    # a measurement of another model or another engine does not count
-    other = {("qwen25_3b", E): MEASURED, (M, "llamacpp"): MEASURED}
-    assert planner.estimate_job(catalog, M, "gsm8k", 10, measured=other).source == "reference transformers-cpu"
-    # a chosen engine uses its own measurement, or its own profile
-    llama = planner.estimate_job(catalog, M, "gsm8k", 10, backend="llamacpp", measured=other)
-    assert llama.engine == "llamacpp" and llama.estimate_seconds == pytest.approx(52.5)
-    vllm = planner.estimate_job(catalog, M, "gsm8k", 10, backend="vllm", measured=other)
-    assert vllm.source == "reference vllm" and vllm.estimate_seconds == vllm.seconds["vllm"]
-    # no tokens recorded (nothing to divide by): not a measurement
-    empty = {(M, E): {**MEASURED, "prompt_tokens": 0, "completion_tokens": 0}}
-    assert planner.estimate_job(catalog, M, "gsm8k", 10, measured=empty).speed == "ref"
+def _reference(catalog, job, profile="transformers-cpu"):
+    """The profile's (prefill, decode) seconds for a measured job as recorded."""
+    prof = planner.ENGINES[profile]
+    recorded = planner._recorded_workload(job, None)
+    return planner.profile_seconds(prof, catalog.model(M), planner.job_work(recorded, prof))
+
+
+def test_jobs_of_the_same_dataset_and_settings_scale_the_whole_job(catalog):
+    job = _job("gsm8k", "generate", 8000, 1500, 90.0)
+    rates = planner.fit_rates(catalog.model(M), planner.ENGINES["transformers-cpu"], {"jobs": [job]},
+                              dataset="gsm8k", settings={**SETTINGS, "seed": 99})  # another seed: other items only
+    factor = 90.0 / sum(_reference(catalog, job))
+    assert rates.prefill == rates.decode == pytest.approx(factor)
+    assert rates.source == "measured on this machine (1 gsm8k job)"
+    other = planner.fit_rates(catalog.model(M), planner.ENGINES["transformers-cpu"], {"jobs": [job]},
+                              dataset="gsm8k", settings={**SETTINGS, "num_fewshot": 0})  # other prompts
+    assert other.source == "measured on this machine (rates of 1 generation job)"
+
+
+def test_loglikelihood_jobs_give_prefill_and_generation_jobs_decode(catalog):
+    ll = _job("arc_challenge", "loglikelihood", 4000, 400, 12.0, calls=40)
+    gen = _job("gsm8k", "generate", 8000, 1500, 90.0)
+    rates = planner.fit_rates(catalog.model(M), planner.ENGINES["transformers-cpu"], {"jobs": [ll, gen]},
+                              dataset="humaneval", settings=SETTINGS)
+    ll_ref, gen_ref = _reference(catalog, ll), _reference(catalog, gen)
+    assert rates.prefill == pytest.approx(12.0 / sum(ll_ref))
+    assert rates.decode == pytest.approx((90.0 - rates.prefill * gen_ref[0]) / gen_ref[1])
+    assert "1 log-likelihood job, 1 generation job" in rates.source
+    only_ll = planner.fit_rates(catalog.model(M), planner.ENGINES["transformers-cpu"], {"jobs": [ll]})
+    assert only_ll.prefill == only_ll.decode == pytest.approx(rates.prefill)
+    assert planner.fit_rates(catalog.model(M), planner.ENGINES["transformers-cpu"], {"jobs": []}) is None
+
+
+def test_a_measured_estimate_replaces_the_reference_and_says_so(catalog):
+    gen = _job("gsm8k", "generate", 8000, 1500, 90.0)
+    history = {"jobs": [gen], "setup": [4.0, 6.0, 5.0]}
+    est = planner.estimate_job(catalog, M, "gsm8k", 10, backend=E, measured={(M, E): history}, settings=SETTINGS)
+    assert est.speed == "measured" and est.source == "measured on this machine (1 gsm8k job)"
+    reference = planner.estimate_job(catalog, M, "gsm8k", 10, backend=E)
+    assert reference.speed == "ref" and reference.source.startswith("reference 2-core CPU profile")
+    assert est.estimate_seconds == pytest.approx(reference.estimate_seconds * est.measured["prefill"])
+    assert est.seconds == reference.seconds  # the reference columns stay the profiles'
+    gpu = planner.estimate_job(catalog, M, "gsm8k", 10, backend=E, gpu=True)
+    assert gpu.source.startswith("reference H100 profile (transformers")
+    load = planner.estimate_load(catalog, M, E, {(M, E): history})
+    assert load.seconds == 5.0 and load.source == "measured on this machine (median run setup)"
+    cold = planner.estimate_load(catalog, M, E)
+    assert cold.seconds == pytest.approx(planner.load_seconds(catalog.model(M), "transformers-cpu"))
+    assert planner.estimate_load(catalog, M, E, converting=True).seconds == pytest.approx(2 * cold.seconds)
 
 
 def test_a_server_engine_without_measurement_has_no_estimate(catalog):
     est = planner.estimate_job(catalog, M, "gsm8k", 10, backend="openai")
-    assert est.estimate_seconds is None and est.speed == "none" and est.source == "no reference profile for openai"
-    served = planner.estimate_job(catalog, M, "gsm8k", 10, backend="openai", measured={(M, "openai"): MEASURED})
-    assert served.estimate_seconds == pytest.approx(52.5)
+    assert est.estimate_seconds is None and est.speed == "none" and "no reference profile for openai" in est.source
 
 
-def test_a_rate_measured_on_another_token_mix_warns(catalog):
-    est = planner.estimate_job(catalog, M, "hellaswag", 10, measured={(M, E): MEASURED})  # no generated tokens
-    assert est.speed == "measured" and est.estimate_seconds == pytest.approx(0.005 * est.prompt_tokens)
-    assert any("25% generated tokens, hellaswag has 0%" in w for w in est.warnings)
-    assert not any("generated tokens" in w for w in planner.estimate_job(catalog, M, "gsm8k", 10).warnings)
-    # gsm8k generates 14% of its tokens: within a factor of 2 of the measured 25%, no warning
-    similar = planner.estimate_job(catalog, M, "gsm8k", 10, measured={(M, E): MEASURED})
-    assert not any("generated tokens" in w for w in similar.warnings)
-    # a little generation measured (10%), none in the job: still warned
-    little = {(M, E): {**MEASURED, "prompt_tokens": 9000}}
-    prefill_only = planner.estimate_job(catalog, M, "hellaswag", 10, measured=little)
-    assert any("10% generated" in w for w in prefill_only.warnings)
-
-
-def test_plan_totals_count_the_measured_jobs(catalog):
+def test_plan_asks_for_history_once_per_model_and_engine(catalog):
     pairs = [(M, "gsm8k", 10), (M, "humaneval", 5), ("qwen25_3b", "gsm8k", 10)]
     asked = []
-    est = planner.estimate_plan(catalog, "x", pairs, measured=lambda m, b: asked.append((m, b)) or (
-        MEASURED if m == M else None))
-    assert asked == [(M, E), ("qwen25_3b", "vllm")]  # once per (model, engine)
+    history = {"jobs": [_job("gsm8k", "generate", 8000, 1500, 90.0)], "setup": [3.0]}
+    est = planner.estimate_plan(catalog, "x", pairs, backend=E, settings=SETTINGS,
+                                measured=lambda m, b: asked.append((m, b)) or (history if m == M else None))
+    assert asked == [(M, E), ("qwen25_3b", E)]
     assert [j.speed for j in est.jobs] == ["measured", "measured", "ref"]
-    assert est.measured_jobs == 2 and est.speed == "2/3 measured"
-    totals = est.to_dict()["totals"]
-    assert totals["measured_jobs"] == 2
-    assert totals["estimate_seconds"] == pytest.approx(sum(j.estimate_seconds for j in est.jobs))
-    assert est.to_dict()["jobs"][0]["source"] == "measured (1 job on this host)"
-
-
-def test_api_plan_reads_the_store_measurement(catalog, tmp_path):
-    from evalmap.api import plan
-
-    path = _store_with_jobs(tmp_path / "store.sqlite", [(M, E, "finished", 3000, 1000, 20.0, None)])
-    est = plan(M, "gsm8k", 10, catalog=catalog, store=path, gpu=False)
-    (job,) = est.jobs
-    assert job.source == "measured (1 job on this host)" and job.estimate_seconds == pytest.approx(52.5)
-    assert est.store == str(path) and est.notes == []
-    # two finished jobs on this host: their tokens and seconds are summed (1,000 more tokens in 10 s more)
-    path2 = _store_with_jobs(
-        tmp_path / "two.sqlite", [(M, E, "finished", 3000, 1000, 20.0, None), (M, E, "finished", 500, 500, 10.0, None)]
-    )
-    (two,) = plan(M, "gsm8k", 10, catalog=catalog, store=path2, gpu=False).jobs
-    assert two.source == "measured (2 jobs on this host)" and two.estimate_seconds == pytest.approx(30 / 5000 * 10_500)
-
-
-def test_api_plan_ignores_jobs_of_another_model_engine_host_or_unfinished(catalog, tmp_path):
-    from evalmap.api import plan
-
-    path = _store_with_jobs(
-        tmp_path / "store.sqlite",
-        [
-            ("qwen25_3b", E, "finished", 3000, 1000, 20.0, None),  # another model
-            (M, "llamacpp", "finished", 3000, 1000, 20.0, None),  # another engine
-            (M, E, "finished", 3000, 1000, 20.0, "some-other-host"),  # another host
-            (M, E, "failed", 3000, 1000, 20.0, None),  # not finished
-        ],
-    )
-    (job,) = plan(M, "gsm8k", 10, catalog=catalog, store=path, gpu=False).jobs
-    assert job.source == "reference transformers-cpu" and job.estimate_seconds == job.seconds["transformers-cpu"]
-    (llama,) = plan(M, "gsm8k", 10, catalog=catalog, store=path, gpu=False, backend="llamacpp").jobs
-    assert llama.speed == "measured" and llama.estimate_seconds == pytest.approx(52.5)
-
-
-def test_api_plan_without_a_store_file_creates_none(catalog, tmp_path, monkeypatch):
-    from evalmap.api import plan
-
-    missing = tmp_path / "none" / "store.sqlite"
-    est = plan(M, "gsm8k", 10, catalog=catalog, store=missing, gpu=False)
-    assert est.jobs[0].source == "reference transformers-cpu" and est.store is None
-    assert est.notes == [f"no store at {missing}: reference profiles only"]
-    home = tmp_path / "home"
-    monkeypatch.setenv("EVALMAP_HOME", str(home))
-    default = plan(M, "gsm8k", 10, catalog=catalog, gpu=False)
-    assert default.jobs[0].speed == "ref" and default.notes == []  # nothing run yet: no note
-    assert not missing.parent.exists() and not home.exists()
-
-
-def test_api_plan_falls_back_when_the_store_cannot_be_read(catalog, tmp_path):
-    from evalmap.api import plan
-
-    junk = tmp_path / "junk.sqlite"
-    junk.write_bytes(b"not a database at all" * 100)
-    est = plan(M, "gsm8k", 10, catalog=catalog, store=junk, gpu=False)
-    assert est.jobs[0].speed == "ref" and est.store is None and "was not read" in est.notes[0]
-    assert junk.read_bytes() == b"not a database at all" * 100
-
-
-def test_cli_plan_shows_the_speed_source(tmp_path, monkeypatch):
-    import json
-
-    from typer.testing import CliRunner
-
-    from evalmap.cli import app
-
-    monkeypatch.delenv("EVALMAP_CATALOG", raising=False)
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # transformers' reference is the CPU profile
-    path = _store_with_jobs(tmp_path / "store.sqlite", [(M, E, "finished", 3000, 1000, 20.0, None)])
-    args = ["plan", "--models", f"{M},qwen25_3b", "--datasets", "gsm8k", "--samples", "10", "--store", str(path)]
-    result = CliRunner().invoke(app, [*args, "--format", "json"])
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
-    assert [j["source"] for j in data["jobs"]] == ["measured (1 job on this host)", "reference vllm"]
-    assert data["jobs"][0]["estimate_seconds"] == pytest.approx(52.5)
-    assert data["totals"]["measured_jobs"] == 1 and data["totals"]["store"] == str(path)
-    table = CliRunner().invoke(app, args)
-    assert table.exit_code == 0, table.output
-    row = next(line for line in table.stdout.splitlines() if M in line)
-    assert "measured" in row and "52 s" in row
-    assert "1/2 measured" in table.stdout
-    missing = CliRunner().invoke(app, [*args[:-1], str(tmp_path / "nope.sqlite")])
-    assert missing.exit_code == 0 and "0/2 measured" in missing.stdout
-    assert not (tmp_path / "nope.sqlite").exists()
+    assert est.speed == "2/3 measured" and est.to_dict()["totals"]["measured_jobs"] == 2
+    assert [m.source.split(" (")[0] for m in est.loads] == ["measured on this machine", "reference 2-core CPU profile"]

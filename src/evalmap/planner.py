@@ -1,21 +1,23 @@
 """Recommendations, the evaluation matrix, usage statistics, plans and their cost.
 
-Everything here is computed from the catalog; nothing runs a model. The cost
-model is deliberately simple and stated in docs/cost_model.md: prefill is
-compute-bound (2 FLOPs per active parameter per token), decoding is bound by
-reading the weights once per step, shared by the batch. Where the caller hands
-in what a store has measured for a model on an engine, that job's estimate uses
-the measured seconds per token instead (the planner itself never opens a store).
+Everything here is a pure function of the catalog, the jobs' workloads (what the task renders, counted
+by evalmap.workload) and what a store measured; nothing runs a model, opens a file or reads a prompt.
+The cost model is stated in docs/cost_model.md: prefill is compute-bound (2 FLOPs per active parameter
+per token), a decode step reads the weights once for its whole batch, and a static batch runs until
+its longest answer ends. Measured history scales the reference profile's prefill and decode times to
+this machine (fit_rates). `job_seconds` is the one public "seconds of a job on an engine".
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field
 
 from evalmap.catalog.loader import Catalog
 from evalmap.catalog.schema import Dataset, Model, Pool
+from evalmap.store import same_settings
+from evalmap.workload import Lengths, RequestShape, Workload, catalog_workload
 
 # ---------------------------------------------------------------- recommend
 
@@ -175,63 +177,50 @@ def usage(catalog: Catalog, whole_catalog: bool = False) -> Usage:
 
 @dataclass(frozen=True)
 class EngineProfile:
-    """Throughput assumptions for one engine on its reference hardware (docs/cost_model.md)."""
+    """How one engine spends time on its reference hardware (docs/cost_model.md §2)."""
 
     name: str
-    hardware: str
+    backend: str  # the backend that runs on it
+    hardware: str  # the machine these numbers describe
     flops: float  # sustained FLOP/s for prefill (peak × utilisation)
     bandwidth: float  # sustained bytes/s reading weights during decode
     bytes_per_param: float
-    batch: int  # sequences decoded together
+    batch: int  # sequences decoded together by default (transformers: --batch-size)
     memory_gb: float  # per device
     devices_per_tp: bool = True  # tensor parallel multiplies the devices (GPU engines only)
+    step_overhead: float = 0.0  # seconds per decode step besides reading the weights (Python, kernel launches)
+    reuse: str = "none"  # prompt tokens not computed again: "none", "context" (a context equal to the previous
+    # request's), "prefix" (the leading tokens shared with the previous request), as llama.cpp and vLLM do
+    load_fixed: float = 0.0  # seconds to start the engine and build the model
+    load_rate: float = 1e9  # bytes/s of weights read from disk while loading
+
+    @property
+    def label(self) -> str:
+        """The column header: the engine and the hardware behind it."""
+        return f"{self.name} ({self.hardware})"
 
 
+# The CPU rows were measured on the 2-core development machine (SmolLM2-135M, 2026-12-01, docs/cost_model.md
+# §2); the GPU rows are an H100 SXM's datasheet figures times a sustained utilisation.
 ENGINES: dict[str, EngineProfile] = {
-    "transformers-cpu": EngineProfile("transformers-cpu", "2-core CPU, fp32", 6e10, 8e9, 4.0, 8, 24, False),
-    "llamacpp": EngineProfile("llamacpp", "2-core CPU, Q4 GGUF", 8e10, 8e9, 0.6, 1, 24, False),
-    "transformers": EngineProfile("transformers", "1× H100 80GB, bf16", 989e12 * 0.3, 3.35e12 * 0.5, 2.0, 16, 80),
-    "vllm": EngineProfile("vllm", "1× H100 80GB per TP rank, bf16", 989e12 * 0.5, 3.35e12 * 0.75, 2.0, 128, 80),
+    "transformers-cpu": EngineProfile(
+        "transformers-cpu", "transformers", "2-core CPU, fp32", 1.5e11, 8e9, 4.0, 8, 24, False,
+        step_overhead=0.035, load_fixed=3.0, load_rate=4e8,
+    ),
+    "llamacpp": EngineProfile(
+        "llamacpp", "llamacpp", "2-core CPU, Q4 GGUF", 5e10, 8e9, 0.6, 1, 24, False,
+        step_overhead=0.004, reuse="prefix", load_fixed=0.5, load_rate=1e9,
+    ),
+    "transformers": EngineProfile(
+        "transformers", "transformers", "1× H100 80GB, bf16", 989e12 * 0.3, 3.35e12 * 0.5, 2.0, 16, 80,
+        step_overhead=0.02, load_fixed=10.0, load_rate=2e9,
+    ),
+    "vllm": EngineProfile(
+        "vllm", "vllm", "1× H100 80GB per TP rank, bf16", 989e12 * 0.5, 3.35e12 * 0.75, 2.0, 128, 80,
+        reuse="prefix", load_fixed=60.0, load_rate=2e9,
+    ),
 }
 SANDBOX_SECONDS_PER_PROGRAM = 0.1
-
-
-# What a store measured for (model, backend): Store.measured_throughput's row (keys jobs,
-# prompt_tokens, completion_tokens, wall_seconds, ...) or None. A mapping keyed by
-# (model, backend) or a callable taking (model, backend).
-Measurements = Mapping[tuple[str, str], dict | None] | Callable[[str, str], dict | None]
-
-
-@dataclass(frozen=True)
-class MeasuredRate:
-    """Finished jobs of one model on one engine on this host, summed: fresh tokens and wall seconds."""
-
-    jobs: int
-    prompt_tokens: int
-    completion_tokens: int
-    wall_seconds: float
-
-    @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    @property
-    def seconds_per_token(self) -> float:
-        return self.wall_seconds / self.tokens
-
-    @classmethod
-    def from_row(cls, row: Mapping | None) -> MeasuredRate | None:
-        """None when there is no row, or it has no tokens or no time to divide (nothing to measure by)."""
-        if not row or not row.get("jobs"):
-            return None
-        rate = cls(
-            int(row["jobs"]), int(row.get("prompt_tokens") or 0), int(row.get("completion_tokens") or 0),
-            float(row.get("wall_seconds") or 0.0),
-        )
-        return rate if rate.tokens > 0 and rate.wall_seconds > 0 else None
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "seconds_per_token": self.seconds_per_token}
 
 
 def reference_profile(backend: str, gpu: bool = False) -> str | None:
@@ -242,23 +231,265 @@ def reference_profile(backend: str, gpu: bool = False) -> str | None:
     return backend if backend in ENGINES else None
 
 
+def engine_refusal(model: Model, backend: str) -> str | None:
+    """Why `backend` cannot load `model` from its catalog entry (None: it can), as each backend's
+    `from_catalog` decides: llama.cpp needs a GGUF, transformers a GGUF or Hugging Face weights, vLLM
+    Hugging Face weights; a server (openai) holds its own."""
+    hf = model.run.hf or model.hf_repo
+    if backend == "llamacpp" and model.run.gguf is None:
+        return "no GGUF"
+    if backend == "transformers" and not (hf or model.run.gguf):
+        return "no weights"
+    if backend == "vllm" and not hf:
+        return "no HF weights"
+    return None
+
+
+def gpus_needed(model: Model) -> int:
+    """The reference table's estimate: bf16 weights + 20% on 80 GB cards (MoE: total params)."""
+    return max(1, math.ceil(model.params_b * 2 * 1.2 / 80))
+
+
+# ---------------------------------------------------------------- the work of a job on an engine
+
+
+@dataclass(frozen=True)
+class Work:
+    """What an engine computes for a job: prompt tokens it must prefill and decode steps at a batch size."""
+
+    prefill_tokens: float
+    decode_steps: float
+    batch: int
+    programs: float = 0.0  # generations the sandbox runs
+
+
+def _expected_max(values: list[float], draws: int) -> float:
+    """E[max of `draws` independent picks from `values`] (the longest answer holds its batch's steps)."""
+    ordered, n = sorted(values), len(values)
+    if not ordered:
+        return 0.0
+    return sum(v * (((k + 1) / n) ** draws - (k / n) ** draws) for k, v in enumerate(ordered))
+
+
+def _decode_steps(lengths: list[float], generations: float, batch: int, continuous: bool) -> float:
+    """Decode steps for `generations` answers whose lengths are distributed as `lengths`: batch 1 takes one
+    step per token; a static batch runs until its longest answer ends; continuous batching (vLLM) refills
+    a finished slot at once, so it takes total tokens / batch steps, at least the longest answer."""
+    if generations <= 0 or not lengths:
+        return 0.0
+    mean = sum(lengths) / len(lengths)
+    if batch <= 1:
+        return generations * mean
+    full, rest = divmod(generations, batch)
+    if continuous:
+        return max(generations * mean / batch, _expected_max(lengths, max(1, round(min(generations, batch)))))
+    return full * _expected_max(lengths, batch) + (_expected_max(lengths, max(1, round(rest))) if rest >= 0.5 else 0)
+
+
+def job_work(workload: Workload, profile: EngineProfile, batch: int | None = None, length_scale: float = 1.0) -> Work:
+    """The prefill tokens and decode steps of a workload on an engine (docs/cost_model.md §3); `length_scale`
+    stretches the generated lengths (the interval's ends)."""
+    prefill = 0.0
+    previous_context = -1
+    for r in workload.requests:
+        if r.kind == "loglikelihood":
+            reused = r.prompt if profile.reuse != "none" and r.shared >= r.prompt == previous_context else 0
+            prefill += r.prompt - reused + r.continuation
+            previous_context = r.prompt
+        else:
+            prefill += r.prompt - (r.shared if profile.reuse == "prefix" else 0)
+            previous_context = -1
+    b = max(1, batch or profile.batch)
+    lengths = []
+    if workload.lengths is not None:
+        cap = max((r.max_tokens for r in workload.requests if r.kind == "generate"), default=0)
+        lengths = [min(v * length_scale, cap) for v in workload.lengths.values]
+    generations = workload.generations
+    steps = _decode_steps(lengths, generations, min(b, max(1, generations)), profile.reuse == "prefix" and b > 1)
+    return Work(prefill * workload.scale, steps, min(b, max(1, generations)),
+                generations if workload.sandboxed else 0.0)
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Seconds per prefill token and per decode step of a model on an engine: the reference profile's
+    times `prefill` and `decode` factors fitted to this machine's history (1, 1: the profile itself)."""
+
+    prefill: float = 1.0
+    decode: float = 1.0
+    source: str = ""
+
+
+def profile_seconds(profile: EngineProfile, model: Model, work: Work) -> tuple[float, float] | None:
+    """(prefill seconds, decode + sandbox seconds) of some work on a profile; None when the weights do not fit."""
+    devices = max(model.run.tensor_parallel, 1) if profile.devices_per_tp else 1
+    if model.params_b * profile.bytes_per_param * 1.2 > profile.memory_gb * devices:
+        return None
+    active = model.compute_params_b * 1e9
+    prefill = 2 * active * work.prefill_tokens / (profile.flops * devices)
+    step_bytes = model.params_b * 1e9 * profile.bytes_per_param / devices
+    step = max(step_bytes / profile.bandwidth, 2 * active * work.batch / (profile.flops * devices))
+    decode = work.decode_steps * (step + profile.step_overhead)
+    return prefill, decode + work.programs * SANDBOX_SECONDS_PER_PROGRAM
+
+
+@dataclass(frozen=True)
+class Seconds:
+    """An estimate and its interval (the generated lengths' spread)."""
+
+    value: float
+    low: float
+    high: float
+
+
+def job_seconds(
+    model: Model, workload: Workload, engine: str | EngineProfile, *, batch: int | None = None,
+    rates: Rates | None = None,
+) -> Seconds | None:
+    """Estimated seconds of one job on one engine profile (model load excluded): the public estimate, for
+    plans and for packing jobs onto GPUs. `rates` scale the profile to measured speed (see fit_rates);
+    None when the engine cannot load the model or its weights do not fit."""
+    profile = ENGINES[engine] if isinstance(engine, str) else engine
+    if engine_refusal(model, profile.backend):
+        return None
+    rates = rates or Rates()
+    low_scale, high_scale = 1.0, 1.0
+    if workload.lengths is not None and workload.lengths.mean > 0:
+        low, high = workload.lengths.mean_interval()
+        low_scale, high_scale = low / workload.lengths.mean, high / workload.lengths.mean
+    values = []
+    for scale in (1.0, low_scale, high_scale):
+        parts = profile_seconds(profile, model, job_work(workload, profile, batch, scale))
+        if parts is None:
+            return None
+        values.append(parts[0] * rates.prefill + parts[1] * rates.decode)
+    return Seconds(values[0], min(values), max(values))
+
+
+def load_seconds(model: Model, engine: str | EngineProfile) -> float:
+    """Reference seconds to load a model once: the engine's start-up plus reading its weights."""
+    profile = ENGINES[engine] if isinstance(engine, str) else engine
+    return profile.load_fixed + model.params_b * 1e9 * profile.bytes_per_param / profile.load_rate
+
+
+# ---------------------------------------------------------------- fitting rates to this machine's history
+
+
+def _recorded_workload(job: Mapping, like: Workload | None) -> Workload | None:
+    """A stored job as a workload (its fresh tokens, calls and sample lengths): prompt reuse as in `like`
+    (the plan's workload of the same dataset) or none; None for a job mixing kinds or with no kind."""
+    kinds = set(job.get("kinds") or [])
+    calls, items = int(job["model_calls"]), max(int(job["n_items"]), 1)
+    if len(kinds) != 1 or calls <= 0:
+        return None
+    kind = kinds.pop()
+    per_call = job["prompt_tokens"] / calls
+    if kind == "loglikelihood":
+        shared = 0.0
+        if like is not None and like.requests and like.requests[0].kind == "loglikelihood":
+            shared = sum(min(r.shared, r.prompt) for r in like.requests) / len(like.requests)
+        shapes = [RequestShape("loglikelihood", round(per_call), round(shared),
+                               continuation=round(job["completion_tokens"] / calls))]
+        return Workload(job["dataset"], calls, 1, shapes, None, "recorded")
+    if kind != "generate":
+        return None
+    shared = 0.0
+    if like is not None and like.requests and like.prompt_tokens:
+        shared = per_call * sum(r.shared for r in like.requests) / sum(r.prompt for r in like.requests)
+    per_item = calls / items
+    lengths = [v / per_item for v in job.get("lengths") or []] or [job["completion_tokens"] / calls]
+    cap = max(lengths)
+    shapes = [RequestShape("generate", round(per_call), round(shared), max_tokens=math.ceil(cap))]
+    return Workload(job["dataset"], calls, 1, shapes, Lengths(tuple(lengths), "recorded"), "recorded")
+
+
+def _batch_of(job: Mapping, profile: EngineProfile) -> int:
+    args = job.get("args") or {}
+    return int(args.get("batch_size") or args.get("concurrency") or profile.batch)
+
+
+def fit_rates(
+    model: Model, profile: EngineProfile, history: Mapping | None, workloads: Mapping[str, Workload] | None = None,
+    dataset: str | None = None, settings: Mapping | None = None,
+) -> Rates | None:
+    """Factors that turn the reference profile into this machine's measured speed (None: no usable history).
+
+    `history` is Store.measured_jobs(model, engine). Jobs of this very dataset under the same task `settings`
+    (TaskConfig as a dict; seed and data folder aside) give one
+    factor for the whole job; otherwise log-likelihood jobs give the prefill factor and generation jobs the
+    decode factor (their prefill taken out at that rate); with only one kind measured, one factor serves both.
+    `workloads` (dataset -> the plan's workload) tell how much of a stored job's prompt an engine reuses."""
+    parts: list[tuple[str, str, float, float, float]] = []  # (dataset, kind, wall, prefill s, decode s)
+    same: list[tuple[float, float]] = []
+    for job in (history or {}).get("jobs", []):
+        recorded = _recorded_workload(job, (workloads or {}).get(job["dataset"]))
+        if recorded is None:
+            continue
+        seconds = profile_seconds(profile, model, job_work(recorded, profile, _batch_of(job, profile)))
+        if seconds is None or sum(seconds) <= 0:
+            continue
+        kind = recorded.requests[0].kind
+        parts.append((job["dataset"], kind, float(job["wall_seconds"]), *seconds))
+        if job["dataset"] == dataset and settings is not None and same_settings(job.get("task_config") or {}, settings):
+            same.append((float(job["wall_seconds"]), sum(seconds)))
+    if same:
+        factor = sum(w for w, _ in same) / sum(s for _, s in same)
+        return Rates(factor, factor, f"measured on this machine ({_plural(len(same), f'{dataset} job')})")
+    ll = [p for p in parts if p[1] == "loglikelihood"]
+    gen = [p for p in parts if p[1] == "generate"]
+    if not parts:
+        return None
+    prefill = sum(p[2] for p in ll) / sum(p[3] + p[4] for p in ll) if ll else None
+    decode = None
+    if gen and prefill is not None:
+        left = sum(p[2] - prefill * p[3] for p in gen)
+        decode = left / sum(p[4] for p in gen) if left > 0 and sum(p[4] for p in gen) > 0 else None
+    if decode is None and gen:
+        decode = sum(p[2] for p in gen) / sum(p[3] + p[4] for p in gen)
+        prefill = prefill if prefill is not None else decode
+    if decode is None:
+        decode = prefill
+    fitted = (f"{_plural(len(ll), 'log-likelihood job')}, " if ll else "") + (
+        _plural(len(gen), "generation job") if gen else "")
+    return Rates(prefill, decode, f"measured on this machine (rates of {fitted.rstrip(', ')})")
+
+
+def measured_setup(history: Mapping | None) -> float | None:
+    """The median setup seconds (model and data loading) of this model's runs here (None: none stored)."""
+    setup = sorted((history or {}).get("setup") or [])
+    return setup[len(setup) // 2] if setup else None
+
+
+# ---------------------------------------------------------------- a job's and a plan's estimate
+
+
+# What a store measured for (model, backend): Store.measured_jobs's dict ({"jobs": [...], "setup": [...]})
+# or None; a mapping keyed by (model, backend) or a callable taking (model, backend).
+Measurements = Mapping[tuple[str, str], dict | None] | Callable[[str, str], dict | None]
+
+
 @dataclass
 class JobEstimate:
     model: str
     dataset: str
     samples: int
     requests: int
-    prompt_tokens: int
+    prompt_tokens: int  # as sent (contexts and continuations of log-likelihood requests included)
     generated_tokens: int
-    seconds: dict[str, float | None] = field(default_factory=dict)  # every reference profile
+    generated_range: tuple[int, int] = (0, 0)  # the 95% interval of the mean generated length, times generations
+    seconds: dict[str, float | None] = field(default_factory=dict)  # every reference profile (None: cannot run)
+    unavailable: dict[str, str] = field(default_factory=dict)  # profile -> why it cannot run the model
     gpus: int = 0
     warnings: list[str] = field(default_factory=list)
-    # The estimate for the engine that would run the job here (the model's run.default_backend
-    # unless one is chosen): measured seconds per token when the store has them, else its profile's.
+    # The estimate for the engine that would run the job here (the model's run.default_backend unless one is
+    # chosen), with its interval: measured rates when this machine's store has them, else its reference profile.
     engine: str = ""
     estimate_seconds: float | None = None
-    source: str = ""  # "measured (k jobs on this host)" | "reference <profile>" | "no reference profile for <engine>"
-    measured: dict | None = None  # MeasuredRate.to_dict() of the rate used
+    estimate_range: tuple[float, float] | None = None
+    source: str = ""  # "measured on this machine (...)" | "reference <hardware> profile (<profile>)" | "none: ..."
+    tokens: str = ""  # how the tokens were counted
+    lengths: str = ""  # where the generated lengths come from ("" for log-likelihood jobs)
+    measured: dict | None = None  # the fitted Rates (prefill, decode factors) when measured
 
     @property
     def speed(self) -> str:
@@ -271,27 +502,8 @@ class JobEstimate:
         return asdict(self)
 
 
-def gpus_needed(model: Model) -> int:
-    """The reference table's estimate: bf16 weights + 20% on 80 GB cards (MoE: total params)."""
-    return max(1, math.ceil(model.params_b * 2 * 1.2 / 80))
-
-
-def _engine_seconds(
-    profile: EngineProfile, model: Model, prefill_tokens: int, gen_tokens: int, sequences: int
-) -> float | None:
-    weights_gb = model.params_b * profile.bytes_per_param
-    devices = max(model.run.tensor_parallel, 1) if profile.devices_per_tp else 1
-    if weights_gb * 1.2 > profile.memory_gb * devices:
-        return None  # does not fit
-    active = model.compute_params_b * 1e9
-    prefill = 2 * active * prefill_tokens / (profile.flops * devices)
-    if gen_tokens == 0:
-        return prefill
-    batch = max(1, min(profile.batch, sequences))
-    step_bytes = model.params_b * 1e9 * profile.bytes_per_param / devices
-    step = max(step_bytes / profile.bandwidth, 2 * active * batch / (profile.flops * devices))
-    decode = gen_tokens / batch * step
-    return prefill + decode
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _lookup(measured: Measurements | None) -> Callable[[str, str], dict | None]:
@@ -302,32 +514,9 @@ def _lookup(measured: Measurements | None) -> Callable[[str, str], dict | None]:
     return measured
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-def _apply_speed(est: JobEstimate, rate: MeasuredRate | None, profile: str | None) -> None:
-    """The job's headline estimate: measured seconds per (prompt + generated) token, else the profile's."""
-    if rate is not None:
-        est.estimate_seconds = rate.seconds_per_token * (est.prompt_tokens + est.generated_tokens)
-        est.source = f"measured ({_plural(rate.jobs, 'job')} on this host)"
-        est.measured = rate.to_dict()
-        # prefill and decode cost very different amounts per token: a rate is only fair to a job with a
-        # similar share of generated tokens (within a factor of 2; none vs some is never similar)
-        job_share = est.generated_tokens / max(est.prompt_tokens + est.generated_tokens, 1)
-        measured_share = rate.completion_tokens / rate.tokens
-        low, high = sorted((job_share, measured_share))
-        if high > 0 and (low == 0 or high / low > 2):
-            est.warnings.append(
-                f"{est.model} on {est.engine}: the measured rate comes from jobs with {measured_share:.0%} "
-                f"generated tokens, {est.dataset} has {job_share:.0%}; one rate per token mixes prefill and "
-                "decode, so this estimate is rough (docs/cost_model.md)"
-            )
-    elif profile is not None:
-        est.estimate_seconds = est.seconds[profile]
-        est.source = f"reference {profile}"
-    else:
-        est.source = f"no reference profile for {est.engine}"
+def _reference_source(profile: EngineProfile) -> str:
+    kind = "H100" if "H100" in profile.hardware else "2-core CPU"
+    return f"reference {kind} profile ({profile.name}: {profile.hardware})"
 
 
 def estimate_job(
@@ -340,29 +529,35 @@ def estimate_job(
     backend: str | None = None,
     measured: Measurements | None = None,
     gpu: bool = False,
+    workload: Workload | None = None,
+    workloads: Mapping[str, Workload] | None = None,
+    settings: Mapping | None = None,
+    batch: int | None = None,
 ) -> JobEstimate:
-    """Requests, tokens and time of one job. `backend`: the engine it would run on (default the model's
-    run.default_backend); `measured`: what a store measured per (model, backend), see Measurements;
-    `gpu`: whether this machine has a CUDA GPU (which profile stands for transformers)."""
+    """Requests, tokens and time of one job. `workload`: its requests as the task renders them (see
+    evalmap.workload; default: the catalog's typical lengths); `backend`: the engine it would run on
+    (default the model's run.default_backend); `measured`: this machine's history per (model, backend),
+    see Measurements; `gpu`: whether transformers would run on a CUDA GPU here; `settings`: the run's task
+    options (TaskConfig as a dict), so stored jobs under the same ones calibrate it directly; `batch`:
+    --batch-size / --concurrency."""
     model, ds = catalog.model(model_id), catalog.dataset(dataset_id)
-    items = min(samples, ds.count) if samples else ds.count
-    if ds.request_kind == "loglikelihood":
-        choices = ds.choices or 4
-        requests = items * choices
-        # one forward over the shared context, then each choice's continuation
-        prompt = items * (ds.prompt_tokens + choices * ds.answer_tokens)
-        generated = 0
-    else:
-        turns = 2 if ds.request_kind == "judge" else 1
-        requests = items * n_samples * turns
-        prompt = items * n_samples * ds.prompt_tokens * turns
-        generated = items * n_samples * ds.answer_tokens * turns
-    est = JobEstimate(model_id, dataset_id, items, requests, prompt, generated, gpus=gpus_needed(model))
+    if workload is None:
+        items = min(samples, ds.count) if samples else ds.count
+        workload = catalog_workload(ds, items, n_samples, "no rendered requests")
+    gen = workload.generations
+    low_len, high_len = workload.lengths.mean_interval() if workload.lengths else (0.0, 0.0)
+    est = JobEstimate(
+        model_id, dataset_id, workload.items, workload.request_count,
+        workload.prompt_tokens + workload.continuation_tokens, workload.generated_tokens,
+        (round(gen * low_len), round(gen * high_len)), gpus=gpus_needed(model), tokens=workload.tokens,
+        lengths=workload.lengths.source if workload.lengths else "",
+    )
     for name, profile in ENGINES.items():
-        seconds = _engine_seconds(profile, model, prompt, generated, requests)
-        if seconds is not None and ds.request_kind == "execute":
-            seconds += items * n_samples * SANDBOX_SECONDS_PER_PROGRAM
-        est.seconds[name] = seconds
+        refusal = engine_refusal(model, profile.backend)
+        if refusal:
+            est.unavailable[name] = refusal
+        found = None if refusal else job_seconds(model, workload, profile, batch=batch)
+        est.seconds[name] = found.value if found else None
     if model.run.tensor_parallel < est.gpus:
         est.warnings.append(
             f"{model_id} needs about {est.gpus} 80 GB GPUs in bf16 but its catalog entry sets "
@@ -370,18 +565,65 @@ def estimate_job(
         )
     if model.user_weights and not (model.run.hf or model.run.gguf):
         est.warnings.append(f"{model_id} is a team fine-tune: pass --weights PATH (or run.hf in a catalog override)")
-    if ds.request_kind == "judge":
+    if workload.turns > 1:
         est.warnings.append(f"{dataset_id} also needs judge-model calls, not included")
     est.engine = backend or model.run.default_backend
-    rate = MeasuredRate.from_row(_lookup(measured)(model_id, est.engine))
-    _apply_speed(est, rate, reference_profile(est.engine, gpu))
+    refusal = engine_refusal(model, est.engine)
+    name = reference_profile(est.engine, gpu)
+    if refusal:
+        est.source = f"none: {est.engine} cannot load {model_id} ({refusal})"
+        return est
+    history = _lookup(measured)(model_id, est.engine)
+    profile = ENGINES[name] if name else None
+    rates = fit_rates(model, profile, history, workloads, dataset_id, settings) if profile else None
+    if profile is None:
+        est.source = f"none: no reference profile for {est.engine} (its speed is the server's)"
+        return est
+    found = job_seconds(model, workload, profile, batch=batch, rates=rates)
+    if found is None:
+        est.source = f"none: {model_id} does not fit {profile.hardware}"
+        return est
+    est.estimate_seconds, est.estimate_range = found.value, (found.low, found.high)
+    if rates is not None:
+        est.source, est.measured = rates.source, asdict(rates)
+    else:
+        est.source = _reference_source(profile)
     return est
+
+
+@dataclass
+class ModelLoad:
+    """Loading one model on its engine, once per plan: measured setup seconds here, else the reference."""
+
+    model: str
+    engine: str
+    seconds: float | None
+    source: str
+
+
+def estimate_load(
+    catalog: Catalog, model_id: str, engine: str, measured: Measurements | None = None, gpu: bool = False,
+    converting: bool = False,
+) -> ModelLoad:
+    """Seconds to load a model (and its data) before its first job; `converting`: transformers converts a
+    GGUF to safetensors first (once per machine), which costs about a reference load of the fp32 weights."""
+    model = catalog.model(model_id)
+    setup = measured_setup(_lookup(measured)(model_id, engine))
+    if setup is not None:
+        return ModelLoad(model_id, engine, setup, "measured on this machine (median run setup)")
+    name = reference_profile(engine, gpu)
+    if name is None or engine_refusal(model, engine):
+        return ModelLoad(model_id, engine, None, "none")
+    seconds = load_seconds(model, name) * (2 if converting else 1)
+    return ModelLoad(model_id, engine, seconds, _reference_source(ENGINES[name]) + (" + GGUF conversion"
+                                                                                  if converting else ""))
 
 
 @dataclass
 class PlanEstimate:
     name: str
     jobs: list[JobEstimate]
+    loads: list[ModelLoad] = field(default_factory=list)  # one per model (and engine) of the plan
     store: str | None = None  # the store the measured rates came from (None: none was read)
     notes: list[str] = field(default_factory=list)  # e.g. why no store was read
 
@@ -392,10 +634,24 @@ class PlanEstimate:
         values = [j.seconds.get(engine) for j in self.jobs]
         return None if any(v is None for v in values) else sum(values)  # type: ignore[arg-type]
 
-    def estimate_seconds(self) -> float | None:
-        """The sum of the jobs' headline estimates (None if any job has none)."""
-        values = [j.estimate_seconds for j in self.jobs]
+    def load_seconds(self) -> float | None:
+        values = [m.seconds for m in self.loads]
         return None if any(v is None for v in values) else sum(values)  # type: ignore[arg-type]
+
+    def estimate_seconds(self) -> float | None:
+        """The jobs' headline estimates plus loading each model once (None if any has none)."""
+        values = [j.estimate_seconds for j in self.jobs]
+        load = self.load_seconds()
+        if any(v is None for v in values) or load is None:
+            return None
+        return sum(values) + load  # type: ignore[arg-type]
+
+    def estimate_range(self) -> tuple[float, float] | None:
+        ranges = [j.estimate_range for j in self.jobs]
+        load = self.load_seconds()
+        if any(r is None for r in ranges) or load is None:
+            return None
+        return sum(r[0] for r in ranges) + load, sum(r[1] for r in ranges) + load  # type: ignore[index]
 
     @property
     def measured_jobs(self) -> int:
@@ -409,6 +665,7 @@ class PlanEstimate:
         return {
             "name": self.name,
             "jobs": [j.to_dict() for j in self.jobs],
+            "loads": [asdict(m) for m in self.loads],
             "totals": {
                 "jobs": len(self.jobs),
                 "samples": self.total("samples"),
@@ -416,12 +673,15 @@ class PlanEstimate:
                 "prompt_tokens": self.total("prompt_tokens"),
                 "generated_tokens": self.total("generated_tokens"),
                 "seconds": {e: self.seconds(e) for e in ENGINES},
+                "load_seconds": self.load_seconds(),
                 "estimate_seconds": self.estimate_seconds(),
+                "estimate_range": self.estimate_range(),
                 "measured_jobs": self.measured_jobs,
                 "speed": self.speed,
                 "store": self.store,
                 "notes": list(self.notes),
             },
+            "engines": {name: {"backend": p.backend, "hardware": p.hardware} for name, p in ENGINES.items()},
         }
 
 
@@ -453,8 +713,14 @@ def estimate_plan(
     backend: str | None = None,
     measured: Measurements | None = None,
     gpu: bool = False,
+    workloads: Mapping[tuple[str, str], Workload] | None = None,
+    settings: Mapping | None = None,
+    batch: int | None = None,
+    converting: Collection[str] = (),
 ) -> PlanEstimate:
-    """Every job's estimate (see estimate_job); `measured` is asked once per (model, backend)."""
+    """Every job's estimate (see estimate_job) and each model's load, once; `workloads`: (model, dataset) ->
+    the job's rendered workload; `settings`: the run's task options; `converting`: models whose GGUF
+    transformers would convert first. `measured` is asked once per (model, engine)."""
     lookup, seen = _lookup(measured), {}
 
     def once(model: str, engine: str) -> dict | None:
@@ -462,7 +728,16 @@ def estimate_plan(
             seen[(model, engine)] = lookup(model, engine)
         return seen[(model, engine)]
 
-    return PlanEstimate(
-        name,
-        [estimate_job(catalog, m, d, s, n_samples, backend=backend, measured=once, gpu=gpu) for m, d, s in pairs],
-    )
+    workloads = workloads or {}
+    jobs = []
+    for m, d, s in pairs:
+        own = {ds: w for (mm, ds), w in workloads.items() if mm == m}
+        jobs.append(estimate_job(
+            catalog, m, d, s, n_samples, backend=backend, measured=once, gpu=gpu, workload=workloads.get((m, d)),
+            workloads=own, settings=settings, batch=batch,
+        ))
+    loads = [
+        estimate_load(catalog, m, backend or catalog.model(m).run.default_backend, once, gpu, m in converting)
+        for m in dict.fromkeys(m for m, _, _ in pairs)
+    ]
+    return PlanEstimate(name, jobs, loads)

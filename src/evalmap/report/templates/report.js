@@ -191,6 +191,16 @@
     g.appendChild(t);
   }
 
+  // A visual question's image(s), as the small data URLs the task stored (tasks/kinds/visual_qa.py).
+  function images(grid, urls) {
+    var shown = urls.filter(function (u) { return typeof u === "string" && u.indexOf("data:image/") === 0; });
+    if (!shown.length) return;
+    grid.appendChild(el("b", null, shown.length > 1 ? "images" : "image"));
+    var box = el("div", "images");
+    shown.forEach(function (u) { var img = el("img", "shot"); img.src = u; img.alt = "the sample's image"; box.appendChild(img); });
+    grid.appendChild(box);
+  }
+
   function card(r) {
     var c = el("div", "sample " + r.verdict);
     c.setAttribute("data-verdict", r.verdict);
@@ -203,6 +213,7 @@
     var g = el("div", "grid");
     field(g, "prompt", r.prompt, null, (r.prompt || "").length > 400);
     var d = r.details;
+    if (d && Array.isArray(d.images)) images(g, d.images);
     var judged = d && Array.isArray(d.turns) && Array.isArray(d.answers);
     if (judged) {
       judgedTurns(g, d);
@@ -228,8 +239,10 @@
         d.valid ? null : "err");
       if (Array.isArray(d.output)) field(g, "tool calls", show(d.output));
       field(g, "category", d.category + " · mode " + d.mode);
-    } else if (d && Object.keys(d).length) {
-      var txt = show(d);
+    } else if (d && Object.keys(d).some(function (k) { return k !== "images"; })) {
+      var rest = {};
+      Object.keys(d).forEach(function (k) { if (k !== "images") rest[k] = d[k]; });
+      var txt = show(rest);
       field(g, "details", txt.length > 4000 ? txt.slice(0, 4000) + "\n…" : txt, null, txt.length > 300);
     }
     c.appendChild(g);
