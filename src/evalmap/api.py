@@ -266,24 +266,45 @@ def plan(
     backend: str | None = None,
     store: Store | str | Path | None = None,
     gpu: bool | None = None,
+    seed: int = 1234,
+    batch_size: int | None = None,
+    **options: Any,
 ) -> planner.PlanEstimate:
     """The jobs of a named plan (`plan="A"`) or of models × datasets, with requests, tokens and the
     estimated time per engine (`evalmap plan`); `.to_dict()` for JSON.
 
+    Tokens are counted from what the run would send: a seeded sample of each job's items rendered by its
+    task under the same options (`options`: any TaskConfig field, e.g. data_dir, num_fewshot, chat, mode,
+    max_tokens, variant; `seed` as in evaluate) and counted with the model's tokenizer where it is here.
     Each job's headline estimate is for the engine that would run it (`backend`, default the model's
-    run.default_backend): measured seconds per token where the store (a Store or a file, default
-    $EVALMAP_HOME/store.sqlite) holds finished jobs of that model on that engine on this host, else
-    the engine's reference profile. A missing store file is not created. `gpu`: whether transformers
-    would run on a GPU here (default: detected)."""
+    run.default_backend): this machine's history in the store (a Store or a file, default
+    $EVALMAP_HOME/store.sqlite) fitted to that engine's profile where it has finished jobs of that model
+    on that engine, else the engine's reference profile; each model's load is counted once. A missing
+    store file is not created. `gpu`: whether transformers would run on a GPU here (default: detected);
+    `batch_size`: --batch-size (transformers) or --concurrency (a server) of the planned run."""
     from evalmap.backends.registry import known_backend
+    from evalmap.tasks.base import TaskConfig
+    from evalmap.workload import plan_workloads
 
     cat = _catalog(catalog)
     title, pairs = select_jobs(cat, plan, models, datasets, samples)
     if backend is not None:
         known_backend(backend)
     gpu = _gpu_present() if gpu is None else gpu
-    with _measurements(store) as (lookup, where, note):
-        est = planner.estimate_plan(cat, title, pairs, n_samples, backend=backend, measured=lookup, gpu=gpu)
+    task_fields = {f.name for f in dataclasses.fields(TaskConfig)} - {"seed", "n_samples"}
+    unknown = sorted(set(options) - task_fields)
+    if unknown:
+        raise EvalmapError(f"Unknown option(s) for evalmap.plan: {', '.join(unknown)}; known: "
+                           f"{', '.join(sorted(task_fields))}.")
+    config = TaskConfig(**{k: v for k, v in options.items() if v is not None}, n_samples=n_samples, seed=seed)
+    with _measurements(store) as (db, where, note):
+        workloads, rendered = plan_workloads(cat, pairs, config, seed, db)
+        est = planner.estimate_plan(
+            cat, title, pairs, n_samples, backend=backend, measured=db.measured_jobs if db else None, gpu=gpu,
+            workloads=workloads, settings=dataclasses.asdict(config), batch=batch_size,
+            converting=_converting(cat, pairs, backend),
+        )
+    est.notes.extend(rendered)
     est.store = where
     est.notes.extend([note] if note else [])
     return est
@@ -291,14 +312,14 @@ def plan(
 
 @contextlib.contextmanager
 def _measurements(store: Store | str | Path | None):
-    """(Store.measured_throughput or None, the store's path or None, a note on why none was read).
+    """(the Store or None, the store's path or None, a note on why none was read).
 
     An existing store file is opened as any reader opens it; a missing one is not created, and a
     store that cannot be opened leaves the plan on reference profiles (a plan is only an estimate)."""
     from evalmap.store import Store, default_home
 
     if isinstance(store, Store):
-        yield store.measured_throughput, str(store.path), None
+        yield store, str(store.path), None
         return
     path = Path(store) if store else default_home() / "store.sqlite"
     if not path.is_file():  # nothing run yet is no news; a --store that is not there is worth a note
@@ -310,9 +331,26 @@ def _measurements(store: Store | str | Path | None):
         yield None, None, f"the store {path} was not read ({exc}): reference profiles only"
         return
     try:
-        yield db.measured_throughput, str(path), None
+        yield db, str(path), None
     finally:
         db.close()
+
+
+def _converting(catalog: Catalog, pairs: Pairs, backend: str | None) -> set[str]:
+    """Models transformers would first convert from GGUF (no converted copy on this machine yet)."""
+    from evalmap.backends.weights import converted_dir, file_fingerprint, has_converted_copy
+    from evalmap.workload import local_gguf
+
+    found = set()
+    for model_id in dict.fromkeys(m for m, _, _ in pairs):
+        model = catalog.model(model_id)
+        source = model.run.gguf
+        if (backend or model.run.default_backend) != "transformers" or not (source and (source.package or source.path)):
+            continue
+        path = local_gguf(model)
+        if path is not None and not has_converted_copy(converted_dir(file_fingerprint(path))):
+            found.add(model_id)
+    return found
 
 
 def _gpu_present() -> bool:

@@ -279,11 +279,25 @@ def plan(
         Path | None,
         typer.Option("--store", help="Store whose measured speeds to use (default ~/.cache/evalmap; never created)."),
     ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Local dataset folder, as for run (prompts are rendered from it).")
+    ] = None,
+    seed: Annotated[int, typer.Option(min=-(2**63), max=2**63 - 1, help="The run's seed (which items).")] = 1234,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="The run's --batch-size, or --concurrency for a server.")
+    ] = None,
+    chat: Annotated[bool | None, typer.Option("--chat/--no-chat", help="As for run.")] = None,
+    num_fewshot: Annotated[int | None, typer.Option("--num-fewshot", min=0, help="As for run.")] = None,
+    mode: Annotated[str | None, typer.Option(help="As for run.")] = None,
+    variant: Annotated[str | None, typer.Option(help="As for run.")] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="As for run.")] = None,
     catalog: CatalogOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """The jobs of a plan with requests, tokens and estimated time: on the engine that would run each job
-    (measured on this host where the store has it, else its reference profile) and on every reference profile."""
+    (this machine's measured speed where the store has it, else its reference profile) and on every reference
+    profile. Prompts are rendered from the data (--data-dir) with the run's options, as `evalmap run` would
+    send them."""
     from evalmap.api import plan as estimate
 
     cat = _catalog(catalog)
@@ -292,42 +306,75 @@ def plan(
     est = estimate(
         _split(models_), _split(datasets_), samples, plan=name, n_samples=n_samples, catalog=cat,
         backend=None if backend is None else known_backend(backend), store=store_path,
+        seed=seed, batch_size=batch_size, data_dir=data_dir and str(data_dir), chat=chat,
+        num_fewshot=num_fewshot, mode=mode, variant=variant, max_tokens=max_tokens,
     )
     if fmt is Format.json:
         return _json(est.to_dict())
     print_plan(est)
 
 
+def _span(value: float | None, span: tuple[float, float] | None) -> str:
+    """A duration with its interval in the same unit ("87 s (81-95)"), or the duration alone."""
+    if value is None or span is None or round(span[0]) == round(span[1]):
+        return _duration(value)
+    unit, scale = ("s", 1) if value < 120 else ("min", 60) if value < 7200 else ("h", 3600)
+    digits = 1 if unit == "h" else 0
+    return f"{value / scale:.{digits}f} {unit} ({span[0] / scale:.{digits}f}-{span[1] / scale:.{digits}f})"
+
+
 def _plan_time(job: planner.JobEstimate) -> str:
-    return "no profile" if job.speed == "none" else _duration(job.estimate_seconds)
+    if job.estimate_seconds is None:
+        return "cannot run" if job.source.startswith(f"none: {job.engine} cannot") else "no profile"
+    return _span(job.estimate_seconds, job.estimate_range)
+
+
+def _tokens_span(value: int, span: tuple[int, int]) -> str:
+    return _n(value) if span[0] == span[1] else f"{_n(value)} ({_n(span[0])}-{_n(span[1])})"
 
 
 def print_plan(est: planner.PlanEstimate) -> None:
     engines = list(planner.ENGINES)
+
+    def reference(job: planner.JobEstimate, engine: str) -> str:
+        seconds = job.seconds[engine]
+        return job.unavailable.get(engine) or ("<1 s" if seconds is not None and seconds < 0.5 else _duration(seconds))
+
     rows = [
-        [j.model, j.dataset, _n(j.samples), _n(j.requests), _n(j.prompt_tokens), _n(j.generated_tokens),
-         j.gpus, j.engine, _plan_time(j), j.speed, *[_duration(j.seconds[e]) for e in engines]]
+        [j.model, j.dataset, _n(j.samples), _n(j.requests), _n(j.prompt_tokens),
+         _tokens_span(j.generated_tokens, j.generated_range), j.gpus, j.engine, _plan_time(j), j.speed,
+         *[reference(j, e) for e in engines]]
         for j in est.jobs
+    ]
+    rows += [
+        [m.model, "(model load)", "", "", "", "", "", m.engine, _duration(m.seconds) if m.seconds is not None else "-",
+         "measured" if m.source.startswith("measured") else "ref", *[""] * len(engines)]
+        for m in est.loads
     ]
     total = est.estimate_seconds()
     rows.append(
         ["total", f"{len(est.jobs)} jobs", _n(est.total("samples")), _n(est.total("requests")),
          _n(est.total("prompt_tokens")), _n(est.total("generated_tokens")), "", "",
-         "unknown" if total is None and any(j.speed == "none" for j in est.jobs) else _duration(total), est.speed,
-         *[_duration(est.seconds(e)) for e in engines]]
+         "unknown" if total is None else _span(total, est.estimate_range()), est.speed,
+         *[_duration(est.seconds(e)) if not any(e in j.unavailable for j in est.jobs) else "-" for e in engines]]
     )
-    measured = f"measured = seconds per token of this host's finished jobs in {est.store}, " if est.store else ""
+    hardware = "; ".join(f"{name} = {p.hardware}" for name, p in planner.ENGINES.items())
     out.print(
         _table(
             est.name,
             ["model", "dataset", "samples", "requests", "prompt tok", "gen tok", "GPUs", "engine", "time", "speed",
              *engines],
             rows,
-            caption=f"time: on the engine that would run the job; speed: {measured}ref = that engine's reference "
-            "profile. The last columns are the reference profiles (docs/cost_model.md); 'does not fit' = weights "
-            "exceed that engine's memory.",
+            caption="time: on the engine that would run the job, model load once per model, (low-high) from the "
+            "spread of generated lengths; speed: measured = this machine's finished jobs"
+            + (f" in {est.store}" if est.store else "") + " fitted to the engine's profile, ref = the engine's "
+            f"reference profile. Reference columns ({hardware}) leave out loading; 'does not fit' = weights exceed "
+            "that engine's memory, 'no GGUF' etc. = that engine cannot load the model (docs/cost_model.md).",
         )
     )
+    for line in dict.fromkeys(f"{j.dataset}: tokens by {j.tokens}" + (f"; generated lengths from {j.lengths}"
+                              if j.lengths else "") for j in est.jobs):
+        err.print(f"note: {line}", highlight=False)
     for warning in dict.fromkeys(w for j in est.jobs for w in j.warnings):
         err.print(f"warning: {warning}", highlight=False)
     for note in est.notes:

@@ -629,7 +629,7 @@ def run_model(
 def _measure(backend: Backend, job: Job, store: Store, model: str, progress: Progress) -> JobResult:
     """A measuring job on the idle engine: never answered from the response cache (a latency is measured or
     not at all); its records are stored in one go, so a job killed halfway measures again on the rerun. Its
-    requests are not counted as model calls: the planner's measured speed (store.measured_throughput) would
+    requests are not counted as model calls: the planner's measured speed (Store.measured_jobs) would
     read its warm-ups, Poisson gaps and llama-bench time as slow generation."""
     name = job.task.dataset_id
     progress.job_started(model, name, len(job.items))

@@ -610,19 +610,56 @@ class Store:
 
     # ------------------------------------------------------------ measured speed
 
-    def measured_throughput(self, model: str, backend: str, host: str | None = None) -> dict | None:
-        """What the store has measured for a model on an engine (on `host`, default this machine): the
-        fresh tokens and wall seconds of its finished jobs that called the model, summed (a judged job's wall
-        holds the judging too, so it is left out); None when none did."""
+    def measured_jobs(self, model: str, backend: str, host: str | None = None) -> dict:
+        """Per-job history of a model on an engine on `host` (default this machine), for the planner's fit:
+        `jobs` (finished, unjudged jobs that called the model: dataset, task settings, fresh tokens, calls,
+        items, wall seconds, the request kinds answered, each sample's generated tokens, the run's args)
+        and `setup` (per finished run of this model alone: run wall minus its jobs' walls, i.e. loading
+        the model and the data)."""
+        where = (model, backend, host or socket.gethostname())
+        rows = self.db.execute(
+            "SELECT j.id, j.run_id, j.dataset, j.task_config, j.prompt_tokens, j.completion_tokens, j.model_calls, "
+            "j.n_items, j.wall_seconds, r.args, (SELECT json_group_array(kind) FROM (SELECT DISTINCT kind FROM "
+            "responses WHERE job_id=j.id)) AS kinds, (SELECT json_group_array(completion_tokens) FROM samples "
+            "WHERE job_id=j.id) AS lengths FROM jobs j JOIN runs r ON r.id = j.run_id WHERE j.model=? AND "
+            "json_extract(j.backend, '$.name')=? AND r.host=? AND j.status='finished' AND j.model_calls > 0 "
+            "AND j.wall_seconds > 0 AND j.judge IS NULL ORDER BY r.created, j.rowid",
+            where,
+        ).fetchall()
+        setup = self.db.execute(
+            "SELECT r.wall_seconds - SUM(j.wall_seconds) AS seconds FROM runs r JOIN jobs j ON j.run_id = r.id "
+            "WHERE r.status='finished' AND r.host=? GROUP BY r.id HAVING COUNT(DISTINCT j.model)=1 AND "
+            "MIN(j.model)=? AND SUM(json_extract(j.backend, '$.name')=?)=COUNT(*) AND SUM(j.model_calls) > 0",
+            (where[2], model, backend),
+        ).fetchall()
+        return {
+            "jobs": [_decode(dict(r), ("args", "kinds", "lengths", "task_config")) for r in rows],
+            "setup": [r["seconds"] for r in setup if r["seconds"] is not None and r["seconds"] > 0],
+        }
+
+    def generated_lengths(self, model: str, dataset: str, settings: dict) -> list[int]:
+        """Generated tokens per model call in this model's finished jobs on a dataset under these task settings
+        (its TaskConfig as stored, less seed and data_dir; any engine, any host): each scored sample's
+        completion tokens over its job's calls per item."""
+        rows = self.db.execute(
+            "SELECT s.completion_tokens, CAST(j.model_calls AS REAL) / MAX(j.n_items, 1) AS calls, j.task_config "
+            "FROM samples s JOIN jobs j ON j.id = s.job_id WHERE j.model=? AND j.dataset=? AND j.status='finished' "
+            "AND j.model_calls > 0",
+            (model, dataset),
+        ).fetchall()
+        return [
+            round(r["completion_tokens"] / max(r["calls"], 1.0)) for r in rows
+            if same_settings(json.loads(r["task_config"] or "{}"), settings)
+        ]
+
+    def chars_per_token(self, model: str) -> float | None:
+        """Characters per prompt token in this model's stored samples of one call per item (None: none)."""
         row = self.db.execute(
-            "SELECT COUNT(*) AS jobs, SUM(j.prompt_tokens) AS prompt_tokens, "
-            "SUM(j.completion_tokens) AS completion_tokens, SUM(j.wall_seconds) AS wall_seconds, "
-            "SUM(j.model_calls) AS model_calls, SUM(j.n_items) AS items FROM jobs j JOIN runs r ON r.id = j.run_id "
-            "WHERE j.model=? AND json_extract(j.backend, '$.name')=? AND r.host=? AND j.status='finished' "
-            "AND j.model_calls > 0 AND j.wall_seconds > 0 AND j.judge IS NULL",
-            (model, backend, host or socket.gethostname()),
+            "SELECT SUM(LENGTH(s.prompt)) AS chars, SUM(s.prompt_tokens) AS tokens FROM samples s JOIN jobs j "
+            "ON j.id = s.job_id WHERE j.model=? AND j.model_calls = j.n_items AND s.prompt_tokens > 0",
+            (model,),
         ).fetchone()
-        return dict(row) if row and row["jobs"] else None
+        return row["chars"] / row["tokens"] if row and row["tokens"] else None
 
     # ------------------------------------------------------------ response cache
 
@@ -663,6 +700,16 @@ class Store:
             )
             for job_id, values in (counters or {}).items():
                 self.add_job_counters(job_id, **values)
+
+
+UNSETTLED = ("seed", "data_dir")  # task options that change which items run or where they load from, not their prompts
+
+
+def same_settings(stored: dict, settings: dict) -> bool:
+    """Do a stored job's task settings equal these (seed and data folder aside)?"""
+    return {k: v for k, v in stored.items() if k not in UNSETTLED} == {
+        k: v for k, v in settings.items() if k not in UNSETTLED
+    }
 
 
 def _decode(row: dict, fields: tuple[str, ...]) -> dict:
