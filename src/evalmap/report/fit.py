@@ -5,7 +5,9 @@ Rich squeezes a table that is too wide by wrapping or cutting cells, which split
 Here every column says whether it may wrap (free text) and how soon it may go:
 when the table is too wide, headers first take their short forms (explained in a
 legend under the table), then the least needed columns are hidden (named under
-the table), and what is left is printed whole. Ids and numbers never wrap.
+the table), and what is left is printed whole. If even that is too wide, cells of
+several words ("5 min (4-6 min)", "[+0.105, +0.595]") wrap between their words as
+a last resort. An id or a number never wraps.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rich import box
 from rich.cells import cell_len
@@ -38,6 +40,7 @@ class Column:
     wrap: bool = False  # free text that may wrap between words; ids and numbers never do
     drop: int = 0  # 0: always shown; when the table is too wide, the highest is hidden first
     short: str = ""  # the header's short form when the table is too wide, explained in the legend
+    min_wrap: int = MIN_WRAP  # a wrapping column keeps at least this width (or its longest word)
 
 
 def _lines(text: str) -> list[str]:
@@ -50,7 +53,7 @@ def _width(col: Column, cells: Sequence[str], short: bool) -> int:
         words = [w for text in (header, *cells) for line in _lines(text) for w in line.split()]
         longest = max((cell_len(w) for w in words), default=1)
         natural = max((cell_len(line) for text in (header, *cells) for line in _lines(text)), default=1)
-        return max(longest, min(natural, MIN_WRAP))
+        return max(longest, min(natural, col.min_wrap))
     return max(cell_len(line) for text in (header, *cells) for line in _lines(text))
 
 
@@ -61,23 +64,30 @@ def needed_width(columns: Sequence[Column], rows: Sequence[Sequence[str]], short
     return sum(w + 2 for w in widths) + len(columns) + 1
 
 
+def _loose(col: Column) -> Column:
+    """The last resort: the column wraps between words, down to its longest one."""
+    return replace(col, wrap=True, min_wrap=0)
+
+
 def fit_columns(
     columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int
-) -> tuple[list[int], bool]:
-    """(indices of the columns to show, whether short headers are used) for a table `width` characters wide."""
+) -> tuple[list[int], bool, bool]:
+    """For a table `width` characters wide: (indices of the columns to show, whether short headers are used,
+    whether every cell must wrap between its words)."""
     keep = list(range(len(columns)))
 
-    def fits(short: bool) -> bool:
-        return needed_width([columns[i] for i in keep], [[r[i] for i in keep] for r in rows], short) <= width
+    def fits(short: bool, loose: bool = False) -> bool:
+        shown = [_loose(columns[i]) if loose else columns[i] for i in keep]
+        return needed_width(shown, [[r[i] for i in keep] for r in rows], short) <= width
 
     if fits(False):
-        return keep, False
+        return keep, False, False
     short = any(c.short for c in columns)
     for i in sorted((i for i, c in enumerate(columns) if c.drop), key=lambda i: (-columns[i].drop, -i)):
         if fits(short):
-            break
+            return keep, short, False
         keep.remove(i)
-    return keep, short
+    return keep, short, not fits(short)
 
 
 def _wrap_widths(columns: Sequence[Column], rows: Sequence[Sequence[str]], short: bool, width: int) -> list:
@@ -107,7 +117,9 @@ def fit_table(
     """A Rich table of `rows` that fits `width`: short headers, then hidden columns, as `fit_columns` decides;
     the caption ends with the legend of the short headers used and the names of the hidden columns."""
     text_rows = [["" if v is None else str(v) for v in row] for row in rows]
-    keep, short = fit_columns(columns, text_rows, width)
+    keep, short, loose = fit_columns(columns, text_rows, width)
+    if loose:
+        columns = [_loose(c) for c in columns]
     table = Table(
         title=title, box=box.SIMPLE_HEAVY if terminal else box.ASCII, header_style="bold" if terminal else "",
         title_justify="left", caption_justify="left",
