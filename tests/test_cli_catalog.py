@@ -64,19 +64,13 @@ def test_recommend_json():
     assert data["model"] == "qwen25_7b"
     recs = data["recommendations"]
     assert {
-        "category",
-        "group",
-        "priority",
-        "tier",
-        "dataset",
-        "task_type",
-        "status",
-        "samples",
-        "sample_limit",
-    } == set(recs[0])
+        "dataset", "task_type", "guide_status", "runnable", "category", "priority", "tier", "samples", "sample_limit",
+        "recommended_by", "estimate",
+    } == set(recs[0])  # fmt: skip
     assert {r["category"] for r in recs} == {"coding", "math", "text"}
+    assert len({r["dataset"] for r in recs}) == len(recs)
     limits = {r["sample_limit"] for r in invoke_json("recommend", "qwen25_3b")["recommendations"]}
-    assert limits == {5, 20, None}
+    assert limits == {20, None}  # Speed (5) and Efficiency (20) share one row per dataset: 20 serves both
 
 
 def test_matrix_json():
@@ -259,7 +253,7 @@ def test_tables_show_the_figures(monkeypatch, capsys):
     assert "Total: 67 evaluation combinations (the guide says ~67)" in stats
     assert "Total: 429 evaluation combinations (the guide says ~429)" in stats
     code, rec, _ = run_main(monkeypatch, capsys, "recommend", "qwen25_0_5b")
-    assert code == 0 and "limit 5/dataset" in rec and "limit 20/dataset" in rec
+    assert code == 0 and "efficiency/Speed (5/dataset)" in rec and "(limit 20)" in rec
     code, models, _ = run_main(monkeypatch, capsys, "models")
     assert code == 0 and "user-supplied" in models and "Models (" in models
 

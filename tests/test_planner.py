@@ -110,37 +110,7 @@ def test_guide_tier_figures_that_the_catalog_reproduces(catalog):
     assert total(("text", "Baseline"), guide_view=True) == 13_777
 
 
-# ---------------------------------------------------------------- recommend
-
-
-def test_recommend_covers_each_category_of_the_model(catalog):
-    recs = planner.recommend(catalog, "qwen25_7b")
-    assert {r.category for r in recs} == {"coding", "math", "text"}
-    tiers = {}
-    for r in recs:
-        tiers.setdefault(r.category, []).append(r.tier)
-    assert list(dict.fromkeys(tiers["coding"])) == ["Essential", "Expansion"]  # "Complete" adds nothing new
-    assert list(dict.fromkeys(tiers["math"])) == ["Essential", "Expansion", "Complete"]
-    assert list(dict.fromkeys(tiers["text"])) == ["Core", "Baseline", "Expansion", "Validation"]
-    coding = [r.dataset for r in recs if r.category == "coding"]
-    assert coding == ["humaneval", "mbpp", "bigcodebench", "codecontests", "apps"]
-    text = [r.dataset for r in recs if r.category == "text"]
-    assert sorted(text) == sorted(catalog.datasets)  # the Validation tier is every dataset, each once
-    essential = [r for r in recs if r.tier == "Essential" and r.category == "coding"]
-    assert all(r.status == "ready" and r.priority == "High" for r in essential)
-
-
-def test_recommend_efficiency_model_reports_both_sample_limits(catalog):
-    recs = planner.recommend(catalog, "qwen25_0_5b")
-    assert {r.sample_limit for r in recs} == {5, 20, None}
-    ready = catalog.select_datasets(["status:ready"])
-    for limit, tier in ((5, "Speed"), (20, "Efficiency")):
-        rows = [r for r in recs if r.sample_limit == limit]
-        assert [r.dataset for r in rows] == ready
-        assert {r.tier for r in rows} == {tier}
-        assert all(r.samples == min(limit, catalog.datasets[r.dataset].count) for r in rows)
-    specialized = [r.dataset for r in recs if r.sample_limit is None]
-    assert specialized == ["efficiency_bench", "mobile_benchmark"]
+# ---------------------------------------------------------------- recommend (more in test_recommend.py)
 
 
 def test_recommend_unknown_model(catalog):

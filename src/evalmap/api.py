@@ -45,7 +45,9 @@ OUTPUT_FILES = (
 OUTPUT_FOLDERS = ("report/tables", "report/figures", "report/samples", "report")
 EARLIER_RUN_MARKERS = ("results.json", "samples.jsonl", "report/index.html")
 # evaluate()'s own keywords; every other option is a BackendOptions or TaskConfig field.
-RUN_KEYWORDS = ("plan", "seed", "catalog", "store", "output", "overwrite", "quiet", "reporter", "weights")
+RUN_KEYWORDS = (
+    "plan", "seed", "catalog", "store", "output", "overwrite", "quiet", "reporter", "weights", "unsafe_no_sandbox",
+)
 
 
 # ---------------------------------------------------------------- the result of a run
@@ -286,10 +288,11 @@ def plan(
     from evalmap.tasks.base import TaskConfig
     from evalmap.workload import plan_workloads
 
-    cat = _catalog(catalog)
+    cat = _catalog(catalog).with_model_refs(_ids(models))
     title, pairs = select_jobs(cat, plan, models, datasets, samples)
     if backend is not None:
         known_backend(backend)
+    runnable = [p for p in pairs if cat.datasets[p[1]].runnable]
     gpu = _gpu_present() if gpu is None else gpu
     task_fields = {f.name for f in dataclasses.fields(TaskConfig)} - {"seed", "n_samples"}
     unknown = sorted(set(options) - task_fields)
@@ -298,16 +301,49 @@ def plan(
                            f"{', '.join(sorted(task_fields))}.")
     config = TaskConfig(**{k: v for k, v in options.items() if v is not None}, n_samples=n_samples, seed=seed)
     with _measurements(store) as (db, where, note):
-        workloads, rendered = plan_workloads(cat, pairs, config, seed, db)
+        workloads, rendered = plan_workloads(cat, runnable, config, seed, db)
         est = planner.estimate_plan(
-            cat, title, pairs, n_samples, backend=backend, measured=db.measured_jobs if db else None, gpu=gpu,
+            cat, title, runnable, n_samples, backend=backend, measured=db.measured_jobs if db else None, gpu=gpu,
             workloads=workloads, settings=dataclasses.asdict(config), batch=batch_size,
-            converting=_converting(cat, pairs, backend),
+            converting=_converting(cat, runnable, backend),
         )
     est.notes.extend(rendered)
     est.store = where
     est.notes.extend([note] if note else [])
+    skipped = list(dict.fromkeys(d for _, d, _ in pairs if not cat.datasets[d].runnable))
+    if skipped:
+        est.notes.append(
+            f"not estimated: {len(pairs) - len(runnable)} job(s) on {', '.join(skipped)}, which evalmap cannot run "
+            "(no task implementation yet; `evalmap datasets --runnable` lists what it can)"
+        )
     return est
+
+
+def recommend(
+    model: str,
+    *,
+    include_all: bool = False,
+    catalog: Catalog | str | Path | Sequence[str | Path] | None = None,
+    backend: str | None = None,
+    store: Store | str | Path | None = None,
+    gpu: bool | None = None,
+) -> list[planner.Recommendation]:
+    """The datasets a model should run (`evalmap recommend`): one row per dataset, each runnable one with the
+    planner's time estimate on `backend` (default the model's engine; measured where the store has it),
+    the others flagged as not runnable. `include_all`: also datasets the model cannot take (images for a
+    text-only model). `model`: a catalog id, a catalog model's HF repo id, or a reference (hf:, openai:, path)."""
+    cat = _catalog(catalog).with_model_refs([model])
+    model_id = cat.model_id(model)
+    recs = planner.recommend(cat, model_id, include_all)
+    runnable = [r for r in recs if r.runnable]
+    if runnable:
+        est = plan(
+            model_id, [r.dataset for r in runnable], {r.dataset: r.sample_limit or r.samples for r in runnable},
+            catalog=cat, backend=backend, store=store, gpu=gpu,
+        )
+        for rec, job in zip(runnable, est.jobs, strict=True):
+            rec.estimate = job
+    return recs
 
 
 @contextlib.contextmanager
@@ -428,12 +464,16 @@ def evaluate(
     quiet: bool = False,
     reporter: Reporter | None = None,
     weights: str | Sequence[str] | dict[str, str] | None = None,
+    unsafe_no_sandbox: bool = False,
     **options: Any,
 ) -> RunResult:
     """Evaluate models on datasets (or a named `plan`), as `evalmap run` does; returns the RunResult.
 
-    models, datasets: ids or selectors ("smollm2_135m", ["gsm8k", "arc_challenge"], "a,b").
-    samples: a deterministic subset of N items per dataset, or {dataset: N} (default: all). backend: transformers,
+    models, datasets: ids or selectors ("smollm2_135m", ["gsm8k", "arc_challenge"], "a,b"); a model may also
+    be a catalog model's HF repo id or a model outside the catalog: "hf:ORG/NAME", "openai:NAME", a local
+    folder or .gguf file (catalog/refs.py). samples: how many items of each dataset (lm-eval's `limit`;
+    a deterministic subset), or {dataset: N} (default: all); not n_samples, the generations per item.
+    backend: transformers,
     llamacpp, openai, vllm, ... (default: the model's). options: any BackendOptions field (base_url,
     api_key_env, batch_size, concurrency, device, dtype, timeout, max_retries, ...) or TaskConfig field
     (data_dir, chat, num_fewshot, mode, variant, n_samples, temperature, judge, pairwise_against, ...); a
@@ -442,8 +482,10 @@ def evaluate(
     judge_<backend option>. store: a Store or a file
     (default $EVALMAP_HOME/store.sqlite). output: a folder to write results.json, samples.jsonl and the
     HTML report into (an earlier run's results there need overwrite=True). quiet: no progress bars
-    (they go to stderr). A rerun with the same arguments resumes an unfinished run or answers from the
-    response cache. Errors a user can cause raise EvalmapError with one sentence saying what to do.
+    (they go to stderr). unsafe_no_sandbox: where bubblewrap cannot run, execute model-written code
+    with resource limits only (without it, such a run stops before it starts). A rerun with the same
+    arguments resumes an unfinished run or answers from the response cache. Errors a user can cause
+    raise EvalmapError with one sentence saying what to do.
     """
     from evalmap.executors.local import run_plan
     from evalmap.store import Store
@@ -459,18 +501,20 @@ def evaluate(
     if output is not None and not str(output).strip():
         raise EvalmapError("--output is empty; pass the folder to write results into, e.g. --output evalmap-out.")
     out_dir = Path(output) if output is not None else None
-    cat = _catalog(catalog)
+    cat = _catalog(catalog).with_model_refs(_ids(models))
     _, pairs = select_jobs(cat, plan, models, datasets, samples)
+    check_runnable(cat, pairs)
     chosen_weights = _weights(weights, list(dict.fromkeys(m for m, _, _ in pairs)))
     cat = cat.with_weights(chosen_weights)
     run_options = _options(None if isinstance(samples, dict) else samples, backend, seed, dict(options))
     if out_dir:
         check_output_dir(out_dir, overwrite)  # before the store opens or a model loads
+    sandbox_allowed = check_sandbox(cat, pairs, unsafe_no_sandbox)
     db = store if isinstance(store, Store) else Store(store)
     args = {"pairs": pairs, "backend": backend, "base_url": options.get("base_url"), "samples": samples,
             "seed": seed, **({"weights": chosen_weights} if chosen_weights else {})}
     try:
-        with _progress(reporter, quiet) as shown:
+        with sandbox_allowed, _progress(reporter, quiet) as shown:
             summary = run_plan(cat, pairs, run_options, db, shown, args=args)
         result = _run_result(db, summary.run_id, summary.results, cat, summary.resumed)
         if out_dir:
@@ -484,6 +528,30 @@ def evaluate(
     finally:
         if db is not store:
             db.close()
+
+
+def check_runnable(catalog: Catalog, pairs: Pairs) -> None:
+    """A dataset without a task fails here, before a store is opened or a run recorded."""
+    missing = list(dict.fromkeys(d for _, d, _ in pairs if not catalog.datasets[d].runnable))
+    if missing:
+        runnable = ", ".join(d.id for d in catalog.datasets.values() if d.runnable)
+        raise EvalmapError(
+            f"evalmap cannot run {', '.join(missing)} yet (no task implementation); leave "
+            f"{'it' if len(missing) == 1 else 'them'} out or pick runnable datasets: {runnable}."
+        )
+
+
+def check_sandbox(catalog: Catalog, pairs: Pairs, unsafe_no_sandbox: bool) -> contextlib.AbstractContextManager:
+    """Before a run that executes model-written code: bubblewrap works here, or the user said
+    --unsafe-no-sandbox (then the fallback is said once, now); else one sentence. Returns the context
+    that lets the run's scorers use the fallback."""
+    from evalmap.sandbox.isolation import isolation_available, unsandboxed_allowed
+
+    allowed = unsandboxed_allowed(unsafe_no_sandbox)
+    if any(catalog.datasets[d].request_kind == "execute" for _, d, _ in pairs):
+        with unsandboxed_allowed(unsafe_no_sandbox):
+            isolation_available()
+    return allowed
 
 
 def _weights(given: str | Sequence[str] | dict[str, str] | None, models: list[str]) -> dict[str, str]:

@@ -18,7 +18,8 @@ from rich.table import Table
 
 from evalmap import planner
 from evalmap.backends.registry import BACKENDS, known_backend
-from evalmap.catalog.loader import Catalog, load_catalog
+from evalmap.catalog.loader import Catalog, check_choice, load_catalog
+from evalmap.catalog.schema import CATEGORIES, TASK_TYPES, Status
 from evalmap.errors import EvalmapError
 from evalmap.report.cli import register as register_report_commands
 from evalmap.report.fit import Column, fit_table, terminal_width
@@ -58,7 +59,8 @@ def _split(values: list[str] | None) -> list[str]:
 # How a column gives way when its table is wider than the terminal (report/fit.py): free text wraps between
 # words, ids and numbers never; the higher its rank here, the sooner a column is hidden; short headers are
 # explained under the table. A column not named here is always shown.
-_WRAPS = {"name", "categories", "description", "metrics", "source", "license", "dataset group", "model type", "note"}
+_WRAPS = {"name", "categories", "description", "metrics", "source", "license", "dataset group", "model type", "note",
+          "recommended by"}
 _DROP = {
     "weights": 6, "license": 5, "name": 4, "backend": 3, "context": 2,  # models
     "source": 5, "guide count": 4, "request": 3, "metrics": 2,  # datasets
@@ -110,6 +112,7 @@ def models(
 ) -> None:
     """List the catalog's models."""
     cat = _catalog(catalog)
+    check_choice("category", category, CATEGORIES)
     rows = [m for m in cat.models.values() if category is None or category in m.categories]
     if fmt is Format.json:
         return _json([m.model_dump(mode="json") for m in rows])
@@ -133,29 +136,39 @@ def models(
 @app.command()
 def datasets(
     task_type: Annotated[str | None, typer.Option("--task-type", help="Only this task type.")] = None,
-    status: Annotated[str | None, typer.Option(help="ready or expansion.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="The guide's label: ready or expansion (not whether evalmap can run it).")
+    ] = None,
+    runnable: Annotated[
+        bool | None, typer.Option("--runnable/--not-runnable", help="Only what evalmap can run (has a task for).")
+    ] = None,
     catalog: CatalogOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """List the catalog's datasets."""
+    """List the catalog's datasets: the guide's label (status) and whether evalmap can run each (runs)."""
     cat = _catalog(catalog)
+    check_choice("task type", task_type, TASK_TYPES)
+    check_choice("status (the guide's label)", status, [s.value for s in Status])
     rows = [
         d for d in cat.datasets.values()
         if (task_type is None or d.task_type == task_type) and (status is None or d.guide_status.value == status)
+        and runnable in (None, d.runnable)
     ]
     if fmt is Format.json:
         return _json([d.model_dump(mode="json") for d in rows])
     out.print(
         _table(
             f"Datasets ({len(rows)})",
-            ["id", "task type", "status", "count", "guide count", "request", "metrics", "source"],
+            ["id", "task type", "status", "runs", "count", "guide count", "request", "metrics", "source"],
             [
                 [
-                    d.id, d.task_type, d.guide_status.value, _n(d.count), _n(d.guide_count), d.request_kind,
-                    ", ".join(d.metrics), f"{d.source.id}:{d.source.split}",
+                    d.id, d.task_type, d.guide_status.value, "yes" if d.runnable else "no task", _n(d.count),
+                    _n(d.guide_count), d.request_kind, ", ".join(d.metrics), f"{d.source.id}:{d.source.split}",
                 ]
                 for d in rows
             ],
+            caption="status: the mapping guide's label; runs: whether evalmap has a task for it (`no task`: "
+            "listed, never run or estimated).",
         )
     )
 
@@ -165,31 +178,66 @@ def datasets(
 
 @app.command()
 def recommend(
-    model: Annotated[str, typer.Argument(help="Model id, e.g. qwen25_7b.")],
+    model: Annotated[str, typer.Argument(help="Model id (qwen25_7b), its HF repo id, or hf:ORG/NAME.")],
+    include_all: Annotated[
+        bool, typer.Option("--all", help="Also datasets the model cannot take (images for a text-only model).")
+    ] = False,
+    backend: Annotated[
+        str | None,
+        typer.Option(help=f"The engine to estimate: {', '.join(BACKENDS)} (default: the model's run.default_backend)."),
+    ] = None,
+    store_path: Annotated[
+        Path | None,
+        typer.Option("--store", help="Store whose measured speeds to use (default ~/.cache/evalmap; never created)."),
+    ] = None,
     catalog: CatalogOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """The datasets a model should be run on, by category, tier and status."""
+    """The datasets a model should be run on, one row each, with the estimated time on the chosen engine;
+    run them all with `evalmap run --models MODEL --datasets recommended`."""
+    from evalmap.api import recommend as recommendations
+
     cat = _catalog(catalog)
-    recs = planner.recommend(cat, model)
-    if fmt is Format.json:
-        return _json({"model": model, "recommendations": [r.__dict__ for r in recs]})
+    backend = None if backend is None else known_backend(backend)
+    recs = recommendations(model, include_all=include_all, catalog=cat, backend=backend, store=store_path)
+    cat = cat.with_model_refs([model])
     m = cat.model(model)
+    shown = {r.dataset for r in recs}
+    hidden = [r.dataset for r in planner.recommend(cat, m.id, include_all=True) if r.dataset not in shown]
+    if fmt is Format.json:
+        return _json({"model": model, "recommendations": [r.to_dict() for r in recs], "left_out": hidden})
     rows = [
-        [r.category, r.tier, r.dataset, r.task_type, r.status, _n(r.samples)
-         + (f" (limit {r.sample_limit}/dataset)" if r.sample_limit else "")]
+        [r.dataset, r.task_type, r.guide_status, _why(r.recommended_by),
+         _n(r.samples) + (f" (limit {r.sample_limit})" if r.sample_limit else ""),
+         _plan_time(r.estimate) if r.estimate else "cannot run (no task)", r.estimate.speed if r.estimate else ""]
         for r in recs
     ]
-    ready = sum(r.samples for r in recs if r.status == "ready")
-    total = sum(r.samples for r in recs)
+    runnable = [r for r in recs if r.estimate]
+    parts = [f"{len(recs)} datasets, {len(runnable)} runnable ({sum(r.samples for r in runnable):,} samples)"]
+    if runnable:
+        times = [r.estimate.estimate_seconds for r in runnable]
+        first = runnable[0].estimate
+        total = "unknown" if None in times else _duration(sum(times))
+        parts.append(f"time: on {first.engine}, {first.source}; all runnable: {total}")
+    if hidden:
+        parts.append(f"left out: {', '.join(hidden)} ({planner.unsuitable(m, cat.datasets[hidden[0]])}; --all)")
+    parts.append("run them: evalmap run --models MODEL --datasets recommended")
     out.print(
         _table(
-            f"Recommended for {model} ({m.name}; categories: {', '.join(m.categories)})",
-            ["category", "tier", "dataset", "task type", "status", "samples"],
+            f"Recommended for {m.id} ({m.name}; categories: {', '.join(m.categories)})",
+            ["dataset", "task type", "status", "recommended by", "samples", "time", "speed"],
             rows,
-            caption=f"{len(recs)} recommendations; {ready:,} samples on ready datasets, {total:,} in all.",
+            caption=". ".join(parts) + ".",
         )
     )
+
+
+def _why(reasons: list[str]) -> str:
+    """The first tier of each recommending category: `text/Core, efficiency/Speed (5/dataset)`."""
+    firsts: dict[str, str] = {}
+    for reason in reasons:
+        firsts.setdefault(reason.split("/", 1)[0], reason)
+    return ", ".join(firsts.values())
 
 
 def _pool_rows(figures: list[planner.PoolFigures]) -> list[list]:
@@ -267,10 +315,22 @@ def list_plans(catalog: CatalogOpt = None, fmt: FormatOpt = Format.table) -> Non
 @app.command()
 def plan(
     name: Annotated[str | None, typer.Argument(help="A named plan: A, B, C or a plan id.")] = None,
-    models_: Annotated[list[str] | None, typer.Option("--models", help="Model ids or selectors.")] = None,
-    datasets_: Annotated[list[str] | None, typer.Option("--datasets", help="Dataset ids or selectors.")] = None,
-    samples: Annotated[int | None, typer.Option(help="Items per dataset (default: all).", min=1)] = None,
-    n_samples: Annotated[int, typer.Option("--n-samples", help="Generations per item.", min=1)] = 1,
+    models_: Annotated[
+        list[str] | None,
+        typer.Option("--models", help="Model ids or selectors; hf:ORG/NAME, openai:NAME or a path for a model "
+                     "outside the catalog."),
+    ] = None,
+    datasets_: Annotated[
+        list[str] | None,
+        typer.Option("--datasets", help="Dataset ids or selectors: recommended, runnable, task_type:TYPE, "
+                     "status:ready|expansion, all."),
+    ] = None,
+    samples: Annotated[
+        int | None, typer.Option(help="ITEMS per dataset (lm-eval's --limit; default: all); not --n-samples.", min=1)
+    ] = None,
+    n_samples: Annotated[
+        int, typer.Option("--n-samples", help="GENERATIONS per item (pass@k); not --samples.", min=1)
+    ] = 1,
     backend: Annotated[
         str | None,
         typer.Option(help=f"The engine to estimate: {', '.join(BACKENDS)} (default: the model's run.default_backend)."),
@@ -390,9 +450,22 @@ def _backend_option(name: str | None) -> str | None:
 
 @app.command()
 def run(
-    models_: Annotated[list[str] | None, typer.Option("--models", help="Model ids (comma-separated).")] = None,
-    datasets_: Annotated[list[str] | None, typer.Option("--datasets", help="Dataset ids (comma-separated).")] = None,
-    samples: Annotated[int | None, typer.Option(help="Deterministic subset of N items per dataset.", min=1)] = None,
+    models_: Annotated[
+        list[str] | None,
+        typer.Option("--models", help="Model ids or selectors (comma-separated); also a catalog model's HF repo id, "
+                     "or a model outside the catalog: hf:ORG/NAME, openai:NAME (with --base-url), a local folder or "
+                     ".gguf file."),
+    ] = None,
+    datasets_: Annotated[
+        list[str] | None,
+        typer.Option("--datasets", help="Dataset ids or selectors (comma-separated): recommended, runnable, "
+                     "task_type:TYPE, status:ready|expansion, all."),
+    ] = None,
+    samples: Annotated[
+        int | None,
+        typer.Option(help="ITEMS per dataset: a deterministic subset of N items (lm-eval's --limit); not --n-samples.",
+                     min=1),
+    ] = None,
     plan_name: Annotated[str | None, typer.Option("--plan", help="Run a named plan (A, B, C, ...).")] = None,
     backend: Annotated[
         str | None,
@@ -434,9 +507,20 @@ def run(
         str | None, typer.Option(help="A dataset variant, e.g. sanitized (mbpp), math500, aime25.")
     ] = None,
     n_samples: Annotated[
-        int, typer.Option("--n-samples", min=1, max=1000, help="Generations per item (pass@k), up to 1000.")
+        int,
+        typer.Option("--n-samples", min=1, max=1000,
+                     help="GENERATIONS per item (pass@k), up to 1000; not --samples (items per dataset)."),
     ] = 1,
     temperature: Annotated[float, typer.Option(min=0.0)] = 0.0,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option("--max-tokens", min=1, help="Most tokens per generated answer (default: each dataset's own)."),
+    ] = None,
+    unsafe_no_sandbox: Annotated[
+        bool,
+        typer.Option("--unsafe-no-sandbox", help="Where bubblewrap cannot run, execute model-written code (coding "
+                     "datasets) with resource limits only; without it such a run stops before it starts."),
+    ] = False,
     judge_model: Annotated[
         str | None,
         typer.Option("--judge-model", help="The catalog model that grades judged datasets (mt_bench); default: "
@@ -482,7 +566,8 @@ def run(
             max_retries=max_retries, data_dir=data_dir, chat=chat, num_fewshot=num_fewshot, mode=mode,
             variant=variant, n_samples=n_samples, temperature=temperature, judge=judge_model,
             pairwise_against=pairwise_against, judge_backend=judge_backend, judge_base_url=judge_base_url,
-            judge_api_key_env=judge_api_key_env, weights=weights,
+            judge_api_key_env=judge_api_key_env, weights=weights, max_tokens=max_tokens,
+            unsafe_no_sandbox=unsafe_no_sandbox,
         )
     except KeyboardInterrupt:
         err.print("Interrupted: finished samples are saved; run the same command again to resume.")

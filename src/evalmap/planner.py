@@ -24,44 +24,64 @@ from evalmap.workload import Lengths, RequestShape, Workload, catalog_workload
 
 @dataclass
 class Recommendation:
-    category: str
-    group: str
-    priority: str
-    tier: str
+    """One dataset for a model: the first (highest) category tier naming it, every tier that does, and what a
+    run of it covers (`sample_limit` None: every item; a number: the most that any recommending tier asks)."""
+
     dataset: str
     task_type: str
-    status: str
+    guide_status: str
+    runnable: bool  # evalmap has a task for it (a non-runnable row is listed, never estimated or run)
+    category: str
+    priority: str
+    tier: str
     samples: int
     sample_limit: int | None
+    recommended_by: list[str] = field(default_factory=list)  # "coding/Essential", "efficiency/Speed (5/dataset)"
+    estimate: JobEstimate | None = None  # filled by evalmap.api.recommend, for runnable rows
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
-def recommend(catalog: Catalog, model_id: str) -> list[Recommendation]:
-    """The datasets a model should be run on: its categories' groups, tier by tier.
+def unsuitable(model: Model, ds: Dataset) -> str | None:
+    """Why the model cannot take the dataset at all (None: it can): a text-only model has no eyes."""
+    if ds.task_type == "multimodal" and model.modality == "text":
+        return "needs images; the model reads text only"
+    return None
 
-    A dataset appears once per category and sample limit, under the first (highest)
-    tier naming it; a tier with a per-dataset sample limit (the efficiency tiers, 5
-    and 20 samples) reports that limit, so each limited tier keeps its own rows.
+
+def recommend(catalog: Catalog, model_id: str, include_all: bool = False) -> list[Recommendation]:
+    """The datasets a model should be run on: its categories' groups, tier by tier, one row per dataset.
+
+    A dataset named by several categories or tiers keeps the first (highest) one and lists them all; its
+    sample limit is the largest any of them asks (none if one asks for every item), so one run serves
+    all of them. Datasets the model cannot take (images for a text-only model) are left out unless
+    `include_all`.
     """
     model = catalog.model(model_id)
-    out: list[Recommendation] = []
+    rows: dict[str, Recommendation] = {}
     for group in catalog.mapping.groups:
         if group.category not in model.categories:
             continue
-        seen: set[tuple[str, int | None]] = set()
         for tier in group.tiers:
             for ds_id in catalog.select_datasets(tier.datasets):
-                if (ds_id, tier.sample_limit) in seen:
-                    continue
-                seen.add((ds_id, tier.sample_limit))
                 ds = catalog.datasets[ds_id]
-                samples = min(ds.count, tier.sample_limit) if tier.sample_limit else ds.count
-                out.append(
-                    Recommendation(
-                        group.category, group.group, group.priority, tier.name, ds_id,
-                        ds.task_type, ds.guide_status.value, samples, tier.sample_limit,
+                if not include_all and unsuitable(model, ds):
+                    continue
+                limit = f" ({tier.sample_limit}/dataset)" if tier.sample_limit else ""
+                reason = f"{group.category}/{tier.name}{limit}"
+                row = rows.get(ds_id)
+                if row is None:
+                    row = rows[ds_id] = Recommendation(
+                        ds_id, ds.task_type, ds.guide_status.value, ds.runnable, group.category, group.priority,
+                        tier.name, 0, tier.sample_limit,
                     )
-                )
-    return out
+                elif row.sample_limit is not None:
+                    row.sample_limit = None if tier.sample_limit is None else max(row.sample_limit, tier.sample_limit)
+                if reason not in row.recommended_by:
+                    row.recommended_by.append(reason)
+                row.samples = min(ds.count, row.sample_limit) if row.sample_limit else ds.count
+    return list(rows.values())
 
 
 # ---------------------------------------------------------------- matrix and usage
@@ -688,10 +708,20 @@ class PlanEstimate:
 def plan_pairs(
     catalog: Catalog, models: list[str], datasets: list[str], samples: int | None = None
 ) -> list[tuple[str, str, int | None]]:
-    """(model, dataset, samples) jobs of an ad-hoc selection, in model-major order."""
+    """(model, dataset, samples) jobs of an ad-hoc selection, in model-major order. The `recommended`
+    selector adds each model's own runnable recommendations (with their tier's sample limit unless
+    `samples` is given)."""
     model_ids = catalog.select_models(models)
-    dataset_ids = catalog.select_datasets(datasets)
-    return [(m, d, samples) for m in model_ids for d in dataset_ids]
+    dataset_ids = catalog.select_datasets([d for d in datasets if d != "recommended"])
+    pairs: list[tuple[str, str, int | None]] = []
+    for m in model_ids:
+        limits: dict[str, int | None] = dict.fromkeys(dataset_ids, samples)
+        if "recommended" in datasets:
+            for rec in recommend(catalog, m):
+                if rec.runnable:
+                    limits.setdefault(rec.dataset, samples or rec.sample_limit)
+        pairs.extend((m, d, n) for d, n in limits.items())
+    return pairs
 
 
 def named_plan_pairs(catalog: Catalog, plan_id: str) -> tuple[str, list[tuple[str, str, int | None]]]:

@@ -511,7 +511,7 @@ def test_no_leaks_after_a_thousand_runs(request: pytest.FixtureRequest) -> None:
     _assert_no_leaks(1000)
 
 
-def test_rlimit_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rlimit_fallback(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv(isolation.ENV_VAR, "rlimit")
     monkeypatch.setenv("EVALMAP_TEST_SECRET", "hunter2")
     isolation._warn_fallback.cache_clear()
@@ -520,8 +520,9 @@ def test_rlimit_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
             isolation_available()
         return
     tmp_before = len(list(Path("/tmp").glob("evalmap-sandbox-*")))
-    with pytest.warns(RuntimeWarning, match="resource limits ONLY"):
-        assert isolation_available() == "rlimit"
+    assert isolation_available() == "rlimit" and isolation_available() == "rlimit"
+    said = [r.getMessage() for r in caplog.records if "resource limits ONLY" in r.getMessage()]
+    assert len(said) == 1  # once, however often it is asked
     code = "import os, sys; print(sys.stdin.read(), 'EVALMAP_TEST_SECRET' in os.environ, os.getuid() > 0)"
     echo = run(code, stdin="hi")
     assert (echo.status, echo.stdout, echo.isolation) == ("passed", "hi False True\n", "rlimit")
@@ -545,14 +546,23 @@ def test_rlimit_fallback_never_runs_as_root(monkeypatch: pytest.MonkeyPatch) -> 
         isolation._rlimit_problem.cache_clear()
 
 
-def test_broken_bwrap_falls_back_or_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_broken_bwrap_refuses_unless_unsafe_is_asked(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setattr(isolation, "_bwrap_problem", lambda: "bwrap failed to start: test")
-    monkeypatch.setattr(isolation, "_rlimit_problem", lambda: "uid 65534 cannot run python")
-    with pytest.raises(SandboxUnavailableError, match="bwrap failed to start: test.*cannot run python"):
-        isolation_available()
     monkeypatch.setattr(isolation, "_rlimit_problem", lambda: None)
-    with pytest.warns(RuntimeWarning, match="bwrap failed to start: test"):
+    with pytest.raises(SandboxUnavailableError, match="bwrap failed to start: test.*--unsafe-no-sandbox"):
+        isolation_available()
+    with isolation.unsandboxed_allowed(True):
+        monkeypatch.setattr(isolation, "_rlimit_problem", lambda: "uid 65534 cannot run python")
+        with pytest.raises(SandboxUnavailableError, match="bwrap failed to start: test.*cannot run python"):
+            isolation_available()
+        monkeypatch.setattr(isolation, "_rlimit_problem", lambda: None)
+        isolation._warn_fallback.cache_clear()
         assert isolation_available() == "rlimit"
+        assert any("bwrap failed to start: test" in r.getMessage() for r in caplog.records)
+    with pytest.raises(SandboxUnavailableError, match="--unsafe-no-sandbox"):  # only while the run lasts
+        isolation_available()
     monkeypatch.setenv(isolation.ENV_VAR, "bwrap")
     with pytest.raises(SandboxUnavailableError, match="install bubblewrap"):
         isolation_available()

@@ -23,7 +23,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from evalmap.catalog.schema import Dataset, GGUFSource, Mapping, Model, Plan
+from evalmap.catalog import refs
+from evalmap.catalog.schema import CATEGORIES, TASK_TYPES, Dataset, GGUFSource, Mapping, Model, Plan, Status
 from evalmap.errors import EvalmapError, UnknownIdError
 
 PACKAGE_FILES = ("models.yaml", "datasets.yaml", "mapping.yaml")
@@ -160,6 +161,16 @@ def _deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
+def invalid_value(what: str, value: str, valid: list[str] | tuple[str, ...]) -> EvalmapError:
+    """`--task-type math` and friends: the value is wrong, and here are the right ones."""
+    return EvalmapError(f"{value!r} is not a valid {what}; valid: {', '.join(valid)}.")
+
+
+def check_choice(what: str, value: str | None, valid: list[str] | tuple[str, ...]) -> None:
+    if value is not None and value not in valid:
+        raise invalid_value(what, value, valid)
+
+
 @dataclass
 class Catalog:
     models: dict[str, Model]
@@ -168,16 +179,64 @@ class Catalog:
     plans: dict[str, Plan]
     sources: list[str]
     version: str
+    aliases: dict[str, str] = field(default_factory=dict)  # model references outside the catalog -> their ids
+
+    def model_id(self, ref: str) -> str:
+        """The catalog id a model reference names: an id, a reference added by `with_model_refs`, or a
+        catalog model's Hugging Face repo id (`Qwen/Qwen2.5-7B-Instruct`, with or without `hf:`)."""
+        if ref in self.models:
+            return ref
+        if ref in self.aliases:
+            return self.aliases[ref]
+        repo = ref.removeprefix("hf:").lower()
+        for model in self.models.values():
+            if model.hf_repo and model.hf_repo.lower() == repo:
+                return model.id
+        if "/" in ref and not ref.startswith(refs.PREFIXES):
+            raise EvalmapError(
+                f"{ref!r} is neither a catalog model nor a path that exists; for a Hugging Face model outside the "
+                f"catalog write hf:{ref} (or `evalmap models` lists the catalog)."
+            )
+        raise UnknownIdError("model", ref, list(self.models))
 
     def model(self, model_id: str) -> Model:
-        if model_id not in self.models:
-            raise UnknownIdError("model", model_id, list(self.models))
-        return self.models[model_id]
+        return self.models[self.model_id(model_id)]
 
     def dataset(self, dataset_id: str) -> Dataset:
         if dataset_id not in self.datasets:
             raise UnknownIdError("dataset", dataset_id, list(self.datasets))
         return self.datasets[dataset_id]
+
+    def _derived(self, models: dict[str, Model], aliases: dict[str, str], salt: str) -> Catalog:
+        """This catalog with other models; its version changes with them, so a run on them is another run."""
+        version = hashlib.sha256(f"{self.version}\0{salt}".encode()).hexdigest()[:12] if salt else self.version
+        return Catalog(models, self.datasets, self.mapping, self.plans, self.sources, version, aliases)
+
+    def with_model_refs(self, selectors: list[str]) -> Catalog:
+        """The catalog plus an ad-hoc entry for each model reference outside it (`hf:ORG/NAME`, `openai:NAME`,
+        a local folder or .gguf file: see catalog/refs.py); other selectors pass through untouched."""
+        models, aliases = dict(self.models), dict(self.aliases)
+        for ref in selectors:
+            if ref in aliases or not refs.is_model_ref(ref):
+                continue
+            try:
+                aliases[ref] = self.model_id(ref)  # hf:ORG/NAME of a catalog model is that model
+                continue
+            except EvalmapError:
+                pass
+            name = ref.split(":", 1)[1].split("/")[-1] if ref.startswith(refs.PREFIXES) else Path(ref).stem
+            base = refs.slug(name)
+            model_id, n = base, 2
+            while model_id in models:
+                model_id, n = f"{base}_{n}", n + 1
+            try:
+                models[model_id] = refs.model_from_ref(ref, model_id)
+            except (OSError, ValueError) as exc:
+                raise EvalmapError(f"The model {ref} cannot be read ({exc}); pass a folder with config.json, a "
+                                   ".gguf file, hf:ORG/NAME or openai:NAME.") from None
+            aliases[ref] = model_id
+        added = sorted(r for r in aliases if aliases[r] not in self.models)
+        return self._derived(models, aliases, "\0".join(f"{r}={aliases[r]}" for r in added))
 
     def with_weights(self, weights: dict[str, str]) -> Catalog:
         """The catalog with models pointed at local weights (`--weights`): a folder holding config.json for
@@ -197,10 +256,9 @@ class Catalog:
                     f"--weights {given} for {model_id} {what}; pass the folder holding the model's config.json and "
                     "weights (transformers, vLLM) or its .gguf file (llama.cpp)."
                 )
-            models[model_id] = model.model_copy(update={"run": run})
+            models[model.id] = model.model_copy(update={"run": run})
         pinned = "\0".join(f"{m}={models[m].run.hf or models[m].run.gguf}" for m in sorted(weights))
-        version = hashlib.sha256(f"{self.version}\0{pinned}".encode()).hexdigest()[:12]
-        return Catalog(models, self.datasets, self.mapping, self.plans, self.sources, version)
+        return self._derived(models, self.aliases, pinned) if weights else self
 
     def plan(self, plan_id: str) -> Plan:
         key = plan_id.lower()
@@ -210,37 +268,48 @@ class Catalog:
         return self.plans[key]
 
     def select_datasets(self, selectors: list[str]) -> list[str]:
-        """Resolve dataset ids and selectors (`all`, `status:ready`, `task_type:X`) in catalog order."""
+        """Resolve dataset ids and selectors in catalog order: `all`, `runnable` (the datasets evalmap has a
+        task for), `status:ready|expansion` (the guide's label), `task_type:TYPE`. (`recommended`, which
+        depends on the model, is the planner's: see planner.plan_pairs.)"""
         chosen: list[str] = []
         for sel in selectors:
+            kind, _, value = sel.partition(":")
             if sel == "all":
                 ids = list(self.datasets)
-            elif sel.startswith("status:"):
-                ids = [d.id for d in self.datasets.values() if d.guide_status.value == sel.split(":", 1)[1]]
-            elif sel.startswith("task_type:"):
-                ids = [d.id for d in self.datasets.values() if d.task_type == sel.split(":", 1)[1]]
+            elif sel == "runnable":
+                ids = [d.id for d in self.datasets.values() if d.runnable]
+            elif kind == "status" and value:
+                check_choice("status (the guide's label)", value, [s.value for s in Status])
+                ids = [d.id for d in self.datasets.values() if d.guide_status.value == value]
+            elif kind == "task_type" and value:
+                check_choice("task type", value, TASK_TYPES)
+                ids = [d.id for d in self.datasets.values() if d.task_type == value]
+            elif sel == "recommended":
+                raise EvalmapError("The `recommended` selector depends on the model; use it in plan or run --datasets.")
             else:
                 ids = [self.dataset(sel).id]
             chosen.extend(i for i in ids if i not in chosen)
         return chosen
 
     def select_models(self, selectors: list[str]) -> list[str]:
-        """Resolve model ids and selectors (`all`, `guide`, `guide:CAT`, `category:CAT`) in catalog order."""
+        """Resolve model ids, references (see `model_id`) and selectors (`all`, `guide`, `guide:CAT`,
+        `category:CAT`) in catalog order."""
         chosen: list[str] = []
         for sel in selectors:
+            kind, _, value = sel.partition(":")
             if sel == "all":
                 ids = list(self.models)
             elif sel == "guide":
                 ids = [m.id for m in self.models.values() if m.in_guide]
-            elif sel.startswith("guide:"):
-                cat = sel.split(":", 1)[1]
-                group = next((g for g in self.mapping.groups if g.category == cat), None)
-                ids = list(group.guide_models) if group else []
-            elif sel.startswith("category:"):
-                cat = sel.split(":", 1)[1]
-                ids = [m.id for m in self.models.values() if cat in m.categories]
+            elif kind in ("guide", "category") and value:
+                check_choice("category", value, CATEGORIES)
+                if kind == "guide":
+                    group = next((g for g in self.mapping.groups if g.category == value), None)
+                    ids = list(group.guide_models) if group else []
+                else:
+                    ids = [m.id for m in self.models.values() if value in m.categories]
             else:
-                ids = [self.model(sel).id]
+                ids = [self.model_id(sel)]
             chosen.extend(i for i in ids if i not in chosen)
         return chosen
 
@@ -354,4 +423,4 @@ def _check_references(catalog: Catalog) -> None:
     for plan in catalog.plans.values():
         for step in plan.steps:
             catalog.select_models(step.models)
-            catalog.select_datasets(step.datasets)
+            catalog.select_datasets([d for d in step.datasets if d != "recommended"])  # per model, at plan time

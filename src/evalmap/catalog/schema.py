@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field, model_validator
 from pydantic_core import PydanticCustomError
 
 from evalmap.backends.registry import BACKENDS, unknown_backend
@@ -179,6 +179,14 @@ class Dataset(Strict):
     )
     notes: str = ""
 
+    @computed_field
+    @property
+    def runnable(self) -> bool:
+        """Whether evalmap has a task for it (the task registry), which is what `ready` cannot promise."""
+        from evalmap.tasks.registry import SPECS  # the registry imports this module
+
+        return self.id in SPECS
+
     @model_validator(mode="before")
     @classmethod
     def _renamed_status(cls, data: Any) -> Any:
@@ -186,6 +194,8 @@ class Dataset(Strict):
         (and wins over the packaged value it was merged onto)."""
         if isinstance(data, dict) and "status" in data:
             data = {k: v for k, v in data.items() if k != "status"} | {"guide_status": data["status"]}
+        if isinstance(data, dict):  # computed, never given (a dumped record may carry it back)
+            data = {k: v for k, v in data.items() if k != "runnable"}
         return data
 
 

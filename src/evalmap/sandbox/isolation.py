@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -9,7 +10,6 @@ import shutil
 import site
 import subprocess
 import sys
-import warnings
 
 from evalmap.errors import EvalmapError
 from evalmap.sandbox import seccomp
@@ -224,14 +224,29 @@ def _bwrap_problem() -> str | None:
     return None
 
 
+_unsafe_allowed = False  # --unsafe-no-sandbox, for the duration of a run (see unsandboxed_allowed)
+
+
+@contextlib.contextmanager
+def unsandboxed_allowed(allowed: bool):
+    """While open (and `allowed`), model code may run with resource limits only where bwrap cannot run:
+    the user's explicit --unsafe-no-sandbox. Process-wide, since the scorers are threads of the run."""
+    global _unsafe_allowed
+    before = _unsafe_allowed
+    _unsafe_allowed = before or allowed
+    try:
+        yield
+    finally:
+        _unsafe_allowed = before
+
+
 @functools.cache
 def _warn_fallback(reason: str) -> None:
-    message = (
-        f"evalmap sandbox: {reason}; untrusted code runs with resource limits ONLY "
-        "(no filesystem, network or process isolation)."
+    """Said once per process (a run checks before its scorer threads start, so they find it said)."""
+    logger.warning(
+        "evalmap sandbox: %s; untrusted code runs with resource limits ONLY (no filesystem, network or process "
+        "isolation).", reason,
     )
-    logger.warning(message)
-    warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 @functools.cache
@@ -256,7 +271,8 @@ def _rlimit_problem() -> str | None:
 
 
 def isolation_available() -> str:
-    """ "bwrap" when bubblewrap works here, else "rlimit" (said loudly, once).
+    """ "bwrap" when bubblewrap works here, else "rlimit" (said loudly, once) when the user asked for it
+    (EVALMAP_SANDBOX=rlimit, or --unsafe-no-sandbox: `unsandboxed_allowed`); else one sentence.
 
     The fallback never runs model code as root: as root it runs it as `sandbox_uid()`, and
     where that uid cannot run this Python, there is no fallback and evalmap says so.
@@ -272,6 +288,12 @@ def isolation_available() -> str:
             return "bwrap"
         if mode == "bwrap":
             raise SandboxUnavailableError(f"{ENV_VAR}=bwrap is set but {problem}; install bubblewrap or unset it.")
+        if not _unsafe_allowed:
+            raise SandboxUnavailableError(
+                f"Model-written code runs only in a sandbox, and here {problem}; install bubblewrap (as root: "
+                "apt-get install bubblewrap, which `bash scripts/install.sh` does) or pass --unsafe-no-sandbox "
+                "(evaluate(..., unsafe_no_sandbox=True)) to run it with resource limits only."
+            )
         reason = problem
     blocker = _rlimit_problem()
     if blocker is not None:

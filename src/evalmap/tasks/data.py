@@ -39,6 +39,7 @@ from typing import Any
 
 from evalmap.catalog.schema import Dataset
 from evalmap.errors import DataMissingError, EvalmapError
+from evalmap.hub import cache_only_when_offline
 
 DATA_DIR_ENV = "EVALMAP_DATA_DIR"
 
@@ -352,7 +353,13 @@ def _load_hub(hub_id: str, config: str | None, split: str, revision: str | None)
         import datasets
     except ImportError as exc:
         raise RuntimeError("the `datasets` package is not installed; pip install 'evalmap[hf]'") from exc
-    rows = datasets.load_dataset(hub_id, config, split=split, revision=revision)
+    with cache_only_when_offline() as offline:
+        try:
+            rows = datasets.load_dataset(hub_id, config, split=split, revision=revision)
+        except Exception:
+            if offline:  # said at once, not after retries (evalmap/hub.py)
+                raise ConnectionError(f"{offline}, and the local hub cache holds no copy") from None
+            raise
     images = [name for name, feature in rows.features.items() if isinstance(feature, datasets.Image)]
     if images:
         return _rows_with_images(rows, images)
@@ -397,13 +404,17 @@ def _rows_with_images(rows: Any, columns: list[str]) -> list[Record]:
     return records
 
 
-
-
 def _download_hub_files(hub_id: str, files: Sequence[str], revision: str | None) -> list[Path]:
     """Each file of a hub dataset repo, through the hub cache (honours HF_HUB_OFFLINE)."""
     from huggingface_hub import hf_hub_download
 
-    return [Path(hf_hub_download(hub_id, f, repo_type="dataset", revision=revision)) for f in files]
+    with cache_only_when_offline() as offline:
+        try:
+            return [Path(hf_hub_download(hub_id, f, repo_type="dataset", revision=revision)) for f in files]
+        except Exception:
+            if offline:
+                raise ConnectionError(f"{offline}, and the local hub cache holds no copy") from None
+            raise
 
 
 def _short_reason(exc: Exception) -> str:
