@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import tempfile
@@ -47,7 +48,9 @@ EARLIER_RUN_MARKERS = ("results.json", "samples.jsonl", "report/index.html")
 # evaluate()'s own keywords; every other option is a BackendOptions or TaskConfig field.
 RUN_KEYWORDS = (
     "plan", "seed", "catalog", "store", "output", "overwrite", "quiet", "reporter", "weights", "unsafe_no_sandbox",
+    "executor", "ray_address", "replicas",
 )
+EXECUTORS = ("local", "ray")
 
 
 # ---------------------------------------------------------------- the result of a run
@@ -108,6 +111,7 @@ class RunResult:
     wall_seconds: float  # the run's time in all the processes that worked on it (resumes add up)
     resumed: bool = False
     outputs: dict[str, Path] = field(default_factory=dict)  # results / samples / report, when written
+    workers: list[dict] = field(default_factory=list)  # --executor ray: each worker's node, samples and throughput
 
     @property
     def model_calls(self) -> int:
@@ -166,6 +170,7 @@ class RunResult:
             "jobs": [_job_dict(j) for j in self.jobs],
             "groups": [{"model": g.model, "group": g.group, "members": list(g.members), **_entry(g.score)}
                        for g in self.groups],
+            **({"workers": self.workers} if self.workers else {}),
         })
 
 
@@ -465,6 +470,9 @@ def evaluate(
     reporter: Reporter | None = None,
     weights: str | Sequence[str] | dict[str, str] | None = None,
     unsafe_no_sandbox: bool = False,
+    executor: str = "local",
+    ray_address: str | None = None,
+    replicas: int | None = None,
     **options: Any,
 ) -> RunResult:
     """Evaluate models on datasets (or a named `plan`), as `evalmap run` does; returns the RunResult.
@@ -483,13 +491,24 @@ def evaluate(
     (default $EVALMAP_HOME/store.sqlite). output: a folder to write results.json, samples.jsonl and the
     HTML report into (an earlier run's results there need overwrite=True). quiet: no progress bars
     (they go to stderr). unsafe_no_sandbox: where bubblewrap cannot run, execute model-written code
-    with resource limits only (without it, such a run stops before it starts). A rerun with the same
+    with resource limits only (without it, such a run stops before it starts). executor: "local" (this
+    process) or "ray" (a Ray cluster at ray_address, else $RAY_ADDRESS, else Ray started here; `replicas`
+    copies of each model, default from the free GPUs; docs/ray.md). A rerun with the same
     arguments resumes an unfinished run or answers from the response cache. Errors a user can cause
     raise EvalmapError with one sentence saying what to do.
     """
     from evalmap.executors.local import run_plan
     from evalmap.store import Store
 
+    if executor not in EXECUTORS:
+        raise EvalmapError(f"Unknown executor {executor!r}; choose local or ray.")
+    if replicas is not None and not (isinstance(replicas, int) and not isinstance(replicas, bool) and replicas >= 1):
+        raise EvalmapError(f"replicas must be a whole number, 1 or more (got {replicas!r}).")
+    if executor == "ray":
+        from evalmap.executors.ray_executor import import_ray, run_plan_on_ray
+
+        import_ray()  # not installed: one sentence before anything is opened
+        run_plan = functools.partial(run_plan_on_ray, address=ray_address, replicas=replicas)
     temperature = options.get("temperature", 0.0)
     if not (isinstance(temperature, int | float) and math.isfinite(temperature)):
         raise EvalmapError(f"--temperature {temperature} is not a finite number; pass 0 (greedy) or e.g. 0.8.")
@@ -517,6 +536,7 @@ def evaluate(
         with sandbox_allowed, _progress(reporter, quiet) as shown:
             summary = run_plan(cat, pairs, run_options, db, shown, args=args)
         result = _run_result(db, summary.run_id, summary.results, cat, summary.resumed)
+        result.workers = summary.metadata.get("workers", [])
         if out_dir:
             if overwrite:
                 remove_outputs(out_dir)  # only now: an interrupted run leaves the earlier results in place

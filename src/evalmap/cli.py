@@ -339,6 +339,10 @@ def plan(
         Path | None,
         typer.Option("--store", help="Store whose measured speeds to use (default ~/.cache/evalmap; never created)."),
     ] = None,
+    executor: Annotated[
+        str, typer.Option("--executor", help="local, or ray: pack the jobs onto --gpus GPUs of a cluster.")
+    ] = "local",
+    gpus: Annotated[int | None, typer.Option("--gpus", min=1, help="GPUs of the Ray cluster (--executor ray).")] = None,
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="Local dataset folder, as for run (prompts are rendered from it).")
     ] = None,
@@ -356,22 +360,59 @@ def plan(
 ) -> None:
     """The jobs of a plan with requests, tokens and estimated time: on the engine that would run each job
     (this machine's measured speed where the store has it, else its reference profile) and on every reference
-    profile. Prompts are rendered from the data (--data-dir) with the run's options, as `evalmap run` would
-    send them."""
+    profile; with --executor ray --gpus N, the jobs packed onto N GPUs and the plan's wall time. Prompts are
+    rendered from the data (--data-dir) with the run's options, as `evalmap run` would send them."""
     from evalmap.api import plan as estimate
 
     cat = _catalog(catalog)
     if not name and not (models_ and datasets_):
         raise EvalmapError("Give a plan name (A, B, C) or both --models and --datasets.")
+    if executor not in ("local", "ray"):
+        raise EvalmapError(f"Unknown executor {executor!r}; choose local or ray.")
+    if (executor == "ray") != (gpus is not None):
+        raise EvalmapError("--executor ray and --gpus N go together: `evalmap plan B --executor ray --gpus 8`.")
     est = estimate(
         _split(models_), _split(datasets_), samples, plan=name, n_samples=n_samples, catalog=cat,
         backend=None if backend is None else known_backend(backend), store=store_path,
-        seed=seed, batch_size=batch_size, data_dir=data_dir and str(data_dir), chat=chat,
+        gpu=True if gpus else None, seed=seed, batch_size=batch_size, data_dir=data_dir and str(data_dir), chat=chat,
         num_fewshot=num_fewshot, mode=mode, variant=variant, max_tokens=max_tokens,
     )
+    packing = None
+    if gpus:
+        from evalmap.executors.packing import pack_plan
+
+        packing = pack_plan(cat, est, gpus, backend=backend)
     if fmt is Format.json:
-        return _json(est.to_dict())
+        return _json({**est.to_dict(), **({"ray": packing.to_dict()} if packing else {})})
     print_plan(est)
+    if packing:
+        print_packing(packing)
+
+
+def print_packing(packing) -> None:
+    rows = [
+        [m.model, m.engine, m.gpus or "CPU", m.replicas, m.jobs, _duration(m.work_seconds),
+         _duration(m.load_seconds), _duration(m.unit_seconds), _duration(m.start_seconds),
+         _duration(m.end_seconds), m.speed]
+        for m in sorted(packing.models, key=lambda m: (m.start_seconds, m.model))
+    ]
+    use = f"{packing.utilization:.0%}" if packing.utilization is not None else "-"
+    out.print(
+        _table(
+            f"Ray: the plan on {packing.gpus} GPUs ({packing.gpus_per_node} a node): "
+            f"{_duration(packing.wall_seconds) if packing.wall_seconds is not None else 'nothing placed'} wall, "
+            f"{use} of GPU time busy",
+            ["model", "engine", "GPUs each", "replicas", "jobs", "work", "load", "per replica", "starts", "ends",
+             "speed"],
+            rows,
+            caption="work: all the model's jobs on one replica; per replica: its share plus its load; starts/ends: "
+            "when its replicas run in the packed schedule.",
+        )
+    )
+    for line in packing.skipped:
+        err.print(f"warning: not packed: {line}", highlight=False)
+    for note in packing.notes:
+        err.print(f"note: {note}", highlight=False)
 
 
 def _span(value: float | None, span: tuple[float, float] | None) -> str:
@@ -550,6 +591,16 @@ def run(
         typer.Option("--weights", help="Local weights: PATH (a run of one model) or MODEL=PATH, repeatable; a folder "
                      "with config.json or a .gguf file (team fine-tunes)."),
     ] = None,
+    executor: Annotated[
+        str, typer.Option("--executor", help="local (this process) or ray (a Ray cluster; docs/ray.md).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="The Ray cluster (HOST:6379; default $RAY_ADDRESS, else "
+                                 "Ray started here).")
+    ] = None,
+    replicas: Annotated[
+        int | None, typer.Option("--replicas", min=1, help="Copies of each model on Ray (default: from free GPUs).")
+    ] = None,
     catalog: CatalogOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -567,7 +618,8 @@ def run(
             variant=variant, n_samples=n_samples, temperature=temperature, judge=judge_model,
             pairwise_against=pairwise_against, judge_backend=judge_backend, judge_base_url=judge_base_url,
             judge_api_key_env=judge_api_key_env, weights=weights, max_tokens=max_tokens,
-            unsafe_no_sandbox=unsafe_no_sandbox,
+            unsafe_no_sandbox=unsafe_no_sandbox, executor=executor, ray_address=ray_address,
+            replicas=replicas,
         )
     except KeyboardInterrupt:
         err.print("Interrupted: finished samples are saved; run the same command again to resume.")

@@ -172,6 +172,7 @@ class ModelWorker:
         return {
             "info": asdict(self.backend.info), "fingerprint": cache_fingerprint(self.backend),
             "host": socket.gethostname(), "node": ray.util.get_node_ip_address(), "pid": os.getpid(),
+            "node_id": ray.get_runtime_context().get_node_id(),
         }
 
     def _task(self, dataset: str) -> Task:
@@ -259,7 +260,7 @@ class _Worker:
         tokens = self.prompt_tokens + self.completion_tokens
         return {
             "worker": self.label, "model": self.model, "engine": (meta.get("info") or {}).get("name"),
-            "node": meta.get("node"), "host": meta.get("host"), "pid": meta.get("pid"),
+            "node": meta.get("node"), "node_id": meta.get("node_id"), "host": meta.get("host"), "pid": meta.get("pid"),
             "gpus": self.resources.gpus, "cpus": self.resources.cpus, "status": self.status,
             "samples": self.samples, "model_calls": self.model_calls, "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens, "busy_seconds": round(self.busy, 3),
