@@ -17,7 +17,7 @@ from evalmap.catalog.schema import GGUFSource, Model, RunHints
 
 PREFIXES = ("hf:", "openai:")
 DEFAULT_CONTEXT = 4096  # when nothing says otherwise; the engines read the real one from the weights
-_SIZE = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)\s*([bm])(?![a-z])", re.IGNORECASE)
+_SIZE = re.compile(r"(?<![a-z0-9.])(?:(\d+)x)?(\d+(?:\.\d+)?)\s*([bm])(?![a-z])", re.IGNORECASE)
 _BYTES_PER_PARAM = {"float32": 4.0, "float64": 8.0, "int8": 1.0}  # else 2 (bf16 / fp16)
 
 
@@ -30,12 +30,13 @@ def is_model_ref(text: str) -> bool:
 
 
 def size_from_name(name: str) -> float | None:
-    """Billions of parameters as a model name states them (`Qwen2.5-0.5B` -> 0.5, `SmolLM2-135M` -> 0.135)."""
+    """Billions of parameters as a model name states them (`Qwen2.5-0.5B` -> 0.5, `SmolLM2-135M` -> 0.135;
+    `8x7B` -> 56, an upper bound: experts share their attention weights)."""
     found = _SIZE.findall(name)
     if not found:
         return None
-    number, unit = found[-1]
-    value = float(number) / (1000 if unit.lower() == "m" else 1)
+    experts, number, unit = found[-1]
+    value = int(experts or 1) * float(number) / (1000 if unit.lower() == "m" else 1)
     return value if value > 0 else None
 
 
