@@ -256,3 +256,69 @@ def test_report_renders_in_chromium(report_store, tmp_path, chromium):
     leaving = [u for u in urls if not (u.startswith(folder + "/") or u.startswith("data:"))]
     assert leaving == [], leaving
     assert Path(tmp_path / "report.png").is_file()
+
+
+def _shoot(cdp: _CDP, selector: str, path: Path) -> Path:
+    """A PNG of one element of the page (scrolled into view first)."""
+    rect = cdp.js(
+        "document.querySelector('header').style.position = 'static';"  # a sticky header would cover it
+        f"(function () {{ var e = document.querySelector({json.dumps(selector)}); e.scrollIntoView();"
+        "var r = e.getBoundingClientRect(); return {x: r.left + window.scrollX, y: r.top + window.scrollY,"
+        "width: Math.min(r.width, 1380), height: Math.min(r.height, 1400)}; })()"
+    )
+    shot = cdp.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
+                                               "clip": {**rect, "scale": 1}})["data"]
+    path.write_bytes(base64.b64decode(shot))
+    return path
+
+
+def test_report_sections_in_chromium(report_store, tmp_path, chromium):
+    """The sections issue 19 changed, as a reader sees them: multiple-choice samples as choices with their
+    log-likelihoods (gold and picked marked), rows split by settings, the settings a comparison differs in, and
+    what to run to fill the gaps. Screenshots go to $EVALMAP_SCREENSHOTS when set (docs/screenshots/)."""
+    from report_fixtures import CHOICES, add_fewshot_run
+
+    store, a, b = report_store
+    c = add_fewshot_run(store)
+    result = build_report(store, [b, c], tmp_path / "report", load_catalog(), compare_iters=200)
+    arc = result.data.cells[("qwen25_7b [num_fewshot=25]", "arc_challenge")]
+    cdp = chromium
+    cdp.call("Page.navigate", {"url": result.index.resolve().as_uri() + f"#samples/{arc.key}"})
+    cdp.wait_event("Page.loadEventFired", timeout=30)
+    cdp.wait_for("document.querySelectorAll('#sample-list .sample table.choices').length === 25")
+
+    first = "#sample-list .sample:first-child"
+    rows = cdp.js(f"Array.from(document.querySelectorAll('{first} table.choices tr')).slice(1)"
+                  ".map(r => Array.from(r.cells).map(c => c.textContent))")
+    assert [r[2] for r in rows] == list(CHOICES)  # the choices as text, in order
+    assert [r[3] for r in rows] == ["-1.500", "-2.500", "-4.000", "-3.250"]  # each one's log-likelihood
+    assert rows[0][0] == "✓ gold ← picked" and rows[1][0] == "← picked (per char)"  # item 0 is right (acc_norm)
+    sample_text = cdp.js("document.getElementById('sample-list').innerText")
+    assert "is_greedy" not in sample_text and "logprob" not in sample_text  # no raw JSON list
+    wrong = cdp.js("document.querySelectorAll('#sample-list table.choices tr.picked.wrong').length")
+    assert wrong == sum(1 for s in store.samples(arc.id)[:25] if s["details"]["gold"] != 0)
+
+    assert "num_fewshot" in cdp.js("document.getElementById('settings-split').innerText")
+    assert cdp.js("document.querySelectorAll('#heatmap th.model').length") == len(result.data.models)
+    assert "num_fewshot: A default, B 25 (arc_challenge)" in cdp.js(
+        "document.querySelector('.settings-differ').innerText")
+    assert "evalmap run --models" in cdp.js("document.getElementById('fill-gaps').innerText")
+
+    shots = [_shoot(cdp, first, tmp_path / "report_mc_sample.png"),
+             _shoot(cdp, "#matrix", tmp_path / "report_matrix_settings_split.png"),
+             _shoot(cdp, "#compare", tmp_path / "report_compare_settings.png")]
+    one = build_report(store, [c], tmp_path / "one", load_catalog(), compare_iters=200)
+    cdp.events.clear()  # wait for this page's load event, not the first page's
+    cdp.call("Page.navigate", {"url": one.index.resolve().as_uri()})
+    cdp.wait_event("Page.loadEventFired", timeout=30)
+    assert "Most of this matrix is not run yet" in cdp.js("document.getElementById('fill-gaps').innerText")
+    shots.append(_shoot(cdp, "#matrix", tmp_path / "report_matrix_fill_gaps.png"))
+    assert all(p.stat().st_size > 5_000 for p in shots)
+    target = os.environ.get("EVALMAP_SCREENSHOTS")
+    if target:
+        folder = Path(target)
+        folder.mkdir(parents=True, exist_ok=True)
+        for p in shots:
+            shutil.copy(p, folder / p.name)
+        if (one.out_dir / "figures" / "heatmap.png").is_file():
+            shutil.copy(one.out_dir / "figures" / "heatmap.png", folder / "heatmap_one_row.png")

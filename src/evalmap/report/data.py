@@ -182,6 +182,7 @@ class ReportData:
     recommended: dict[str, dict[str, str]]
     catalog: Catalog | None = None
     split_by: tuple[str, ...] = ()  # the SETTINGS that differ within a dataset's column, so they label the rows
+    model_of: dict[str, str] = field(default_factory=dict)  # matrix row -> its model
     _bounded: dict[str, bool] = field(default_factory=dict, repr=False)
 
     def model_category(self, model: str) -> str:
@@ -219,8 +220,9 @@ class ReportData:
                 if any((m, d) in self.cells or (gaps and self.gap(m, d)) for m in self.models)]
 
     def gap(self, model: str, dataset: str) -> str | None:
-        """The catalog's reason to run this pair when it was not run, else None."""
-        if (model, dataset) in self.cells:
+        """The catalog's reason to run this pair when the model ran it in no row, else None (`model` is a row)."""
+        base = self.model_of.get(model, model)
+        if any((r, dataset) in self.cells for r in self.models if self.model_of.get(r, r) == base):
             return None
         return self.recommended.get(model, {}).get(dataset)
 
@@ -406,11 +408,17 @@ def load_report_data(store: Store, run_ids: Sequence[str], catalog: Catalog | No
         datasets=sorted(wanted, key=dataset_key),
         model_categories=model_categories,
         dataset_task_type=dataset_task_type,
-        recommended={r: recommended[model_of[r]] for r in run_rows if r == min(
-            (x for x in run_rows if model_of[x] == model_of[r]), key=model_key)},  # a model's gaps: on its first row
+        recommended={r: recommended[model_of[r]] for r in run_rows if r == _fullest(r, run_rows, model_of, cells)},
         catalog=catalog,
         split_by=split_by,
+        model_of=model_of,
     )
+
+
+def _fullest(row: str, rows: list[str], model_of: dict[str, str], cells: dict) -> str:
+    """Of a model's rows, the one with the most cells run (the first such): it shows the model's gaps."""
+    mine = [r for r in rows if model_of[r] == model_of[row]]
+    return max(mine, key=lambda r: (sum(k[0] == r for k in cells), -mine.index(r)))
 
 
 def _split_by(jobs: Sequence[JobRecord]) -> tuple[str, ...]:
