@@ -76,6 +76,7 @@ class Timed:
     prompt_tokens: int = 0
     output_tokens: int = 0
     token_source: str = "usage"  # "usage" (the engine's count) or "chunks" (content chunks of the stream)
+    finish_reason: str | None = None  # None: the stream ended without one (cut: counted as failed)
     error: str = ""
     text: str = ""
 
@@ -153,14 +154,11 @@ class _ServerLoad:
                     await reply.aread()
                     out.error = f"HTTP {reply.status_code}: {reply.text[:200]}"
                     return out
-                lines = reply.aiter_lines()
-                while True:
-                    try:
-                        line = await asyncio.wait_for(anext(lines), self.load.stall_s)
-                    except StopAsyncIteration:
-                        break
+                async for line in reply.aiter_lines():  # the client's read timeout is stall_s
                     line = line.strip()
-                    if not line.startswith("data:"):
+                    if not line.startswith("data:"):  # an SSE comment (a keep-alive ping) is no progress
+                        if time.perf_counter() - last > self.load.stall_s:
+                            raise TimeoutError
                         continue
                     data = line[5:].strip()
                     if data == "[DONE]":
@@ -169,6 +167,7 @@ class _ServerLoad:
                     now = time.perf_counter()
                     if body.get("choices"):
                         piece = body["choices"][0].get("text") or ""
+                        out.finish_reason = body["choices"][0].get("finish_reason") or out.finish_reason
                         if not seen:
                             out.ttft, seen = now - sent, True
                         else:
@@ -192,9 +191,15 @@ class _ServerLoad:
             out.token_source = "usage"
         else:
             out.output_tokens = chunks
-        out.ok = chunks > 0
-        if not out.ok:
+        out.ok = chunks > 0 and out.finish_reason is not None
+        if not chunks:
             out.error = "the stream carried no text"
+        elif out.finish_reason is None:
+            out.error = (
+                f"the stream ended after {chunks} chunks without a finish reason (cut by the server; "
+                "llama-cpp-python's server cuts a request when another arrives unless started with "
+                "--interrupt_requests False)"
+            )
         return out
 
     async def prompt_tokens(self, client: httpx.AsyncClient, timed: list[Timed]) -> None:
@@ -243,6 +248,7 @@ def time_llama(llm, load: Load, scope=contextlib.nullcontext) -> list[Timed]:
                     t.itl.append(now - last)
                 last = now
                 piece = chunk["choices"][0].get("text") or ""
+                t.finish_reason = chunk["choices"][0].get("finish_reason") or t.finish_reason
                 if piece:
                     t.output_tokens += 1
                     text.append(piece)

@@ -479,13 +479,15 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
     return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
 
 
-def _child(path: Path, threads: int, device: Device, prompts: Path, logits_out: Path | None, text: str) -> dict:
+def _child(path: Path, threads: int, device: Device, prompts: Path | None, logits_out: Path | None, text: str) -> dict:
     """One (file, threads) measurement in its own process (python -m evalmap.backends.llama_bench)."""
     cmd = [
         sys.executable, "-m", "evalmap.backends.llama_bench", "--model", str(path), "--threads", str(threads),
         "--pp", str(device.pp), "--tg", str(device.tg), "--reps", str(device.reps),
-        "--memory-limit", str(device.memory_limit_mb * 2**20), "--prompts", str(prompts),
+        "--memory-limit", str(device.memory_limit_mb * 2**20),
     ]  # fmt: skip
+    if prompts is not None:
+        cmd += ["--prompts", str(prompts)]
     if logits_out is not None:
         cmd += ["--logits-out", str(logits_out), "--logits-text", text[: device.logit_tokens * 8]]
     try:
