@@ -4,6 +4,7 @@ the hub's rows and the official local files with images drawn here, per answer t
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from multimodal_fixtures import from_folder, hub_folder, solid_png
@@ -145,3 +146,26 @@ def test_annotations_of_another_release_are_one_sentence(tmp_path, get_dataset, 
     task = build_task(get_dataset("vqa_v2"), TaskConfig(data_dir=str(tmp_path)))
     with pytest.raises(DataFormatError, match="has no annotation for question 101"):
         task.items()
+
+
+def test_a_real_photograph_is_sent_byte_for_byte_and_thumbnailed(tmp_path, get_dataset, offline):
+    """matplotlib's sample photo (Grace Hopper, a 512x600 JPEG) as a COCO image: the only real picture
+    here (no real VQAv2 image is reachable), so this checks transport and thumbnails, not any answer."""
+    import base64
+    import io
+
+    import matplotlib
+    from PIL import Image
+
+    photo = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    if not photo.is_file():
+        pytest.skip("matplotlib's sample photo is not installed")
+    folder = _official_files(tmp_path)
+    (folder / "val2014" / "COCO_val2014_000000000050.jpg").write_bytes(photo.read_bytes())
+    task = build_task(get_dataset("vqa_v2"), TaskConfig(data_dir=str(tmp_path)))
+    item = task.items()[0]
+    (image,) = task.requests(item)[0].images
+    assert image.mime == "image/jpeg" and image.data == photo.read_bytes()
+    thumb = task.score(item, [Generation("yes")]).details["images"][0]
+    small = Image.open(io.BytesIO(base64.b64decode(thumb.split(",", 1)[1])))
+    assert small.format == "JPEG" and max(small.size) == 320 and len(thumb) < 40_000
