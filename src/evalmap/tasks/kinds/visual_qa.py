@@ -125,12 +125,12 @@ class VisualQATask:
 
     def requests(self, item: Item) -> list[Request]:
         cfg = self.config
-        text = self.text(item)
+        text, images = self.text(item), self.images(item)
         body = dict(messages=(("user", text),), chat=True) if self.chat else dict(prompt=text)
         return [
             GenerationRequest(
                 **body,
-                images=self.images(item),
+                images=images,
                 max_tokens=cfg.max_tokens or self.spec.max_tokens,
                 temperature=cfg.temperature,
                 top_p=cfg.top_p,
