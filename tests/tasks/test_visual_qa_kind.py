@@ -9,7 +9,7 @@ import json
 import pytest
 from multimodal_fixtures import solid_png
 
-from evalmap.backends.base import Generation
+from evalmap.backends.base import IMAGE_PLACEHOLDER, Generation
 from evalmap.errors import EvalmapError
 from evalmap.tasks.base import TaskConfig
 from evalmap.tasks.data import DataFormatError
@@ -69,3 +69,13 @@ def test_several_generations_per_item_are_averaged(tmp_path, get_dataset, offlin
     result = task.score(item, [Generation("red"), Generation("blue"), Generation("Red.")])
     assert result.metrics["relaxed_accuracy"] == pytest.approx(2 / 3)
     assert result.details["samples"] == ["red", "blue", "red"]
+
+
+def test_no_chat_sends_the_same_text_as_a_prompt(tmp_path, get_dataset, offline):
+    root = _chartqa(tmp_path, {"a.png": solid_png((255, 0, 0))})
+    chat = build_task(get_dataset("chartqa"), TaskConfig(data_dir=str(root)))
+    plain = build_task(get_dataset("chartqa"), TaskConfig(data_dir=str(root), chat=False))
+    (asked,), (sent,) = chat.requests(chat.items()[0]), plain.requests(plain.items()[0])
+    assert not sent.chat and sent.messages == () and sent.prompt == asked.messages[0][1]
+    assert sent.prompt.startswith(IMAGE_PLACEHOLDER + "\n") and sent.images == asked.images
+    assert sent.key() != asked.key()
