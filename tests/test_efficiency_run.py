@@ -107,7 +107,6 @@ def two_quants(embedded_on_llamacpp_module, tmp_path_factory):
     return source
 
 
-@pytest.mark.slow
 def test_mobile_benchmark_compares_quantisations(two_quants, shared_data):
     from evalmap.backends.llamacpp_backend import LlamaCppBackend
     from evalmap.tasks.kinds.latency import Device

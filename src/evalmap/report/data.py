@@ -23,7 +23,7 @@ from evalmap.store import Store, default_home
 # Metrics where a smaller number is the better one (seconds); everything else is "higher is better".
 LOWER_IS_BETTER_PREFIXES = ("latency",)
 # Metrics that are not proportions, even when a run's values happen to fall in 0-1: never averaged with accuracies.
-NOT_PROPORTIONS = frozenset({"spearman", "mcc", "judge_score", "tokens_per_second"})
+NOT_PROPORTIONS = frozenset({"spearman", "mcc", "judge_score", "tokens_per_second", "output_tok_s", "tg128_tok_s"})
 UNCATALOGUED = "uncatalogued"
 ENDED = ("finished", "incomplete")  # runs whose jobs all ran to the end (incomplete: some items failed)
 # What a job was run with, beyond model and dataset: two scores differing in any of these are not one measurement.

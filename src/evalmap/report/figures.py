@@ -3,6 +3,7 @@
 heatmap: models × datasets, grouped by category and task type, gaps hatched.
 leaderboards: one panel per category / task type, bars with 95% CI whiskers and rank labels.
 speed vs accuracy: seconds per sample (log) against score, Pareto frontier, overall and per dataset.
+measured speed vs accuracy: efficiency jobs' tokens/s against quality jobs' score (report.efficiency).
 transfer: model categories × task types, home task types outlined.
 """
 
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from evalmap.report.data import ReportData
+from evalmap.report.efficiency import MeasuredPoint, measured_front, measured_points
 from evalmap.report.tables import Leaderboard, SpeedPoint, TransferCell, cell_position, isnan, pareto_front
 
 try:  # the `report` extra; without it the HTML report is still written, without PNG/SVG files
@@ -215,6 +217,35 @@ def speed_datasets(per_dataset: dict[str, list[SpeedPoint]]):
     return fig
 
 
+def speed_measured(points: list[MeasuredPoint]):
+    """Measured tokens/s (efficiency jobs) against accuracy (quality jobs) per row; marker size: peak RSS."""
+    fig = Figure(figsize=(8, 5.5))
+    ax = fig.add_subplot()
+    xs = [p.speed.value for p in points]
+    ys = [p.accuracy.value for p in points]
+    xerr = [0 if isnan(p.speed.stderr) else 1.96 * p.speed.stderr for p in points]
+    yerr = [0 if isnan(p.accuracy.stderr) else 1.96 * p.accuracy.stderr for p in points]
+    ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt="none", ecolor="#999999", elinewidth=0.6, capsize=1.5)
+    sizes = [18 if isnan(p.memory_mb.value) else 10 + 40 * math.sqrt(p.memory_mb.value / 1024) for p in points]
+    ax.scatter(xs, ys, c=["#d62728" if p.pareto else "#1f77b4" for p in points], s=sizes, zorder=3)
+    front = measured_front(points)
+    if front:
+        ax.step([p.speed.value for p in front], [p.accuracy.value for p in front], where="post", color="#d62728",
+                linewidth=1.0, alpha=0.8, label="Pareto frontier")
+        ax.legend(loc="lower left", fontsize=7)
+    for p in points:
+        memory = "" if isnan(p.memory_mb.value) else f", {p.memory_mb.value:,.0f} MB"
+        ax.annotate(f"{p.row} ({p.engine}{memory})", (p.speed.value, p.accuracy.value), fontsize=6, xytext=(3, 2),
+                    textcoords="offset points")
+    if all(x > 0 for x in xs):
+        ax.set_xscale("log")
+    ax.minorticks_off()
+    ax.set_xlabel("measured output tokens/s (efficiency_bench single stream, else mobile tg128; log) — faster right")
+    ax.set_ylabel("mean headline score over 0-1 datasets (± 95% CI)")
+    ax.set_title("Measured speed vs accuracy per model and engine (red: Pareto frontier; size: peak RSS)")
+    return fig
+
+
 def transfer(categories: list[str], task_types: list[str], cells: dict[tuple[str, str], TransferCell]):
     fig = Figure(figsize=(max(5.0, 1.3 + 1.15 * len(task_types)), max(2.5, 1.2 + 0.65 * len(categories))),
                  layout="constrained")
@@ -269,6 +300,9 @@ def _plan(
         plan["speed_accuracy"] = lambda: speed_overall(overall)
     if per_dataset:
         plan["speed_accuracy_datasets"] = lambda: speed_datasets(per_dataset)
+    measured = measured_points(data)
+    if measured:
+        plan["speed_measured"] = lambda: speed_measured(measured)
     if transfer_parts[2]:
         plan["transfer"] = lambda: transfer(*transfer_parts)
     return plan
