@@ -120,7 +120,7 @@ def test_plans_json():
 
 def test_plan_json_ad_hoc():
     data = invoke_json("plan", "--models", "qwen25_7b", "--datasets", "gsm8k", "--samples", "50")
-    assert set(data) == {"name", "jobs", "totals"}
+    assert set(data) == {"name", "jobs", "totals", "loads", "engines"}
     (job,) = data["jobs"]
     assert {
         "model",

@@ -424,6 +424,15 @@ def _span(value: float | None, span: tuple[float, float] | None) -> str:
     return f"{value / scale:.{digits}f} {unit} ({span[0] / scale:.{digits}f}-{span[1] / scale:.{digits}f})"
 
 
+def _span(value: float | None, span: tuple[float, float] | None) -> str:
+    """A duration with its interval in the same unit ("87 s (81-95)"), or the duration alone."""
+    if value is None or span is None or round(span[0]) == round(span[1]):
+        return _duration(value)
+    unit, scale = ("s", 1) if value < 120 else ("min", 60) if value < 7200 else ("h", 3600)
+    digits = 1 if unit == "h" else 0
+    return f"{value / scale:.{digits}f} {unit} ({span[0] / scale:.{digits}f}-{span[1] / scale:.{digits}f})"
+
+
 def _plan_time(job: planner.JobEstimate) -> str:
     if job.estimate_seconds is None:
         return "cannot run" if job.source.startswith(f"none: {job.engine} cannot") else "no profile"
@@ -473,11 +482,11 @@ def print_plan(est: planner.PlanEstimate) -> None:
             "that engine's memory, 'no GGUF' etc. = that engine cannot load the model (docs/cost_model.md).",
         )
     )
+    for warning in dict.fromkeys(w for j in est.jobs for w in j.warnings):
+        err.print(f"warning: {warning}", highlight=False)
     for line in dict.fromkeys(f"{j.dataset}: tokens by {j.tokens}" + (f"; generated lengths from {j.lengths}"
                               if j.lengths else "") for j in est.jobs):
         err.print(f"note: {line}", highlight=False)
-    for warning in dict.fromkeys(w for j in est.jobs for w in j.warnings):
-        err.print(f"warning: {warning}", highlight=False)
     for note in est.notes:
         err.print(f"note: {note}", highlight=False)
 

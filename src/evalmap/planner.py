@@ -519,7 +519,11 @@ class JobEstimate:
         return "ref" if self.source.startswith("reference") else "none"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """As JSON has it (intervals as lists)."""
+        data = asdict(self)
+        data["generated_range"] = list(self.generated_range)
+        data["estimate_range"] = list(self.estimate_range) if self.estimate_range else None
+        return data
 
 
 def _plural(n: int, word: str) -> str:
@@ -695,7 +699,7 @@ class PlanEstimate:
                 "seconds": {e: self.seconds(e) for e in ENGINES},
                 "load_seconds": self.load_seconds(),
                 "estimate_seconds": self.estimate_seconds(),
-                "estimate_range": self.estimate_range(),
+                "estimate_range": list(span) if (span := self.estimate_range()) else None,
                 "measured_jobs": self.measured_jobs,
                 "speed": self.speed,
                 "store": self.store,

@@ -150,10 +150,10 @@ class _LlamaTokens(Tokens):
 
 @contextlib.contextmanager
 def _quiet_stderr():
-    """File descriptor 2 to /dev/null for the block (C libraries write there directly)."""
+    """stderr to /dev/null for the block, file descriptor 2 too (C libraries write there directly)."""
     saved = os.dup(2)
     try:
-        with open(os.devnull, "w") as null:
+        with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):  # llama-cpp-python's log callback
             os.dup2(null.fileno(), 2)
             yield
     finally:
