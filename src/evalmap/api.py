@@ -508,7 +508,8 @@ def evaluate(
         from evalmap.executors.ray_executor import import_ray, run_plan_on_ray
 
         import_ray()  # not installed: one sentence before anything is opened
-        run_plan = functools.partial(run_plan_on_ray, address=ray_address, replicas=replicas)
+        run_plan = functools.partial(run_plan_on_ray, address=ray_address, replicas=replicas,
+                                     unsafe_no_sandbox=unsafe_no_sandbox)
     temperature = options.get("temperature", 0.0)
     if not (isinstance(temperature, int | float) and math.isfinite(temperature)):
         raise EvalmapError(f"--temperature {temperature} is not a finite number; pass 0 (greedy) or e.g. 0.8.")

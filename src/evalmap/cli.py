@@ -397,10 +397,13 @@ def print_packing(packing) -> None:
         for m in sorted(packing.models, key=lambda m: (m.start_seconds, m.model))
     ]
     use = f"{packing.utilization:.0%}" if packing.utilization is not None else "-"
+    wall = "nothing placed" if packing.wall_seconds is None else _duration(packing.wall_seconds)
+    low, high = (_duration(t) for t in packing.wall_range or (None, None))
+    if low != high:
+        wall += f" ({low} to {high})"
     out.print(
         _table(
-            f"Ray: the plan on {packing.gpus} GPUs ({packing.gpus_per_node} a node): "
-            f"{_duration(packing.wall_seconds) if packing.wall_seconds is not None else 'nothing placed'} wall, "
+            f"Ray: the plan on {packing.gpus} GPUs ({packing.gpus_per_node} a node): {wall} wall, "
             f"{use} of GPU time busy",
             ["model", "engine", "GPUs each", "replicas", "jobs", "work", "load", "per replica", "starts", "ends",
              "speed"],

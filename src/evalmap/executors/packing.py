@@ -7,7 +7,7 @@ that model and engine, else the engine's reference profile; planner.estimate_job
   parallel), raised to what its bf16 weights need (`planner.gpus_needed`, said in a note), all on one node
   (STRICT_PACK);
 - a model's jobs run as one work unit per replica (the executor's shards): its replicas split the work
-  evenly and each pays the model's load time;
+  evenly and each pays the model's load (the planner's: measured setup here, else the engine's reference);
 - units are placed longest first, each on the node and GPUs where it can start earliest (list scheduling);
   a model gets another replica while that shortens the whole plan and GPUs allow;
 - CPU engines (llama.cpp, an OpenAI-compatible client) are CPU actors beside the GPUs: they bound the wall
@@ -26,8 +26,6 @@ from evalmap.errors import EvalmapError
 from evalmap.executors.resources import replica_resources
 
 GPU_MEMORY_GB = 80  # the reference profiles' H100 80 GB (docs/cost_model.md)
-LOAD_BYTES_PER_S = 2e9  # weights read from local disk / page cache into GPU memory
-LOAD_FIXED_S = 60.0  # engine start per replica: CUDA context, vLLM's profiling run and CUDA graphs
 MAX_REPLICA_ROUNDS = 256
 
 
@@ -39,6 +37,7 @@ class ModelPacking:
     replicas: int
     jobs: int
     work_seconds: float  # all of the model's jobs on one replica, without loading
+    work_range: tuple[float, float]  # its interval (the jobs' estimate ranges summed)
     load_seconds: float  # per replica
     measured_jobs: int
     start_seconds: float = 0.0
@@ -48,6 +47,11 @@ class ModelPacking:
     @property
     def unit_seconds(self) -> float:
         return self.work_seconds / self.replicas + self.load_seconds
+
+    def unit(self, which: int) -> float:
+        """A replica's seconds with the work at its estimate (-1), the interval's low (0) or high (1) end."""
+        work = self.work_seconds if which < 0 else self.work_range[which]
+        return work / self.replicas + self.load_seconds
 
     @property
     def speed(self) -> str:
@@ -60,6 +64,7 @@ class Packing:
     gpus_per_node: int
     models: list[ModelPacking]
     wall_seconds: float | None  # None when nothing could be placed
+    wall_range: tuple[float, float] | None  # the same packing with every job at its interval's low / high end
     skipped: list[str] = field(default_factory=list)  # jobs or models left out, and why
     notes: list[str] = field(default_factory=list)  # assumptions and what the estimates rest on
 
@@ -69,35 +74,30 @@ class Packing:
 
     @property
     def utilization(self) -> float | None:
-        if not self.wall_seconds:
+        """Busy GPU-seconds over the GPUs' wall (None without a GPU model)."""
+        if not self.wall_seconds or not self.gpu_seconds:
             return None
         return self.gpu_seconds / (self.gpus * self.wall_seconds)
 
     def to_dict(self) -> dict:
         return {
             "gpus": self.gpus, "gpus_per_node": self.gpus_per_node, "wall_seconds": self.wall_seconds,
+            "wall_range": self.wall_range,
             "gpu_seconds": self.gpu_seconds, "utilization": self.utilization,
             "models": [{**asdict(m), "unit_seconds": m.unit_seconds, "speed": m.speed} for m in self.models],
             "skipped": list(self.skipped), "notes": list(self.notes),
         }
 
 
-def load_seconds(params_b: float, gpus: int) -> float:
-    """A replica's start: bf16 weights read at LOAD_BYTES_PER_S (CPU engines: their GGUF, ~0.6 byte a
-    parameter), plus the engine's fixed start on a GPU."""
-    if not gpus:
-        return params_b * 1e9 * 0.6 / LOAD_BYTES_PER_S
-    return params_b * 1e9 * 2 / LOAD_BYTES_PER_S + LOAD_FIXED_S
-
-
-def _schedule(models: list[ModelPacking], gpus: int, per_node: int) -> float:
-    """Place every GPU unit (longest first, earliest start) and return the wall time; CPU units run alongside."""
+def _schedule(models: list[ModelPacking], gpus: int, per_node: int, which: int = -1) -> float:
+    """Place every GPU unit (longest first, earliest start) and return the wall time; CPU units run alongside.
+    `which`: the units at their estimate (-1) or their interval's low (0) or high (1) end."""
     free = [[0.0] * per_node for _ in range(math.ceil(gpus / per_node))]
     if gpus % per_node:
         free[-1] = free[-1][: gpus % per_node]
     for m in models:
         m.placements = []
-    units = sorted(((m.unit_seconds, i, m) for i, m in enumerate(models) for _ in range(m.replicas)),
+    units = sorted(((m.unit(which), i, m) for i, m in enumerate(models) for _ in range(m.replicas)),
                    key=lambda u: (-u[0], u[1]))
     wall = 0.0
     for seconds, _, m in units:
@@ -138,6 +138,7 @@ def pack_plan(
     skipped: list[str] = []
     notes: list[str] = []
     by_model: dict[str, list[planner.JobEstimate]] = {}
+    loads = {(load.model, load.engine): load.seconds for load in est.loads}
     for job in est.jobs:
         if job.estimate_seconds is None:
             why = "no reference profile" if job.speed == "none" else "weights exceed the engine's memory"
@@ -159,7 +160,9 @@ def pack_plan(
             continue
         models.append(ModelPacking(
             model_id, engine, width, 1, len(jobs), sum(j.estimate_seconds or 0.0 for j in jobs),
-            load_seconds(model.params_b, width), sum(j.measured is not None for j in jobs),
+            (sum((j.estimate_range or (j.estimate_seconds,) * 2)[0] for j in jobs),
+             sum((j.estimate_range or (j.estimate_seconds,) * 2)[1] for j in jobs)),
+            loads.get((model_id, engine)) or 0.0, sum(j.measured is not None for j in jobs),
         ))
     wall = _schedule(models, gpus, per_node) if models else None
     for _ in range(MAX_REPLICA_ROUNDS):  # another replica of the unit that ends last, while it helps
@@ -178,11 +181,15 @@ def pack_plan(
     measured = sum(m.measured_jobs for m in models)
     total = sum(m.jobs for m in models)
     notes.append(
-        f"speeds: {measured} of {total} jobs from this store's measured seconds per token, the rest from the "
-        "engines' reference profiles (H100 80 GB per GPU; docs/cost_model.md)"
+        f"speeds: {measured} of {total} jobs measured on this machine (its store), the rest from the engines' "
+        "reference profiles (H100 80 GB per GPU; docs/cost_model.md); a measured speed holds for the cluster only "
+        "where its nodes match this machine"
     )
     notes.append(
-        f"a replica's start = bf16 weights at {LOAD_BYTES_PER_S / 1e9:g} GB/s + {LOAD_FIXED_S:g} s engine start; "
-        "replicas split a model's items evenly; no queueing for judge models, no node failures"
+        "every replica pays the model's load (the planner's); replicas split a model's items evenly; judge "
+        "models, queueing for a busy cluster and node failures are not counted"
     )
-    return Packing(gpus, per_node, models, wall, skipped, notes)
+    span = (_schedule(models, gpus, per_node, 0), _schedule(models, gpus, per_node, 1)) if models else None
+    if models:
+        _schedule(models, gpus, per_node)  # the placements shown are the estimate's
+    return Packing(gpus, per_node, models, wall, span, skipped, notes)

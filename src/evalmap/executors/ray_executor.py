@@ -19,6 +19,7 @@ drops anything it already holds, so a re-run item is never stored twice.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import socket
@@ -39,11 +40,13 @@ from evalmap.errors import EvalmapError
 from evalmap.executors.local import Reporter, RunOptions, RunSummary, library_versions, run_key
 from evalmap.executors.resources import Resources, default_replicas, replica_resources
 from evalmap.runner import EngineProgress, Job, JobResult, Progress, cache_fingerprint, finish_job, preload, run_model
+from evalmap.sandbox.isolation import unsandboxed_allowed
 from evalmap.store import Store
 from evalmap.tasks.base import Task, TaskConfig
 from evalmap.tasks.registry import build_task
 
 INSTALL = "pip install 'evalmap[ray]'"
+CONNECT_SECONDS = 5.0  # a cluster address must accept a TCP connection within this
 TICK_SECONDS = 0.5  # the driver drains every worker and redraws progress at least this often
 MAX_REPLACEMENTS = 3  # new workers started for a model after deaths, before the run stops
 GONE = ("finished", "died", "stopped")  # a worker released (killed) by the driver
@@ -64,12 +67,28 @@ def import_ray():
     return ray
 
 
+def _check_reachable(address: str | None) -> None:
+    """Nothing listening at HOST:PORT fails now, in one sentence (Ray itself retries its GCS for minutes)."""
+    if not address or address in ("auto", "local"):
+        return
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS).close()
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+        raise RayUnavailableError(
+            f"Cannot reach the Ray cluster at {address} ({why}); start one with `ray start --head` and pass its "
+            "address (HOST:6379) with --ray-address, or leave out --ray-address to start Ray in this process."
+        ) from None
+
+
 def connect(ray: Any, address: str | None) -> bool:
     """Join the cluster at `address` (else $RAY_ADDRESS, else start Ray here); True when this call started it."""
     if ray.is_initialized():
         return False
+    _check_reachable(address or os.environ.get("RAY_ADDRESS"))
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         why = " ".join(str(exc).split())[:200]
         raise RayUnavailableError(
@@ -155,8 +174,9 @@ class ModelWorker:
     """One replica of one model: loaded once (`load`), then runs shards through the streaming runner while
     the driver drains what it writes (a threaded actor: `drain` runs beside `run_shard`)."""
 
-    def __init__(self, catalog: Catalog, model_id: str, options: RunOptions):
+    def __init__(self, catalog: Catalog, model_id: str, options: RunOptions, unsafe_no_sandbox: bool = False):
         self.catalog, self.model_id, self.options = catalog, model_id, options
+        self.unsafe_no_sandbox = unsafe_no_sandbox  # the user's --unsafe-no-sandbox, for this process's scorers
         self.folder = tempfile.mkdtemp(prefix="evalmap-ray-")
         self.store = ShardStore(Path(self.folder) / "shard.sqlite")
         self.tasks: dict[str, Task] = {}
@@ -199,7 +219,8 @@ class ModelWorker:
                 self.store.others[job_id] = {it.id for it in items} - set(part.item_ids)
                 jobs.append(Job(job_id, task, items))
             self.store.seed(cache_fingerprint(self.backend), shard.cached)
-            results = run_model(self.backend, jobs, self.store, self.model_id, self.progress)
+            with unsandboxed_allowed(self.unsafe_no_sandbox):
+                results = run_model(self.backend, jobs, self.store, self.model_id, self.progress)
             return sum(r.n + r.failed for r in results)
         finally:
             self.busy += time.perf_counter() - self.since
@@ -298,8 +319,9 @@ class _Model:
 
 class _Driver:
     def __init__(self, ray, catalog: Catalog, pairs, options: RunOptions, store: Store, reporter: Reporter,
-                 run_id: str, tasks: dict[str, Task], replicas: int | None):
+                 run_id: str, tasks: dict[str, Task], replicas: int | None, unsafe_no_sandbox: bool):
         self.ray, self.catalog, self.options, self.store, self.reporter = ray, catalog, options, store, reporter
+        self.unsafe_no_sandbox = unsafe_no_sandbox
         self.run_id, self.tasks = run_id, tasks
         self.worker_class = ray.remote(max_concurrency=2)(ModelWorker)
         has_gpus = ray.cluster_resources().get("GPU", 0) > 0
@@ -332,7 +354,8 @@ class _Driver:
             options = {"num_cpus": need.cpus, "num_gpus": 0, "max_restarts": 0,
                        "scheduling_strategy": PlacementGroupSchedulingStrategy(
                            pg, placement_group_bundle_index=0, placement_group_capture_child_tasks=True)}
-        handle = self.worker_class.options(**options).remote(self.catalog, model.model_id, self.options)
+        handle = self.worker_class.options(**options).remote(self.catalog, model.model_id, self.options,
+                                                             self.unsafe_no_sandbox)
         worker = _Worker(f"{model.model_id}#{model.started}", model.model_id, handle, need, pg)
         worker.run_ref = handle.load.remote()  # the load is the worker's first call
         model.workers.append(worker)
@@ -573,9 +596,11 @@ def run_plan_on_ray(
     args: dict | None = None,
     address: str | None = None,
     replicas: int | None = None,
+    unsafe_no_sandbox: bool = False,
 ) -> RunSummary:
     """executors.local.run_plan on a Ray cluster (`address`, else $RAY_ADDRESS, else Ray started here):
-    the same run key, store, cache and resume; `replicas` copies of each model (default: from free GPUs)."""
+    the same run key, store, cache and resume; `replicas` copies of each model (default: from free GPUs);
+    `unsafe_no_sandbox`: the user's --unsafe-no-sandbox, passed to the workers, where model code runs."""
     ray = import_ray()
     reporter = reporter or Reporter()
     began = time.perf_counter()
@@ -601,7 +626,7 @@ def run_plan_on_ray(
     driver = None
     status = "interrupted"
     try:
-        driver = _Driver(ray, catalog, pairs, options, store, reporter, run_id, tasks, replicas)
+        driver = _Driver(ray, catalog, pairs, options, store, reporter, run_id, tasks, replicas, unsafe_no_sandbox)
         results = driver.run()
         status = "incomplete" if any(r.failed for r in results) else "finished"
     finally:
