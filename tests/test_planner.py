@@ -415,3 +415,16 @@ def test_plan_asks_for_history_once_per_model_and_engine(catalog):
     assert [j.speed for j in est.jobs] == ["measured", "measured", "ref"]
     assert est.speed == "2/3 measured" and est.to_dict()["totals"]["measured_jobs"] == 2
     assert [m.source.split(" (")[0] for m in est.loads] == ["measured on this machine", "reference 2-core CPU profile"]
+
+
+def test_batch_size_sets_transformers_batch_only(catalog):
+    from evalmap.workload import RequestShape
+
+    model = catalog.model("smollm2_135m")
+    gen = _workload([RequestShape("generate", 100, max_tokens=256)], lengths=[20, 60, 200], items=32)
+    one, eight = (planner.job_seconds(model, gen, "transformers-cpu", batch=b).value for b in (1, 8))
+    assert one > eight  # a batch shares each weight read
+    assert planner.job_work(gen, planner.ENGINES["llamacpp"], batch=8).batch == 1  # llama.cpp: one at a time
+    assert planner.job_work(gen, planner.ENGINES["vllm"], batch=8).batch == 32  # vLLM schedules its own
+    # a stored job's batch comes from its run's arguments (`evalmap run --batch-size`), else the default
+    assert planner._batch_of({"args": {"batch_size": 4}}) == 4 and planner._batch_of({"args": {}}) is None

@@ -532,7 +532,8 @@ def evaluate(
     sandbox_allowed = check_sandbox(cat, pairs, unsafe_no_sandbox)
     db = store if isinstance(store, Store) else Store(store)
     args = {"pairs": pairs, "backend": backend, "base_url": options.get("base_url"), "samples": samples,
-            "seed": seed, **({"weights": chosen_weights} if chosen_weights else {})}
+            "seed": seed, **({"weights": chosen_weights} if chosen_weights else {}),
+            **{k: options[k] for k in ("batch_size", "concurrency") if k in options}}  # the planner's measured batch
     try:
         with sandbox_allowed, _progress(reporter, quiet) as shown:
             summary = run_plan(cat, pairs, run_options, db, shown, args=args)

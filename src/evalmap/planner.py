@@ -205,7 +205,7 @@ class EngineProfile:
     flops: float  # sustained FLOP/s for prefill (peak × utilisation)
     bandwidth: float  # sustained bytes/s reading weights during decode
     bytes_per_param: float
-    batch: int  # sequences decoded together by default (transformers: --batch-size)
+    batch: int  # sequences decoded together (the default of --batch-size where `batch_option`)
     memory_gb: float  # per device
     devices_per_tp: bool = True  # tensor parallel multiplies the devices (GPU engines only)
     step_overhead: float = 0.0  # seconds per decode step besides reading the weights (Python, kernel launches)
@@ -213,6 +213,7 @@ class EngineProfile:
     # request's), "prefix" (the leading tokens shared with the previous request), as llama.cpp and vLLM do
     load_fixed: float = 0.0  # seconds to start the engine and build the model
     load_rate: float = 1e9  # bytes/s of weights read from disk while loading
+    batch_option: bool = False  # --batch-size sets the batch (transformers); others schedule their own
 
     @property
     def label(self) -> str:
@@ -225,7 +226,7 @@ class EngineProfile:
 ENGINES: dict[str, EngineProfile] = {
     "transformers-cpu": EngineProfile(
         "transformers-cpu", "transformers", "2-core CPU, fp32", 1.5e11, 8e9, 4.0, 8, 24, False,
-        step_overhead=0.035, load_fixed=3.0, load_rate=4e8,
+        step_overhead=0.035, load_fixed=3.0, load_rate=4e8, batch_option=True,
     ),
     "llamacpp": EngineProfile(
         "llamacpp", "llamacpp", "2-core CPU, Q4 GGUF", 5e10, 8e9, 0.6, 1, 24, False,
@@ -233,7 +234,7 @@ ENGINES: dict[str, EngineProfile] = {
     ),
     "transformers": EngineProfile(
         "transformers", "transformers", "1× H100 80GB, bf16", 989e12 * 0.3, 3.35e12 * 0.5, 2.0, 16, 80,
-        step_overhead=0.02, load_fixed=10.0, load_rate=2e9,
+        step_overhead=0.02, load_fixed=10.0, load_rate=2e9, batch_option=True,
     ),
     "vllm": EngineProfile(
         "vllm", "vllm", "1× H100 80GB per TP rank, bf16", 989e12 * 0.5, 3.35e12 * 0.75, 2.0, 128, 80,
@@ -319,7 +320,7 @@ def job_work(workload: Workload, profile: EngineProfile, batch: int | None = Non
         else:
             prefill += r.prompt - (r.shared if profile.reuse == "prefix" else 0)
             previous_context = -1
-    b = max(1, batch or profile.batch)
+    b = max(1, batch if batch and profile.batch_option else profile.batch)
     lengths = []
     if workload.lengths is not None:
         cap = max((r.max_tokens for r in workload.requests if r.kind == "generate"), default=0)
@@ -423,9 +424,10 @@ def _recorded_workload(job: Mapping, like: Workload | None) -> Workload | None:
     return Workload(job["dataset"], calls, 1, shapes, Lengths(tuple(lengths), "recorded"), "recorded")
 
 
-def _batch_of(job: Mapping, profile: EngineProfile) -> int:
-    args = job.get("args") or {}
-    return int(args.get("batch_size") or args.get("concurrency") or profile.batch)
+def _batch_of(job: Mapping) -> int | None:
+    """The --batch-size a stored job ran with (None: the default), read from its run's arguments."""
+    size = (job.get("args") or {}).get("batch_size")
+    return int(size) if size else None
 
 
 def fit_rates(
@@ -445,7 +447,7 @@ def fit_rates(
         recorded = _recorded_workload(job, (workloads or {}).get(job["dataset"]))
         if recorded is None:
             continue
-        seconds = profile_seconds(profile, model, job_work(recorded, profile, _batch_of(job, profile)))
+        seconds = profile_seconds(profile, model, job_work(recorded, profile, _batch_of(job)))
         if seconds is None or sum(seconds) <= 0:
             continue
         kind = recorded.requests[0].kind
