@@ -135,6 +135,22 @@ def test_columns_hide_in_order_and_short_headers_come_first():
     assert whole(text, "genomics_benchmark") and "5 min" in text and "(4-6" in text and "…" not in text
 
 
+def test_a_column_of_one_value_folds_and_a_drop_rank_goes_whole():
+    cols = [Column("model", fold=True), Column("dataset"), Column("A", drop=2), Column("B", drop=2),
+            Column("p", drop=3)]
+    rows = [["qwen25_math_7b", "gsm8k", "0.250 ± 0.099", "0.600 ± 0.112", "0.0654"],
+            ["", "arc_challenge", "0.400 ± 0.091", "0.433 ± 0.092", "1"]]
+    assert fit_columns(cols, rows, 200) == ([0, 1, 2, 3, 4], False, False)
+    keep, _, _ = fit_columns(cols, rows, 60)
+    assert keep == [1, 2, 3, 4]  # the model is said once under the table, nothing is hidden yet
+    text = _render(fit_table("t", cols, rows, 60, False), 60)
+    assert "In every row: model: qwen25_math_7b." in text and "Hidden" not in text
+    keep, _, _ = fit_columns(cols, rows, 40)
+    assert keep == [1, 4]  # A and B go together, and p, hidden first, fits again beside them
+    text = _render(fit_table("t", cols, rows, 40, False), 40)
+    assert "Hidden to fit 40 columns: A, B (" in " ".join(text.split())
+
+
 def _render(table, width: int) -> str:
     from rich.console import Console
 

@@ -47,10 +47,10 @@ def _f(value: float, digits: int = 3, sign: bool = False) -> str:
 
 
 COMPARE_COLUMNS = (
-    Column("dataset"), Column("model(s)", wrap=True), Column("metric"), Column("n shared", "right", short="n"),
-    Column("A ± stderr", "right", drop=4, short="A ± se"), Column("B ± stderr", "right", drop=4, short="B ± se"),
-    Column("B − A ± stderr", "right", short="B − A ± se"), Column("95% CI", "right", drop=2),
-    Column("test", drop=5), Column("p", "right", drop=3), Column("better"),
+    Column("dataset"), Column("model(s)", wrap=True, fold=True), Column("metric"),
+    Column("n shared", "right", short="n"), Column("A ± stderr", "right", drop=2, short="A ± se"),
+    Column("B ± stderr", "right", drop=2, short="B ± se"), Column("B − A ± stderr", "right", short="B − A ± se"),
+    Column("95% CI", "right", drop=3), Column("test", drop=5), Column("p", "right", drop=4), Column("better"),
 )
 
 

@@ -4,8 +4,9 @@ Rich squeezes a table that is too wide by wrapping or cutting cells, which split
 `smollm2_135m` across lines and turns two metric names into the same `exact_…`.
 Here every column says whether it may wrap (free text) and how soon it may go:
 when the table is too wide, headers first take their short forms (explained in a
-legend under the table), then the least needed columns are hidden (named under
-the table), and what is left is printed whole. If even that is too wide, cells of
+legend under the table), then a column holding one value in every row is folded
+into a line under the table ("model(s): qwen25_7b in every row"), then the least
+needed columns are hidden (named under the table), and what is left is printed whole. If even that is too wide, cells of
 several words ("5 min (4-6 min)", "[+0.105, +0.595]") wrap between their words as
 a last resort. An id or a number never wraps.
 """
@@ -38,9 +39,11 @@ class Column:
     header: str
     justify: str = "left"
     wrap: bool = False  # free text that may wrap between words; ids and numbers never do
-    drop: int = 0  # 0: always shown; when the table is too wide, the highest is hidden first
+    drop: int = 0  # 0: always shown; when the table is too wide, the highest rank is hidden first (all its columns)
     short: str = ""  # the header's short form when the table is too wide, explained in the legend
     min_wrap: int = MIN_WRAP  # a wrapping column keeps at least this width (or its longest word)
+    fold: bool = False  # when the table is too wide and every row holds the same value (blank = as above), say it
+    # once under the table instead
 
 
 def _lines(text: str) -> list[str]:
@@ -69,11 +72,18 @@ def _loose(col: Column) -> Column:
     return replace(col, wrap=True, min_wrap=0)
 
 
+def _one_value(rows: Sequence[Sequence[str]], i: int) -> str | None:
+    """The value every row holds in column i (blank cells repeat the one above), None when they differ."""
+    values = {r[i] for r in rows if r[i]}
+    return values.pop() if len(values) == 1 else None
+
+
 def fit_columns(
     columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int
 ) -> tuple[list[int], bool, bool]:
     """For a table `width` characters wide: (indices of the columns to show, whether short headers are used,
-    whether every cell must wrap between its words)."""
+    whether every cell must wrap between its words). A column left out was folded (`fold` and one value in
+    every row) or hidden."""
     keep = list(range(len(columns)))
 
     def fits(short: bool, loose: bool = False) -> bool:
@@ -83,10 +93,20 @@ def fit_columns(
     if fits(False):
         return keep, False, False
     short = any(c.short for c in columns)
-    for i in sorted((i for i, c in enumerate(columns) if c.drop), key=lambda i: (-columns[i].drop, -i)):
+    if fits(short):
+        return keep, short, False
+    keep = [i for i in keep if not (columns[i].fold and rows and _one_value(rows, i) is not None)]
+    hidden: list[list[int]] = []  # columns of one drop rank go together (A and B, say, never one without the other)
+    for rank in sorted({columns[i].drop for i in keep if columns[i].drop}, reverse=True):
         if fits(short):
-            return keep, short, False
-        keep.remove(i)
+            break
+        hidden.append([i for i in keep if columns[i].drop == rank])
+        keep = [i for i in keep if columns[i].drop != rank]
+    for group in reversed(hidden[:-1]):  # a rank hidden early may fit again beside the ones hidden after it
+        before = keep
+        keep = sorted([*keep, *group])
+        if not fits(short):
+            keep = before
     return keep, short, not fits(short)
 
 
@@ -132,10 +152,15 @@ def fit_table(
     for row in text_rows:
         table.add_row(*[row[i] for i in keep])
     notes = [caption] if caption else []
+    folded = [f"{c.header}: {_one_value(text_rows, i)}" for i, c in enumerate(columns)
+              if i not in keep and c.fold and text_rows and _one_value(text_rows, i) is not None]
+    if folded:
+        notes.append("In every row: " + "; ".join(folded) + ".")
     legend = [f"{c.short} = {c.header}" for i, c in enumerate(columns) if i in keep and short and c.short]
     if legend:
         notes.append("Legend: " + "; ".join(legend) + ".")
-    hidden = [c.header for i, c in enumerate(columns) if i not in keep]
+    hidden = [c.header for i, c in enumerate(columns)
+              if i not in keep and not (c.fold and text_rows and _one_value(text_rows, i) is not None)]
     if hidden:
         notes.append(
             f"Hidden to fit {width} columns: {', '.join(hidden)} (a wider terminal or COLUMNS shows them; "

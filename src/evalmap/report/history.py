@@ -42,7 +42,8 @@ RUN_COLUMNS = (
     Column("datasets", wrap=True), Column("n", "right"), Column("wall", "right", drop=2),
 )
 JOB_COLUMNS = (
-    Column("model"), Column("dataset"), Column("status"), Column("headline metric: value ± stderr (n)", wrap=True),
+    Column("model", fold=True), Column("dataset"), Column("status"),
+    Column("headline metric: value ± stderr (n)", wrap=True),
     Column("wall", "right", drop=2), Column("calls", "right", drop=3), Column("cache hits", "right", drop=4),
 )
 

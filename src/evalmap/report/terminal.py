@@ -110,8 +110,9 @@ def _duration(seconds: float) -> str:
 
 
 SCORE_COLUMNS = (
-    Column("model"), Column("dataset"), Column("metric"), Column("value ± stderr (n)", "right"),
-    Column("95% CI", "right", drop=2), Column("backend", wrap=True, drop=6), Column("calls", "right", drop=5),
+    Column("model", fold=True), Column("dataset"), Column("metric"), Column("value ± stderr (n)", "right"),
+    Column("95% CI", "right", drop=2), Column("backend", wrap=True, drop=6, fold=True),
+    Column("calls", "right", drop=5),
     Column("cache hits", "right", drop=5, short="cached"), Column("tokens/s", "right", drop=4, short="tok/s"),
     Column("wall", "right", drop=3),
 )
@@ -147,7 +148,8 @@ def score_table(run_id: str, jobs: Sequence[JobResult], terminal: bool, width: i
 
 
 GROUP_COLUMNS = (
-    Column("model"), Column("group"), Column("value ± stderr (n)", "right"), Column("95% CI", "right", drop=2),
+    Column("model", fold=True), Column("group"), Column("value ± stderr (n)", "right"),
+    Column("95% CI", "right", drop=2),
     Column("datasets:metric", wrap=True, drop=1),
 )
 
