@@ -113,3 +113,24 @@ def test_a_gguf_file_runs_with_max_tokens(tmp_path, shared_data, embedded_on_lla
     assert job["model"] == "smollm2_135m_instruct_q4_1" and job["backend"]["name"] == "llamacpp"
     assert job["task_config"]["max_tokens"] == 8 and job["n"] == 2
     assert 0 < job["tokens"]["completion"] <= 2 * 8
+
+
+def test_an_openai_reference_runs_on_the_server(tmp_path):
+    """openai:NAME sends NAME to the --base-url server, with no catalog entry."""
+    from test_bad_input import GSM8K_OK, FakeServer
+
+    (tmp_path / "data" / "gsm8k").mkdir(parents=True)
+    (tmp_path / "data" / "gsm8k" / "test.jsonl").write_text(GSM8K_OK * 2)
+    server = FakeServer()
+    try:
+        result = CliRunner().invoke(
+            app, ["run", "--models", "openai:my-served-7b", "--datasets", "gsm8k", "--base-url", server.url,
+                  "--data-dir", str(tmp_path / "data"), "--store", str(tmp_path / "s.sqlite"), "--quiet",
+                  "--format", "json"],
+        )  # fmt: skip
+    finally:
+        server.close()
+    assert result.exit_code == 0, result.output
+    (job,) = json.loads(result.stdout)["jobs"]
+    assert (job["model"], job["backend"]["name"], job["backend"]["model"]) == ("my_served_7b", "openai", "my-served-7b")
+    assert server.answered == job["model_calls"] > 0
