@@ -38,7 +38,7 @@ def _contexts(has_text: bool, has_image: bool) -> list[str]:
 
 
 def _options_of(prompt: str) -> list[str]:
-    """The option texts at the end of a CQM-A prompt ("\nA. ...\nB. ..."; an option may span lines)."""
+    """The option texts at the end of a CQM-A prompt ("\\nA. ...\\nB. ..."; an option may span lines)."""
     start = prompt.rfind("\nA. ")
     if start < 0:
         return []
@@ -53,7 +53,7 @@ def _options_of(prompt: str) -> list[str]:
 
 
 def _scienceqa_check(r: Record) -> str | None:
-    if r["answer"] not in r["letters"]:
+    if len(r["answer"]) != 1 or r["answer"] not in r["letters"]:
         return f"has answer {r['answer']!r}, not one of its option letters {r['letters']}"
     return None
 
