@@ -100,3 +100,11 @@ def test_runs_lists_shows_and_removes(failed_run, monkeypatch, capsys, tmp_path)
     store.close()
     code, _, err = evalmap(monkeypatch, capsys, "runs", "rm", a, "--store", str(path), "--yes")
     assert code == 2 and f"Unknown run id {a!r}" in err
+
+
+def test_an_empty_store_says_so(tmp_path, monkeypatch, capsys):
+    Store(tmp_path / "empty.sqlite").close()
+    code, out, _ = evalmap(monkeypatch, capsys, "runs", "--store", str(tmp_path / "empty.sqlite"))
+    assert code == 0 and out.startswith(f"No runs in {tmp_path / 'empty.sqlite'} yet")
+    code, _, err = evalmap(monkeypatch, capsys, "report", "--store", str(tmp_path / "empty.sqlite"))
+    assert code == 2 and "has no runs yet" in err

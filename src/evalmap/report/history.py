@@ -89,6 +89,9 @@ def list_runs(
         sys.stdout.write(json.dumps(history[:limit], indent=2) + "\n")
         return
     out = _console()
+    if not history:
+        out.print(f"No runs in {store.path} yet; `evalmap run` makes one.", highlight=False, markup=False)
+        return
     rows = [
         [r["id"], _date(r["created"]), f"{r['status']}: {r['error']}" if r["error"] else r["status"],
          ", ".join(r["models"]), ", ".join(r["datasets"]), f"{r['samples']:,}", _wall(r["wall_seconds"])]
