@@ -17,7 +17,7 @@ from evalmap.report.cli import register
 from evalmap.report.compare import compare_runs
 from evalmap.report.data import load_report_data
 from evalmap.report.html import build_report
-from evalmap.report.tables import fill_commands, leaderboards, matrix_markdown
+from evalmap.report.tables import fill_commands, leaderboards, matrix_markdown, matrix_table
 
 SCORE = re.compile(r"^\d\.\d{3} ± \d\.\d{3} \(n=\d+\)$")
 
@@ -84,6 +84,8 @@ def test_report_splits_rows_by_settings(report_store, catalog, tmp_path):
     _, by_task = leaderboards(data)
     reasoning = next(board for board in by_task if board.name == "reasoning")
     assert {five, default} <= {e.model for e in reasoning.entries}  # ranked apart, never averaged together
+    arc = {(r[0], r[-1]): r[7] for r in matrix_table(data).rows if r[2] == "arc_challenge"}
+    assert arc[("qwen25_7b", "num_fewshot=25")] == "0.5000" and arc[("qwen25_7b", "num_fewshot=default")] == "0.6000"
     md = matrix_markdown(data)
     assert "Rows are split by the settings that differ between these runs (num_fewshot)" in md
     html = build_report(store, [b, c], tmp_path / "r", catalog, compare_iters=200).index.read_text()

@@ -367,17 +367,19 @@ def matrix_table(data: ReportData) -> Table:
                 continue
             s = job.primary if job else None
             rows.append([
-                m, data.model_category(m), d, data.dataset_task_type[d],
+                data.model_of.get(m, m), data.model_category(m), d, data.dataset_task_type[d],
                 "run" if job else "recommended, not run", gap or "",
                 s.name if s else "", _num(s.value if s else None), _num(s.stderr if s else None),
                 _num(s.ci_low if s else None), _num(s.ci_high if s else None), s.n if s else "",
-                job.run_id if job else "",
+                job.run_id if job else "", m.removeprefix(data.model_of.get(m, m)).strip(" []"),
             ])
     return Table(
         "matrix", "Evaluation matrix (headline metric per model × dataset)",
         ["model", "category", "dataset", "task_type", "status", "recommended_by", "metric", "value", "stderr",
-         "ci_low", "ci_high", "n", "run"],
+         "ci_low", "ci_high", "n", "run", "settings"],
         rows,
+        "settings: the settings that set a row apart when the runs differ in them (empty when they do not)."
+        if data.split_by else "",
     )
 
 
