@@ -142,3 +142,20 @@ def test_model_code_without_bwrap_needs_unsafe_no_sandbox(tmp_path, monkeypatch,
     with pytest.raises(SandboxUnavailableError):
         isolation.isolation_available()
     api.check_sandbox(catalog, [("smollm2_135m", "gsm8k", 1)], unsafe_no_sandbox=False)  # no code runs: no question
+
+
+def test_offline_hub_model_fails_without_retries(tmp_path, shared_data):
+    """An hf: model on a machine without network: the hub cache or one sentence, not a minute of retries."""
+    pytest.importorskip("transformers")
+    dropped = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
+    env |= {"EVALMAP_HOME": str(tmp_path / "home"), "HF_ENDPOINT": "https://hub.invalid", "HF_HOME": str(tmp_path)}
+    began = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "evalmap", "run", "--models", "hf:org/Foo-1.5B", "--datasets", "gsm8k",
+         "--samples", "1", "--data-dir", str(shared_data)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Could not load the model 'org/Foo-1.5B'" in proc.stderr, proc.stderr
+    assert "Retrying" not in proc.stderr and "Retry" not in proc.stderr
+    assert time.perf_counter() - began < 30  # was ~58 s here

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from urllib.parse import urlparse
 
@@ -40,18 +41,24 @@ def hub_unreachable() -> str | None:
 
 @contextlib.contextmanager
 def cache_only_when_offline() -> Iterator[str | None]:
-    """Inside, `datasets` and `huggingface_hub` read only their local cache when the hub cannot be reached
-    (their own offline mode, switched on for this block). Yields the reason, or None when online."""
+    """Inside, `huggingface_hub` (and so transformers) and `datasets`, when imported, read only their local
+    cache when the hub cannot be reached (their own offline mode, switched on for this block). Yields the
+    reason, or None when online."""
     reason = hub_unreachable()
     if reason is None:
         yield None
         return
-    import datasets.config
     import huggingface_hub.constants
 
-    saved = datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE
-    datasets.config.HF_HUB_OFFLINE = huggingface_hub.constants.HF_HUB_OFFLINE = True
+    # datasets copies the flag when it is imported: switched only when already imported, so it is restored
+    switches = [huggingface_hub.constants]
+    if "datasets.config" in sys.modules:
+        switches.append(sys.modules["datasets.config"])
+    saved = [module.HF_HUB_OFFLINE for module in switches]
+    for module in switches:
+        module.HF_HUB_OFFLINE = True
     try:
         yield reason
     finally:
-        datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE = saved
+        for module, value in zip(switches, saved, strict=True):
+            module.HF_HUB_OFFLINE = value

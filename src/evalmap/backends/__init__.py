@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from evalmap.backends.base import Backend
 from evalmap.backends.registry import BACKENDS, backend_class, backend_names, known_backend
 from evalmap.errors import BackendUnavailableError, EvalmapError
+from evalmap.hub import cache_only_when_offline
 
 if TYPE_CHECKING:
     from evalmap.catalog.schema import Model
@@ -88,7 +89,10 @@ def open_backend(model: Model, options: BackendOptions) -> Backend:
     problem = missing_weights(model, name)
     if problem:
         raise EvalmapError(problem)
-    return backend_class(name).from_catalog(model, options)
+    if not getattr(backend_class(name), "loads_weights", True):
+        return backend_class(name).from_catalog(model, options)
+    with cache_only_when_offline():  # no network: the hub cache or one sentence now, not a minute of retries
+        return backend_class(name).from_catalog(model, options)
 
 
 def missing_weights(model: Model, backend: str) -> str | None:
