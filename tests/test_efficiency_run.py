@@ -146,3 +146,12 @@ def test_a_memory_limit_too_small_is_a_result(embedded_on_llamacpp_module, share
               "load_s": None, "peak_rss_bytes": result.get("peak_rss_bytes"), "bpw": None}
     scores = {s.name: s for s in task.aggregate([SampleResult({}, details=detail)])}
     assert scores["load_s"].n == 0  # no number made up for a model that did not load
+
+
+def test_an_engine_without_token_timing_is_refused_before_loading(shared_data, tmp_path):
+    import evalmap
+    from evalmap.backends.capabilities import CapabilityError
+
+    with pytest.raises(CapabilityError, match="efficiency_bench times the engine per token.*--backend llamacpp"):
+        evalmap.evaluate("smollm2_135m", ["efficiency_bench"], backend="transformers", data_dir=str(shared_data),
+                         store=str(tmp_path / "s.sqlite"), quiet=True)

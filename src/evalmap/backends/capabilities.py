@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from evalmap.catalog.schema import Dataset, Model
 
 SAMPLE_ITEMS = 3  # items whose requests are looked at
+TIMED_BACKENDS = ("llamacpp", "openai")  # engines backends.timed can time per token
 
 
 class CapabilityError(EvalmapError):
@@ -39,6 +40,7 @@ class Needs:
     tools: bool = False
     prompt_tokens: int = 0  # typical prompt (catalog)
     answer_tokens: int = 0  # the longest answer asked for (generation max_tokens), else the catalog's
+    timing: bool = False  # the task measures the engine per token (tasks.kinds.latency: `measure`)
 
     @property
     def context(self) -> int:
@@ -63,6 +65,7 @@ def task_needs(dataset: Dataset, task: Any, seed: int) -> Needs:
         tools=any(getattr(r, "tools", None) for r in requests),
         prompt_tokens=dataset.prompt_tokens,
         answer_tokens=max(answers) if answers else dataset.answer_tokens,
+        timing=getattr(task, "measure", None) is not None,
     )
 
 
@@ -71,6 +74,12 @@ def mismatch(model: Model, dataset: Dataset, backend: str, caps: Capabilities, n
     """One sentence saying why `model` on `backend` cannot run `dataset`, or None when it can."""
     server = bool(options.base_url) and backend == "openai"
     engine = f"the server at {options.base_url}" if server else f"the {backend} backend"
+    if needs.timing and backend not in TIMED_BACKENDS:
+        return (
+            f"{dataset.id} times the engine per token, which evalmap does on llama.cpp in process or an "
+            f"OpenAI-compatible server, not on {engine}; run it with --backend llamacpp, or serve the model and "
+            "use --backend openai --base-url URL."
+        )
     if needs.masked_positions and not caps.masked_positions:
         return (
             f"{dataset.id} in masked-marginals mode needs a masked language model (catalog `objective: masked_lm`) on "
