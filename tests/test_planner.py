@@ -153,11 +153,11 @@ def test_judge_datasets_count_two_turns_and_warn(catalog):
     assert any("judge" in w for w in est.warnings)
 
 
-def _workload(shapes, lengths=None, items=None, sandboxed=False):
+def _workload(shapes, lengths=None, items=None, sandboxed=False, observed=True):
     from evalmap.workload import Lengths, Workload
 
-    return Workload("x", items or 1, 1, list(shapes), Lengths(tuple(lengths), "test") if lengths else None, "test",
-                    sandboxed=sandboxed)
+    measured = Lengths(tuple(lengths), "test", observed) if lengths else None
+    return Workload("x", items or 1, 1, list(shapes), measured, "test", sandboxed=sandboxed)
 
 
 def test_prefill_and_decode_follow_the_documented_formulas(catalog):
@@ -212,6 +212,13 @@ def test_the_interval_comes_from_the_spread_of_generated_lengths(catalog):
     ll = _workload([RequestShape("loglikelihood", 100, continuation=3)], items=5)
     c = planner.job_seconds(model, ll, "llamacpp")
     assert c.low == c.value == c.high  # nothing generated, nothing uncertain in the lengths
+    # reference answers are not the model's: the high end lets every answer run to max_tokens
+    refs = _workload([RequestShape("generate", 100, max_tokens=512)], lengths=[100, 101, 99, 100], items=20,
+                     observed=False)
+    assert refs.length_interval()[1] == 512
+    all_max = _workload([RequestShape("generate", 100, max_tokens=512)], lengths=[512], items=20)
+    assert planner.job_seconds(model, refs, "llamacpp").high == pytest.approx(
+        planner.job_seconds(model, all_max, "llamacpp").value)
 
 
 def test_tensor_parallel_divides_gpu_work(catalog):

@@ -376,8 +376,10 @@ def job_seconds(
     rates = rates or Rates()
     low_scale, high_scale = 1.0, 1.0
     if workload.lengths is not None and workload.lengths.mean > 0:
-        low, high = workload.lengths.mean_interval()
+        low, high = workload.length_interval()
         low_scale, high_scale = low / workload.lengths.mean, high / workload.lengths.mean
+        if not workload.lengths.observed:  # references: at the high end every answer runs to max_tokens
+            high_scale = max(high_scale, high / max(1, min(workload.lengths.values)))
     values = []
     for scale in (1.0, low_scale, high_scale):
         parts = profile_seconds(profile, model, job_work(workload, profile, batch, scale))
@@ -421,7 +423,7 @@ def _recorded_workload(job: Mapping, like: Workload | None) -> Workload | None:
     lengths = [v / per_item for v in job.get("lengths") or []] or [job["completion_tokens"] / calls]
     cap = max(lengths)
     shapes = [RequestShape("generate", round(per_call), round(shared), max_tokens=math.ceil(cap))]
-    return Workload(job["dataset"], calls, 1, shapes, Lengths(tuple(lengths), "recorded"), "recorded")
+    return Workload(job["dataset"], calls, 1, shapes, Lengths(tuple(lengths), "recorded", observed=True), "recorded")
 
 
 def _batch_of(job: Mapping) -> int | None:
@@ -571,7 +573,7 @@ def estimate_job(
         items = min(samples, ds.count) if samples else ds.count
         workload = catalog_workload(ds, items, n_samples, "no rendered requests")
     gen = workload.generations
-    low_len, high_len = workload.lengths.mean_interval() if workload.lengths else (0.0, 0.0)
+    low_len, high_len = workload.length_interval()
     est = JobEstimate(
         model_id, dataset_id, workload.items, workload.request_count,
         workload.prompt_tokens + workload.continuation_tokens, workload.generated_tokens,
@@ -593,6 +595,7 @@ def estimate_job(
         est.warnings.append(f"{model_id} is a team fine-tune: pass --weights PATH (or run.hf in a catalog override)")
     if workload.turns > 1:
         est.warnings.append(f"{dataset_id} also needs judge-model calls, not included")
+    est.warnings.extend(workload.notes)
     est.engine = backend or model.run.default_backend
     refusal = engine_refusal(model, est.engine)
     name = reference_profile(est.engine, gpu)

@@ -50,6 +50,7 @@ class Lengths:
 
     values: tuple[int, ...]
     source: str
+    observed: bool = False  # the model's own answers (stored), not references standing in for them
 
     @property
     def mean(self) -> float:
@@ -102,6 +103,19 @@ class Workload:
     @property
     def generated_tokens(self) -> int:
         return round(self.generations * self.lengths.mean) if self.lengths else 0
+
+    @property
+    def max_tokens(self) -> int:
+        return max((r.max_tokens for r in self.requests if r.kind == "generate"), default=0)
+
+    def length_interval(self) -> tuple[float, float]:
+        """The interval of the mean generated length: the 95% interval over the model's own stored answers;
+        over references (not the model's answers), from that interval's low end to every answer running
+        to max_tokens, since a model may stop far earlier or never."""
+        if self.lengths is None:
+            return 0.0, 0.0
+        low, high = self.lengths.mean_interval()
+        return (low, high) if self.lengths.observed else (low, max(high, float(self.max_tokens)))
 
 
 # ---------------------------------------------------------------- counting tokens
@@ -290,6 +304,9 @@ def reference_answers(task: Task, item: Item, prompt: str) -> list[str]:
 def _shape(request: Any, tokens: Tokens, previous: Sequence) -> tuple[RequestShape, Sequence]:
     from evalmap.backends.base import split_context
 
+    if request.kind not in ("loglikelihood", "generate"):  # e.g. a masked LM's forward pass: prefill only
+        units = tokens.units(str(getattr(request, "sequence", "")))
+        return RequestShape("loglikelihood", _tok(tokens, len(units)), _tok(tokens, _common(units, previous))), units
     if request.kind == "loglikelihood":
         context, continuation = split_context(request)
         units = tokens.units(context)
@@ -355,16 +372,19 @@ def job_workload(
         lengths = history() if history is not None else None
         cap = max(s.max_tokens for s in generating)
         if lengths is not None:
-            lengths = Lengths(tuple(min(v, cap) for v in lengths.values), lengths.source)
+            lengths = Lengths(tuple(min(v, cap) for v in lengths.values), lengths.source, lengths.observed)
         elif references:
             lengths = Lengths(tuple(references), "reference answers (few-shot answers or canonical solutions), "
                               "capped at max_tokens")
         else:
             lengths = Lengths((min(dataset.answer_tokens, cap),), "the catalog's typical answer length")
+    notes = [] if shapes or not sample else [
+        f"{dataset.id} sends no requests through the pipeline (it measures the engine itself): its time is not "
+        "estimated"]
     return Workload(
         dataset=dataset.id, items=len(job_items), sampled=len(sample), requests=shapes, lengths=lengths,
         tokens=tokens.how, turns=2 if dataset.request_kind == "judge" else 1,
-        sandboxed=dataset.request_kind == "execute",
+        sandboxed=dataset.request_kind == "execute", notes=notes,
     )
 
 
@@ -424,8 +444,8 @@ def plan_workloads(
         def history(model_id: str = model_id, dataset_id: str = dataset_id) -> Lengths | None:
             settings = asdict(tasks[dataset_id].config)
             found = store.generated_lengths(model_id, dataset_id, settings) if store is not None else []
-            return Lengths(tuple(found), f"this store's {len(found)} {model_id} answers under these settings") \
-                if found else None
+            return Lengths(tuple(found), f"this store's {len(found)} {model_id} answers under these settings",
+                           observed=True) if found else None
 
         workloads[(model_id, dataset_id)] = job_workload(
             task, catalog.dataset(dataset_id), limit, seed, tokens, history
