@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
@@ -36,7 +37,7 @@ import re
 import threading
 import time
 
-__all__ = ["FakeOpenAIServer", "answer_text", "prompt_logprobs"]
+__all__ = ["FakeOpenAIServer", "answer_text", "message_images", "prompt_logprobs"]
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error"}
 _MAX_HEADER_BYTES = 64 * 1024
@@ -74,6 +75,23 @@ def _answer(source, max_tokens, stop=()) -> tuple[str, str]:
     text = "".join(" " + w for w in words)
     cut = _cut_at_stop(text, stop)
     return cut, ("stop" if cut != text else finish)
+
+
+def message_images(messages) -> list[tuple[str, bytes]]:
+    """The images of OpenAI chat messages, in order: (MIME type, bytes) of each `image_url` part's base64
+    data URL (what a `chat_reply` reads to answer from the picture); raises ValueError for any other URL."""
+    found = []
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        for part in content if isinstance(content, list) else ():
+            if not (isinstance(part, dict) and part.get("type") == "image_url"):
+                continue
+            url = (part.get("image_url") or {}).get("url", "")
+            head, _, data = url.partition(",")
+            if not (head.startswith("data:") and head.endswith(";base64")):
+                raise ValueError(f"not a base64 data URL: {url[:40]!r}")
+            found.append((head[len("data:") : -len(";base64")], base64.b64decode(data, validate=True)))
+    return found
 
 
 def answer_text(prompt=None, *, messages=None, max_tokens=16, stop=()) -> str:
@@ -143,6 +161,7 @@ class FakeOpenAIServer:
         max_model_len: int = 8192,
         chat_reply=None,
         tool_reply=None,
+        listing_extra: dict | None = None,
     ):
         if not 0.0 <= fail_rate <= 1.0 or not 0.0 <= hang_rate <= 1.0 or fail_rate + hang_rate > 1.0:
             raise ValueError("fail_rate and hang_rate must be in [0, 1] and add up to at most 1.")
@@ -158,6 +177,7 @@ class FakeOpenAIServer:
         self.chat_reply = chat_reply  # (messages) -> text, or None for the hashed answer: a scripted judge
         # (messages, tools) -> [{"name", "arguments"}] answered as native `tool_calls`, or None for a text answer
         self.tool_reply = tool_reply
+        self.listing_extra = dict(listing_extra or {})  # more fields of the /v1/models entry (what it says it takes)
         self.host = host
         self.port = port
         self.base_url = ""
@@ -349,6 +369,7 @@ class FakeOpenAIServer:
 
     def _listing(self) -> dict:
         entry = {"id": self.model, "object": "model", "owned_by": self.owned_by, "max_model_len": self.max_model_len}
+        entry.update(self.listing_extra)
         return {"object": "list", "data": [entry]}
 
     def _fault(self, payload: dict) -> str | None:

@@ -231,9 +231,17 @@ def test_a_text_only_model_asked_for_an_image_dataset_is_refused(no_loads):
 
 def test_a_vision_model_on_an_engine_that_sends_no_images_is_refused(no_loads):
     catalog = load_catalog()
-    with pytest.raises(CapabilityError, match=r"^vqa_v2 sends images, but the vllm backend cannot send images to "
-                       r"qwen2_vl_7b; use a backend that does\.$"):
-        check_plan(catalog, [("qwen2_vl_7b", "vqa_v2", 2)], {"vqa_v2": _FakeTask()}, BackendOptions(), 0)
+    with pytest.raises(CapabilityError) as err:
+        check_plan(
+            catalog, [("qwen2_vl_7b", "vqa_v2", 2)], {"vqa_v2": _FakeTask()}, BackendOptions(backend="llamacpp"), 0
+        )
+    assert str(err.value) == (
+        "vqa_v2 sends images, but llama.cpp runs qwen2_vl_7b without a multimodal projector (mmproj), so it cannot "
+        "see images; run it on the transformers or vllm backend, or on a server that loads its projector."
+    )
+    assert err.value.exit_code == 2
+    for backend in ("vllm", "transformers"):  # both send images to a vision-language model
+        check_plan(catalog, [("qwen2_vl_7b", "vqa_v2", 2)], {"vqa_v2": _FakeTask()}, BackendOptions(backend=backend), 0)
 
 
 @needs_shared

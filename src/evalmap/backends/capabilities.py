@@ -47,6 +47,14 @@ class Needs:
         return self.prompt_tokens + self.answer_tokens
 
 
+def no_projector(model: str) -> str:
+    """Why llama.cpp sees no images (the end of a sentence): evalmap opens a GGUF without its projector."""
+    return (
+        f"llama.cpp runs {model} without a multimodal projector (mmproj), so it cannot see images; run it on the "
+        "transformers or vllm backend, or on a server that loads its projector."
+    )
+
+
 def task_needs(dataset: Dataset, task: Any, seed: int) -> Needs:
     """Read from the requests the task builds for its first items (no model involved)."""
     requests = [r for item in task.items(SAMPLE_ITEMS, seed) for r in task.requests(item)]
@@ -96,7 +104,12 @@ def mismatch(model: Model, dataset: Dataset, backend: str, caps: Capabilities, n
             "model (`evalmap models --category multimodal`)."
         )
     if needs.images and not caps.images:
-        return f"{dataset.id} sends images, but {engine} cannot send images to {model.id}; use a backend that does."
+        if backend == "llamacpp":
+            return f"{dataset.id} sends images, but {no_projector(model.id)}"
+        return (
+            f"{dataset.id} sends images, but {engine} cannot send images to {model.id}; use the transformers or "
+            "vllm backend, or a server that takes images."
+        )
     if needs.tools and not caps.tools:
         return (
             f"{dataset.id} sends tool definitions, but {engine} cannot pass tools to {model.id}; use a backend "

@@ -48,6 +48,7 @@ from evalmap.backends.base import (
     template_renders_tools,
     tools_refused,
 )
+from evalmap.backends.capabilities import no_projector
 from evalmap.backends.registry import install_hint
 from evalmap.backends.weights import file_fingerprint, resolve_gguf
 from evalmap.errors import BackendUnavailableError, EvalmapError
@@ -142,7 +143,8 @@ class LlamaCppBackend:
 
     @classmethod
     def capabilities_before_load(cls, model: Model, options: BackendOptions) -> Capabilities:
-        """Text only, logprobs from the logits; the context is the n_ctx it is opened with (at most the model's)."""
+        """Text only (no multimodal projector is loaded), logprobs from the logits; the context is the n_ctx it is
+        opened with (at most the model's)."""
         return Capabilities(
             chat_template=model.chat_template,
             tools=model.tool_template,
@@ -270,6 +272,8 @@ class LlamaCppBackend:
                 llm._logits_all = saved
 
     def _generate_one(self, request: GenerationRequest, on_tokens: OnTokens | None = None) -> Generation:
+        if request.images:
+            raise EvalmapError(no_projector(self.path.name))
         llm = self._llm
         if not self._cache_from_generation:
             llm.reset()  # a log-likelihood (or a failed call) left the cache: start from empty

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from evalmap.backends import check_base_url
+from evalmap.backends import check_base_url, vision
 from evalmap.backends.base import (
     BackendInfo,
     Capabilities,
@@ -157,6 +157,22 @@ def _tool_calls(calls, bad) -> list[dict] | None:
         text = arguments if isinstance(arguments, str) else json.dumps(arguments)
         out.append({"name": function["name"], "arguments": text})
     return out
+
+
+def _listed_images(entry: dict) -> bool | None:
+    """Does the /v1/models entry say whether the model takes images? OpenRouter-style listings give
+    `architecture.input_modalities`, LM Studio's a `type` ("vlm"), Ollama-style ones `capabilities`
+    ("vision"); vLLM, SGLang, TGI and llama.cpp say nothing (None)."""
+    architecture = entry.get("architecture")
+    modalities = architecture.get("input_modalities") if isinstance(architecture, dict) else None
+    if isinstance(modalities, list):
+        return "image" in modalities
+    if entry.get("type") in ("vlm", "llm"):
+        return entry["type"] == "vlm"
+    capabilities = entry.get("capabilities")
+    if isinstance(capabilities, list) and capabilities and all(isinstance(c, str) for c in capabilities):
+        return "vision" in capabilities
+    return None
 
 
 def _count(value, what: str, bad) -> int:
@@ -373,6 +389,7 @@ class OpenAIBackend:
         return cls(
             options.base_url, served, api_key_env=options.api_key_env, concurrency=options.concurrency,
             timeout_s=options.timeout_s, max_retries=options.max_retries,
+            images=model.modality == "vision-language",
         )
 
     @classmethod
@@ -395,7 +412,10 @@ class OpenAIBackend:
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 30.0,
         breaker: int | None = None,
+        images: bool = False,
     ):
+        """`images`: the model takes images (the catalog calls it vision-language); what the server's
+        /v1/models listing says about image input, where it says anything, wins."""
         if loglikelihood_mode not in LOGLIKELIHOOD_MODES:
             raise ValueError(f"loglikelihood_mode must be one of {LOGLIKELIHOOD_MODES}, not {loglikelihood_mode!r}.")
         if concurrency < 1:
@@ -460,10 +480,11 @@ class OpenAIBackend:
             )
             warnings.warn(message, RuntimeWarning, stacklevel=2)
         self.reported_context = _positive_int(entry.get("max_model_len"))  # None: the server did not say
+        listed = _listed_images(entry)
         self.capabilities = Capabilities(
             chat_template=True,
             logprobs=self._loglikelihood_refusal is None,
-            images=False,
+            images=images if listed is None else listed,
             tools=True,
             max_context=self.reported_context or Capabilities().max_context,
         )
@@ -685,10 +706,15 @@ class OpenAIBackend:
         if request.stop:
             payload["stop"] = list(request.stop)
         if request.chat:
-            payload["messages"] = request.chat_messages()
+            payload["messages"] = vision.openai_messages(request)
             if request.tools:
                 payload["tools"] = request.tool_list()
             return "/chat/completions", payload
+        if request.images:
+            raise EvalmapError(
+                f"A completion-style request with images cannot go to the server at {self.base_url} (OpenAI's "
+                "/v1/completions takes text only); images need chat requests."
+            )
         payload["prompt"] = request.prompt
         return "/completions", payload
 

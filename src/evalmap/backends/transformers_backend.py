@@ -18,6 +18,10 @@ Design notes
   shape round differently, so a near-tie can flip a greedy token late in a long generation; pass
   dtype="float32" where bit-stable greedy output across batch sizes matters more than speed.
 - Generation batches group requests by (max_tokens, temperature, top_p); stop strings are per row.
+- A `vision-language` catalog model loads with AutoProcessor + AutoModelForImageTextToText; its chat
+  template (the processor's) writes the image tokens, the processor expands them and makes the pixel
+  tensors (`vision.py`), which go into the first forward pass of the same decode loop. Requests with
+  images are batched apart from text-only ones; a Qwen2-VL-style model gets its 3-D RoPE positions.
 - `window` (requests per call from `base.stream`) is 16 batches, so length sorting has room to pad
   little; `on_tokens` is told, after each decoding step, how many rows made a token in it.
 """
@@ -32,6 +36,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from evalmap.backends import vision
 from evalmap.backends.base import (
     BackendInfo,
     Capabilities,
@@ -105,16 +110,17 @@ class TransformersBackend:
         return cls(
             ref, gguf_file=gguf_file, device=options.device, dtype=options.dtype or model.run.dtype,
             batch_size=options.batch_size, trust_remote_code=model.run.trust_remote_code,
-            masked_lm=model.objective == "masked_lm",
+            masked_lm=model.objective == "masked_lm", vision=model.modality == "vision-language",
         )
 
     @classmethod
     def capabilities_before_load(cls, model: Model, options: BackendOptions) -> Capabilities:
-        """What the catalog entry promises (the loaded model's config may say more): text only, logprobs."""
+        """What the catalog entry promises (the loaded model's config may say more): logprobs; images for a
+        vision-language model (loaded with its processor)."""
         masked = model.objective == "masked_lm"
         return Capabilities(
             chat_template=model.chat_template, logprobs=not masked, tools=model.tool_template,
-            max_context=model.context_length, masked_positions=masked,
+            max_context=model.context_length, masked_positions=masked, images=model.modality == "vision-language",
         )
 
     def __init__(
@@ -130,6 +136,7 @@ class TransformersBackend:
         revision: str | None = None,
         cache_dir: str | None = None,
         masked_lm: bool = False,
+        vision: bool = False,
     ):
         torch, transformers = _import_deps()
         self._torch = torch
@@ -141,6 +148,8 @@ class TransformersBackend:
         self.revision = revision
         self.cache_dir = cache_dir
         self.masked_lm = masked_lm  # loaded with AutoModelForMaskedLM; answers masked_positions only
+        self.vision = vision  # loaded with AutoProcessor + AutoModelForImageTextToText; takes images
+        self.processor = None  # the vision-language model's processor (its chat template writes image tokens)
         self.device = self._resolve_device(device)
         self.dtype = self._resolve_dtype(dtype)
         if self.device.type == "cpu":
@@ -167,13 +176,14 @@ class TransformersBackend:
         self._add_bos = self._tokenizer_adds_bos(tokenizer)
         self._keeps_logits = "logits_to_keep" in _forward_params(model)
 
-        config_max = getattr(model.config, "max_position_embeddings", None) or 2048
+        config_max = getattr(model.config.get_text_config(), "max_position_embeddings", None) or 2048
         self.max_length = int(max_length or config_max)
+        template = getattr(self.processor, "chat_template", None) or getattr(tokenizer, "chat_template", None)
         self.capabilities = Capabilities(
-            chat_template=bool(getattr(tokenizer, "chat_template", None)),
+            chat_template=bool(template),
             logprobs=not masked_lm,
-            images=False,
-            tools=template_renders_tools(getattr(tokenizer, "chat_template", None)),
+            images=self.processor is not None,
+            tools=template_renders_tools(template),
             max_context=self.max_length,
             masked_positions=masked_lm,
         )
@@ -269,6 +279,9 @@ class TransformersBackend:
         from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
         common = {"trust_remote_code": self.trust_remote_code, **kwargs}
+        if self.vision:
+            model, self.processor = vision.load(str(folder), self.dtype, **common)
+            return model, self.processor.tokenizer
         tokenizer = AutoTokenizer.from_pretrained(str(folder), **common)
         auto = AutoModelForMaskedLM if self.masked_lm else AutoModelForCausalLM
         model = auto.from_pretrained(str(folder), dtype=self.dtype, **common)
@@ -347,6 +360,8 @@ class TransformersBackend:
         if request.chat:
             if request.tools and not self.capabilities.tools:
                 raise tools_refused(self.model_ref)
+            if self.processor is not None:
+                return vision.encode(self.processor, request, self._add_bos, request.tool_list())[0]
             text = self.tokenizer.apply_chat_template(
                 request.chat_messages(), tools=request.tool_list(), add_generation_prompt=True, tokenize=False
             )
@@ -376,19 +391,35 @@ class TransformersBackend:
     ) -> list[Generation]:
         self._causal_only()
         results: list[Generation | None] = [None] * len(requests)
-        prompts = [self._prompt_ids(r) for r in requests]
-        groups: dict[tuple, list[int]] = defaultdict(list)
+        images: list[dict | None] = [None] * len(requests)  # per request: its image tensors (processor output)
+        prompts = []
         for i, r in enumerate(requests):
+            if r.images:
+                if self.processor is None:
+                    raise EvalmapError(
+                        f"{self.model_ref} is loaded as a text-only model, so it cannot take images; a "
+                        "vision-language model needs `modality: vision-language` in the catalog."
+                    )
+                if r.tools and not self.capabilities.tools:
+                    raise tools_refused(self.model_ref)
+                ids, images[i] = vision.encode(self.processor, r, self._add_bos, r.tool_list())
+                prompts.append(ids)
+            else:
+                prompts.append(self._prompt_ids(r))
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for i, r in enumerate(requests):  # requests with images are batched apart (all rows carry pixels)
             sampling = r.temperature > 0
             key = (r.max_tokens, float(r.temperature) if sampling else 0.0, float(r.top_p) if sampling else 1.0)
-            groups[key].append(i)
+            groups[(*key, bool(r.images))].append(i)
         for indices in groups.values():
             order = length_sorted([(i, len(prompts[i])) for i in indices])
             for start in range(0, len(order), self.batch_size):
                 batch = order[start : start + self.batch_size]
                 for i, generation in zip(
                     batch,
-                    self._generate_batch([requests[i] for i in batch], [prompts[i] for i in batch], on_tokens),
+                    self._generate_batch(
+                        [requests[i] for i in batch], [prompts[i] for i in batch], on_tokens, [images[i] for i in batch]
+                    ),
                     strict=True,
                 ):
                     results[i] = generation
@@ -397,8 +428,14 @@ class TransformersBackend:
         return results  # type: ignore[return-value]
 
     def _generate_batch(
-        self, requests: list[GenerationRequest], prompts: list[list[int]], on_tokens: OnTokens | None = None
+        self,
+        requests: list[GenerationRequest],
+        prompts: list[list[int]],
+        on_tokens: OnTokens | None = None,
+        images: list[dict | None] | None = None,
     ) -> list[Generation]:
+        """One left-padded batch; `images` (all rows or none) are the rows' image tensors, fed to the first
+        forward pass (a multimodal-RoPE model also gets its 3-D positions from them)."""
         torch = self._torch
         started = time.perf_counter()
         n = len(requests)
@@ -408,6 +445,12 @@ class TransformersBackend:
                 Generation(text="", prompt_tokens=len(p), completion_tokens=0, finish_reason="length") for p in prompts
             ]
         room = max(1, self.max_length - max_new)
+        with_images = bool(images) and images[0] is not None
+        if with_images and max(len(p) for p in prompts) > room:  # cutting would cut an image's tokens
+            raise PromptTooLongError(
+                f"A prompt with images of {max(len(p) for p in prompts):,} tokens leaves no room for "
+                f"{max_new:,} new tokens in {self.model_ref}'s {self.max_length:,}; shorten it or lower max_tokens."
+            )
         prompts = [p[-room:] if len(p) > room else p for p in prompts]
         width = max(len(p) for p in prompts)
         input_ids = torch.full((n, width), self._pad_id, dtype=torch.long)
@@ -418,6 +461,12 @@ class TransformersBackend:
                 mask[row, width - len(ids) :] = 1
         input_ids, mask = input_ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        pixels: dict = {}
+        if with_images:
+            lengths = [len(p) for p in prompts]
+            pixels = vision.batch(images, lengths, width, self.device, self.dtype)
+            rope = vision.rope_positions(self.model, input_ids, mask, pixels)
+            positions = positions if rope is None else rope
 
         generators = []
         for r in requests:
@@ -440,6 +489,7 @@ class TransformersBackend:
                 position_ids=positions,
                 use_cache=True,
                 **({"logits_to_keep": 1} if self._keeps_logits else {}),
+                **pixels,
             )
             cache = out.past_key_values
             logits = out.logits[:, -1, :].float()
@@ -470,10 +520,10 @@ class TransformersBackend:
                 if len(keep) < len(active):  # finished rows leave the batch
                     index = torch.tensor(keep, dtype=torch.long, device=self.device)
                     cache.batch_select_indices(index)
-                    mask, positions, chosen = mask[index], positions[index], chosen[index]
+                    mask, positions, chosen = mask[index], positions.index_select(-2, index), chosen[index]
                     active = [active[row] for row in keep]
                 mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
-                positions = positions[:, -1:] + 1
+                positions = positions[..., -1:] + 1  # (batch, 1), or (3, batch, 1) for 3-D RoPE
                 out = model(
                     input_ids=chosen.view(-1, 1).to(self.device),
                     attention_mask=mask,

@@ -5,6 +5,11 @@ runner's stream hands it up to that many same-kind requests per call, across job
 answers are delivered when a submission returns, so a kill -9 loses at most one submission.
 Log-likelihoods come from `prompt_logprobs`, which vLLM computes at the right positions
 (unlike llama.cpp's echo logprobs).
+
+A `vision-language` catalog model also loads its Hugging Face processor, whose chat template writes
+the model's image marker (Qwen2-VL's `<|vision_start|><|image_pad|><|vision_end|>`, LLaVA's `<image>`)
+once per image; the request then goes in as `{"prompt", "multi_modal_data": {"image": ...}}` with
+its images as PIL images in placeholder order, and vLLM expands each marker to the image's tokens.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from evalmap.backends import vision
 from evalmap.backends.base import (
     BackendInfo,
     Capabilities,
@@ -52,13 +58,15 @@ class VLLMBackend:
             gpu_memory_utilization=options.gpu_memory_utilization,
             dtype=options.dtype or model.run.dtype,
             trust_remote_code=model.run.trust_remote_code,
+            vision=model.modality == "vision-language",
         )
 
     @classmethod
     def capabilities_before_load(cls, model: Model, options: BackendOptions) -> Capabilities:
-        """Text only here (multi_modal_data is not sent yet), prompt logprobs, the model's own context."""
+        """Prompt logprobs, the model's own context; images for a vision-language model (multi_modal_data)."""
         return Capabilities(
-            chat_template=model.chat_template, tools=model.tool_template, max_context=model.context_length
+            chat_template=model.chat_template, tools=model.tool_template, max_context=model.context_length,
+            images=model.modality == "vision-language",
         )
 
     def __init__(
@@ -71,6 +79,7 @@ class VLLMBackend:
         max_model_len: int | None = None,
         trust_remote_code: bool = False,
         seed: int = 0,
+        vision: bool = False,
     ):
         try:
             import vllm
@@ -90,11 +99,18 @@ class VLLMBackend:
             seed=seed,
         )
         self.tokenizer = self.llm.get_tokenizer()
+        self.processor = None  # a vision-language model's processor: its chat template writes the image markers
+        if vision:
+            from transformers import AutoProcessor
+
+            self.processor = AutoProcessor.from_pretrained(model_ref, trust_remote_code=trust_remote_code)
+        template = getattr(self.processor, "chat_template", None) or getattr(self.tokenizer, "chat_template", None)
         config = self.llm.llm_engine.model_config
         self.capabilities = Capabilities(
-            chat_template=getattr(self.tokenizer, "chat_template", None) is not None,
+            chat_template=template is not None,
             logprobs=True,
-            tools=template_renders_tools(getattr(self.tokenizer, "chat_template", None)),
+            images=self.processor is not None,
+            tools=template_renders_tools(template),
             max_context=config.max_model_len,
         )
         revision = getattr(config, "revision", None) or (
@@ -108,10 +124,20 @@ class VLLMBackend:
             extra={"tensor_parallel_size": tensor_parallel_size, "dtype": str(config.dtype)},
         )
 
-    def _prompt(self, request: GenerationRequest) -> str:
+    def _prompt(self, request: GenerationRequest) -> str | dict:
+        """What `llm.generate` takes for one request: its text, or for a request with images the text with
+        one image marker per image and the images as `multi_modal_data`."""
+        if request.chat and request.tools and not self.capabilities.tools:
+            raise tools_refused(self.info.model)
+        if request.images and self.processor is None:
+            raise EvalmapError(
+                f"{self.info.model} is loaded as a text-only model, so it cannot take images; a "
+                "vision-language model needs `modality: vision-language` in the catalog."
+            )
+        if self.processor is not None and (request.chat or request.images):  # as the transformers backend does
+            text = vision.render(self.processor, request, request.tool_list())
+            return multimodal_prompt(text, request) if request.images else text
         if request.chat:
-            if request.tools and not self.capabilities.tools:
-                raise tools_refused(self.info.model)
             return self.tokenizer.apply_chat_template(
                 request.chat_messages(), tools=request.tool_list(), add_generation_prompt=True, tokenize=False
             )
@@ -192,6 +218,12 @@ class VLLMBackend:
 
     def close(self) -> None:
         del self.llm
+
+
+def multimodal_prompt(text: str, request: GenerationRequest) -> dict:
+    """vLLM's prompt dict for a rendered request with images: one PIL image, or a list of them in order."""
+    images = vision.pil_images(request.images)
+    return {"prompt": text, "multi_modal_data": {"image": images[0] if len(images) == 1 else images}}
 
 
 def _deliver(results: list, on_response: OnResponse | None) -> None:
