@@ -73,7 +73,8 @@ def test_replica_resources_follow_engine_and_tensor_parallel():
     cat = load_catalog()
     big, small = cat.model("wizardmath_70b"), cat.model("smollm2_135m")
     assert replica_resources(big, "vllm", True) == Resources(4)
-    assert Resources(4).bundles() == [{"GPU": 1.0, "CPU": 1.0}, {"GPU": 1.0}, {"GPU": 1.0}, {"GPU": 1.0}]
+    assert Resources(4).bundles() == [{"GPU": 4.0, "CPU": 1.0}] and Resources(4).placement_group
+    assert not Resources(1).placement_group
     assert replica_resources(big, "vllm", True, tensor_parallel=8).gpus == 8
     assert replica_resources(small, "llamacpp", True) == Resources(0)  # a CPU actor even beside GPUs
     assert replica_resources(small, "transformers", False) == Resources(0)

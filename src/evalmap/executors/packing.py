@@ -139,12 +139,16 @@ def pack_plan(
     notes: list[str] = []
     by_model: dict[str, list[planner.JobEstimate]] = {}
     loads = {(load.model, load.engine): load.seconds for load in est.loads}
+    unestimated: dict[tuple[str, str, str], int] = {}
     for job in est.jobs:
         if job.estimate_seconds is None:
-            why = "no reference profile" if job.speed == "none" else "weights exceed the engine's memory"
-            skipped.append(f"{job.model} · {job.dataset}: no time estimate on {job.engine} ({why})")
+            why = job.source.removeprefix("none: ") or "no estimate"
+            key = (job.model, job.engine, why)
+            unestimated[key] = unestimated.get(key, 0) + 1
             continue
         by_model.setdefault(job.model, []).append(job)
+    skipped += [f"{model}: {n} job{'s' if n != 1 else ''} without a time estimate on {engine} ({why})"
+                for (model, engine, why), n in unestimated.items()]
     models = []
     for model_id, jobs in by_model.items():
         model = catalog.model(model_id)

@@ -192,7 +192,7 @@ class ModelWorker:
         return {
             "info": asdict(self.backend.info), "fingerprint": cache_fingerprint(self.backend),
             "host": socket.gethostname(), "node": ray.util.get_node_ip_address(), "pid": os.getpid(),
-            "node_id": ray.get_runtime_context().get_node_id(),
+            "node_id": ray.get_runtime_context().get_node_id(), "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
         }
 
     def _task(self, dataset: str) -> Task:
@@ -282,7 +282,8 @@ class _Worker:
         return {
             "worker": self.label, "model": self.model, "engine": (meta.get("info") or {}).get("name"),
             "node": meta.get("node"), "node_id": meta.get("node_id"), "host": meta.get("host"), "pid": meta.get("pid"),
-            "gpus": self.resources.gpus, "cpus": self.resources.cpus, "status": self.status,
+            "gpus": self.resources.gpus, "gpu_ids": meta.get("gpu_ids"), "cpus": self.resources.cpus,
+            "placement_group": self.pg.id.hex() if self.pg is not None else None, "status": self.status,
             "samples": self.samples, "model_calls": self.model_calls, "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens, "busy_seconds": round(self.busy, 3),
             "samples_per_s": self.samples / self.busy if self.busy > 0 and self.samples else None,
@@ -349,11 +350,9 @@ class _Driver:
         need = model.resources
         options: dict[str, Any] = {"num_cpus": need.cpus, "num_gpus": need.gpus, "max_restarts": 0}
         pg = None
-        if need.placement_group:  # tensor parallel: the ranks vLLM starts join this group on one node
+        if need.placement_group:  # tensor parallel: every rank's GPU reserved at once, on one node (resources.py)
             pg = placement_group(need.bundles(), strategy="STRICT_PACK")
-            options = {"num_cpus": need.cpus, "num_gpus": 0, "max_restarts": 0,
-                       "scheduling_strategy": PlacementGroupSchedulingStrategy(
-                           pg, placement_group_bundle_index=0, placement_group_capture_child_tasks=True)}
+            options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=0)
         handle = self.worker_class.options(**options).remote(self.catalog, model.model_id, self.options,
                                                              self.unsafe_no_sandbox)
         worker = _Worker(f"{model.model_id}#{model.started}", model.model_id, handle, need, pg)

@@ -1,9 +1,11 @@
 """What one replica of a model asks of a Ray cluster: stated once, for the executor and the packing planner.
 
 A GPU engine gets `tensor_parallel` whole GPUs (vLLM's tensor_parallel_size; transformers spreads the
-weights over them), in one STRICT_PACK placement group when there is more than one, so the ranks share a
-node and its NVLink. A CPU engine (llama.cpp, transformers on CPU) and an OpenAI-compatible client are
-CPU actors.
+weights over them). With more than one, they are reserved as one STRICT_PACK placement group on one node
+(the ranks talk over its NVLink) and the actor holds them all: vLLM then runs its ranks as processes on
+the GPUs it sees (its "mp" executor). The actor does not hand the group to vLLM's Ray executor on purpose:
+vLLM's engine core runs in a subprocess that loses the group (vllm-project/vllm#30016). A CPU engine
+(llama.cpp, transformers on CPU) and an OpenAI-compatible client are CPU actors.
 """
 
 from __future__ import annotations
@@ -23,12 +25,12 @@ class Resources:
 
     @property
     def placement_group(self) -> bool:
-        """Tensor parallel: the ranks go in one STRICT_PACK placement group (one bundle per GPU)."""
+        """Tensor parallel: the GPUs are reserved together, on one node, before the actor starts."""
         return self.gpus > 1
 
     def bundles(self) -> list[dict[str, float]]:
-        """The placement group's bundles: the actor's CPU rides in the first, each rank takes one GPU."""
-        return [{"GPU": 1.0, "CPU": float(self.cpus)}] + [{"GPU": 1.0}] * (self.gpus - 1)
+        """The placement group: one bundle with every rank's GPU and the actor's CPU (one bundle is one node)."""
+        return [{"GPU": float(self.gpus), "CPU": float(self.cpus)}]
 
     def describe(self) -> str:
         if not self.gpus:
