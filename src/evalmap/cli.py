@@ -221,7 +221,7 @@ def recommend(
         parts.append(f"time: on {first.engine}, {first.source}; all runnable: {total}")
     if hidden:
         parts.append(f"left out: {', '.join(hidden)} ({planner.unsuitable(m, cat.datasets[hidden[0]])}; --all)")
-    parts.append("run them: evalmap run --models MODEL --datasets recommended")
+    parts.append(f"run them: evalmap run --models {model} --datasets recommended")
     out.print(
         _table(
             f"Recommended for {m.id} ({m.name}; categories: {', '.join(m.categories)})",

@@ -98,7 +98,7 @@ def register(app: typer.Typer) -> None:
     def report(
         runs: Annotated[
             list[str] | None,
-            typer.Argument(help="Run ids (or unique prefixes, `latest`, `latest~1`); default: the newest run.",
+            typer.Argument(help="Run ids (or unique prefixes, `latest`, `latest~1`); default: the newest finished run.",
                            show_default=False),
         ] = None,
         out_dir: Annotated[Path, typer.Option("--out", help="Folder to write index.html, figures and tables to.")] = (
@@ -154,8 +154,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("compare")
     def compare(
-        run_a: Annotated[str, typer.Argument(help="Baseline run id (A); `latest~1` is the one before the newest.")],
-        run_b: Annotated[str, typer.Argument(help="Run id to compare (B); `latest` is the newest.")],
+        run_a: Annotated[str, typer.Argument(help="Baseline run id (A); `latest~1` is the finished run before the newest.")],
+        run_b: Annotated[str, typer.Argument(help="Run id to compare (B); `latest` is the newest finished run.")],
         store_path: StoreOpt = None,
         fmt: Annotated[CompareFormat, typer.Option("--format", help="table for people, json for scripts.")] = (
             CompareFormat.table
