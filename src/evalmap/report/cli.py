@@ -154,7 +154,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("compare")
     def compare(
-        run_a: Annotated[str, typer.Argument(help="Baseline run id (A); `latest~1` is the finished run before the newest.")],
+        run_a: Annotated[
+            str, typer.Argument(help="Baseline run id (A); `latest~1` is the finished run before the newest.")
+        ],
         run_b: Annotated[str, typer.Argument(help="Run id to compare (B); `latest` is the newest finished run.")],
         store_path: StoreOpt = None,
         fmt: Annotated[CompareFormat, typer.Option("--format", help="table for people, json for scripts.")] = (

@@ -179,7 +179,7 @@ def remove_run(
     store_path: StoreOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Remove a run with its jobs, samples and scores (the response cache keeps its answers: rerunning costs no calls)."""
+    """Remove a run with its jobs, samples and scores (the response cache keeps its answers: a rerun is free)."""
     from evalmap.report.data import resolve_runs
 
     store = _open(store_path)
