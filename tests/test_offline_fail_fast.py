@@ -3,6 +3,7 @@ dataset evalmap cannot run, model code with no sandbox."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -10,10 +11,11 @@ import sys
 import time
 
 import pytest
+from typer.testing import CliRunner
 
 from evalmap import api, hub
 from evalmap.catalog.loader import load_catalog
-from evalmap.cli import main
+from evalmap.cli import app, main
 from evalmap.errors import EvalmapError
 from evalmap.sandbox import isolation
 from evalmap.sandbox.isolation import SandboxUnavailableError
@@ -117,6 +119,13 @@ def test_a_dataset_without_a_task_fails_before_a_run_is_recorded(tmp_path):
     catalog = load_catalog([str(path)])
     assert not catalog.dataset("team_bench").runnable and "team_bench" not in catalog.select_datasets(["runnable"])
     assert "team_bench" in catalog.select_datasets(["status:ready"])  # the guide's label is kept apart
+    runner = CliRunner()
+    listed = runner.invoke(app, ["datasets", "--catalog", str(path), "--not-runnable", "--format", "json"])
+    assert [(d["id"], d["guide_status"], d["runnable"]) for d in json.loads(listed.stdout)] == [
+        ("team_bench", "ready", False)
+    ]
+    table = runner.invoke(app, ["datasets", "--catalog", str(path), "--status", "ready"], env={"COLUMNS": "200"})
+    assert any("team_bench" in line and "no task" in line for line in table.stdout.splitlines())
 
 
 def test_model_code_without_bwrap_needs_unsafe_no_sandbox(tmp_path, monkeypatch, capsys, caplog):
