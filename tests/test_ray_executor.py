@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from evalmap.executors.local import Reporter
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'evalmap[ray]')")
 psutil = pytest.importorskip("psutil")
 
+CLI = [sys.executable, "-c", "from evalmap.cli import main; main()"]
 DATASETS = "arc_challenge,winogrande"
 
 
@@ -74,6 +76,29 @@ def test_without_ray_the_executor_says_how_to_install_it(tmp_path):
     assert not (tmp_path / "s.sqlite").exists()
 
 
+def test_an_unreachable_cluster_is_one_sentence(tmp_path, shared_data):
+    """Nothing listens at the address: exit 2 within seconds (Ray alone would retry for minutes), no run."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"  # closed again before the run: nothing listens there
+    done = subprocess.run(
+        [*CLI, "run", "--models", "smollm2_135m", "--datasets", "arc_challenge", "--samples", "2", "--backend",
+         "llamacpp", "--executor", "ray", "--ray-address", address, "--store", str(tmp_path / "s.sqlite"),
+         "--data-dir", str(shared_data)],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "EVALMAP_HOME": str(tmp_path)},
+    )
+    assert done.returncode == 2, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        f"error: Cannot reach the Ray cluster at {address} (Connection refused); start one with `ray start "
+        "--head` and pass its address (HOST:6379) with --ray-address, or leave out --ray-address to start Ray "
+        "in this process."
+    ]
+    with sqlite3.connect(tmp_path / "s.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
+
+
+@pytest.mark.slow
 def test_two_replicas_store_and_score_exactly_as_the_local_executor(ray_cluster, tmp_path, shared_data,
                                                                     embedded_on_llamacpp):
     local = run(tmp_path / "local.sqlite", shared_data, 8)
