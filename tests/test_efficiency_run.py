@@ -127,9 +127,9 @@ def test_mobile_benchmark_compares_quantisations(two_quants, shared_data):
     from evalmap.tasks.base import SampleResult
 
     scores = {s.name: s for s in task.aggregate([SampleResult({}, details=d) for d in details])}
-    assert 0 <= scores["top1_agreement_vs_Q4_1@Q4_0"].value <= 1
-    assert scores["kl_vs_Q4_1@Q4_0"].n == len(quality["kl"])
-    for name in ("pp16_tok_s", "tg4_tok_s", "ttft_ms_mean", "load_s", "peak_rss_mb", "pp16_tok_s@Q4_0/t1"):
+    assert 0 <= scores["top1_agreement_vs_Q4_1:Q4_0"].value <= 1
+    assert scores["kl_vs_Q4_1:Q4_0"].n == len(quality["kl"])
+    for name in ("pp16_tok_s", "tg4_tok_s", "ttft_ms_mean", "load_s", "peak_rss_mb", "pp16_tok_s:Q4_0/t1"):
         assert scores[name].value > 0, name
 
 

@@ -65,7 +65,9 @@ def test_throughput_stderr_shrinks_with_more_requests():
     def run(n):
         lat = rng.uniform(0.5, 1.5, size=n)
         sent = np.concatenate([[0.0], np.cumsum(lat)[:-1]])  # one at a time
-        timings = [RequestTiming(float(s), 0.1, float(x), (), 10, int(rng.integers(20, 40))) for s, x in zip(sent, lat)]
+        timings = [
+            RequestTiming(float(s), 0.1, float(x), (), 10, int(rng.integers(20, 40))) for s, x in zip(sent, lat, strict=True)
+        ]
         return named(serving_scores(timings, 0, {}))["output_tok_s"]
 
     small, large = run(8), run(200)
@@ -125,7 +127,7 @@ def test_aggregate_names_points_and_ratios(efficiency_task):
     details += [{"part": "raw", "test": "tg", "n": 8, "depth": 50, "rep": i, "tok_s": 20.0 + i} for i in range(2)]
     scores = named(efficiency_task.aggregate([SampleResult({}, details=d) for d in details]))
     assert scores["peak_rss_mb"].value == pytest.approx(300.0)
-    assert scores["failed@c=4"].value == pytest.approx(0.5) and "failed" in scores
+    assert scores["failed:c=4"].value == pytest.approx(0.5) and "failed" in scores
     assert scores["raw_pp50_tok_s"].value == pytest.approx(500.5)
     assert scores["raw_tg8_d50_tok_s"].value == pytest.approx(20.5)
     prefill = np.mean([50 / 0.1, 50 / 0.12])
@@ -133,5 +135,5 @@ def test_aggregate_names_points_and_ratios(efficiency_task):
     assert scores["prefill_vs_raw"].value == pytest.approx(prefill / 500.5)
     decode = np.mean([7 / 0.4, 7 / 0.4])
     assert scores["decode_vs_raw"].value == pytest.approx(decode / 20.5)
-    assert "output_tok_s@c=1" not in scores  # the first point is the unsuffixed one
+    assert "output_tok_s:c=1" not in scores  # the first point is the unsuffixed one
     assert efficiency_task.spec.headline_metric() in scores

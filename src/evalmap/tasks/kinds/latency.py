@@ -26,7 +26,8 @@ peak RSS, single-stream TTFT/TPOT on the prompts, and, against the highest-preci
 weight), the mean KL divergence and top-1 agreement of next-token distributions over the text.
 
 Unsuffixed score names are the first sweep point (single stream, c=1) or, for mobile_benchmark, the
-model's own file at the most threads measured; every other point has its scores suffixed `@<point>`.
+model's own file at the most threads measured; every other point has its scores suffixed `:<point>` (the
+run table shows the unsuffixed ones, results.json and the report all).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from evalmap.tasks.kinds.common import SpecBase
 
 BASE_PROMPT = "Pick as many lines as you can from these poem lines:\n"  # vLLM's sonnet dataset
 TOKENS_PER_LINE_GUESS = 10  # before calibration: a sonnet line is about 10 tokens
-CHILD_TIMEOUT_S = 900.0
+CHILD_TIMEOUT_S = 1800.0  # one (file, threads) measurement; a busy 2-core machine took 10 min for t=2
 
 
 @dataclass(frozen=True)
@@ -314,7 +315,7 @@ def _timings(details: Sequence[dict]) -> tuple[list[RequestTiming], int]:
 
 
 def _suffixed(scores: list[Score], suffix: str) -> list[Score]:
-    return [Score(f"{s.name}@{suffix}", s.value, s.stderr, s.ci_low, s.ci_high, s.n, s.method) for s in scores]
+    return [Score(f"{s.name}:{suffix}", s.value, s.stderr, s.ci_low, s.ci_high, s.n, s.method) for s in scores]
 
 
 def _raw_score(name: str, rates: list[float]) -> Score:
@@ -526,8 +527,8 @@ def _mobile_scores(details: list[dict]) -> list[Score]:
         else:
             scores += _suffixed(per, point)
     for q in (d for d in details if d.get("part") == "quality"):
-        scores.append(mean_score(f"kl_vs_{q['reference']}@{q['quant']}", q["kl"]))
-        scores.append(mean_score(f"top1_agreement_vs_{q['reference']}@{q['quant']}", q["top1"]))
+        scores.append(mean_score(f"kl_vs_{q['reference']}:{q['quant']}", q["kl"]))
+        scores.append(mean_score(f"top1_agreement_vs_{q['reference']}:{q['quant']}", q["top1"]))
     return first + scores
 
 
