@@ -66,7 +66,8 @@ def test_throughput_stderr_shrinks_with_more_requests():
         lat = rng.uniform(0.5, 1.5, size=n)
         sent = np.concatenate([[0.0], np.cumsum(lat)[:-1]])  # one at a time
         tokens = rng.integers(20, 40, size=n)
-        timings = [RequestTiming(float(s), 0.1, float(x), (), 10, int(k)) for s, x, k in zip(sent, lat, tokens, strict=True)]
+        rows = zip(sent, lat, tokens, strict=True)
+        timings = [RequestTiming(float(s), 0.1, float(x), (), 10, int(k)) for s, x, k in rows]
         return named(serving_scores(timings, 0, {}))["output_tok_s"]
 
     small, large = run(8), run(200)
