@@ -13,6 +13,7 @@ look like) capped at each request's max_tokens, else the catalog's typical answe
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import statistics
@@ -142,6 +143,7 @@ class _LlamaTokens(Tokens):
 
         with _quiet_stderr():  # llama.cpp's C logging about the (unused) context size
             self.llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+        atexit.register(self.llm.close)  # before interpreter teardown, where its __del__ would fail noisily
         self.how = f"{model_id}'s tokenizer ({path.name})"
         template = self.llm.metadata.get("tokenizer.chat_template")
         self.formatter = None
