@@ -134,3 +134,14 @@ def test_an_openai_reference_runs_on_the_server(tmp_path):
     (job,) = json.loads(result.stdout)["jobs"]
     assert (job["model"], job["backend"]["name"], job["backend"]["model"]) == ("my_served_7b", "openai", "my-served-7b")
     assert server.answered == job["model_calls"] > 0
+
+
+def test_weights_and_judge_take_any_name_of_a_model(catalog, tmp_path):
+    from evalmap import api
+
+    given = ["HuggingFaceTB/SmolLM2-135M-Instruct=/w/smol.gguf"]
+    assert api._weights(given, ["smollm2_135m"], catalog) == {"smollm2_135m": "/w/smol.gguf"}
+    store = tmp_path / "store.sqlite"
+    with pytest.raises(EvalmapError, match="hf:nobody/Judge-7B"):  # checked before a store exists
+        api.evaluate("smollm2_135m", "mt_bench", 1, judge="nobody/Judge-7B", store=store)
+    assert not store.exists()

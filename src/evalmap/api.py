@@ -521,10 +521,13 @@ def evaluate(
     if output is not None and not str(output).strip():
         raise EvalmapError("--output is empty; pass the folder to write results into, e.g. --output evalmap-out.")
     out_dir = Path(output) if output is not None else None
-    cat = _catalog(catalog).with_model_refs(_ids(models))
+    judge = options.get("judge")
+    cat = _catalog(catalog).with_model_refs([*_ids(models), *([judge] if judge else [])])
+    if judge:
+        options["judge"] = cat.model_id(judge)  # a judge outside the catalog too (openai:NAME, hf:ORG/NAME)
     _, pairs = select_jobs(cat, plan, models, datasets, samples)
     check_runnable(cat, pairs)
-    chosen_weights = _weights(weights, list(dict.fromkeys(m for m, _, _ in pairs)))
+    chosen_weights = _weights(weights, list(dict.fromkeys(m for m, _, _ in pairs)), cat)
     cat = cat.with_weights(chosen_weights)
     run_options = _options(None if isinstance(samples, dict) else samples, backend, seed, dict(options))
     if out_dir:
@@ -576,16 +579,27 @@ def check_sandbox(catalog: Catalog, pairs: Pairs, unsafe_no_sandbox: bool) -> co
     return allowed
 
 
-def _weights(given: str | Sequence[str] | dict[str, str] | None, models: list[str]) -> dict[str, str]:
-    """`--weights PATH` (a run of one model) or `--weights MODEL=PATH` (repeatable) as {model: path}."""
+def _weights(
+    given: str | Sequence[str] | dict[str, str] | None, models: list[str], catalog: Catalog
+) -> dict[str, str]:
+    """`--weights PATH` (a run of one model) or `--weights MODEL=PATH` (repeatable) as {model id: path};
+    MODEL may be any name of the model (its HF repo id too)."""
     if not given:
         return {}
+
+    def model_id(ref: str) -> str:
+        try:
+            return catalog.model_id(ref)
+        except EvalmapError:
+            return ref
+
     if isinstance(given, dict):
-        chosen = dict(given)
+        chosen = {model_id(m): p for m, p in given.items()}
     else:
         chosen = {}
         for entry in [given] if isinstance(given, str) else list(given):
-            model, sep, path = entry.partition("=")
+            ref, sep, path = entry.partition("=")
+            model = model_id(ref) if sep else ref
             if sep and model in models:
                 chosen[model] = path
             elif len(models) == 1:
