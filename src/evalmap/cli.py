@@ -576,7 +576,8 @@ def run(
     ] = False,
     judge_model: Annotated[
         str | None,
-        typer.Option("--judge-model", help="The catalog model that grades judged datasets (mt_bench); default: "
+        typer.Option("--judge-model", help="The model that grades judged datasets (mt_bench): an id or a reference "
+                     "(openai:NAME, hf:ORG/NAME); default: "
                      "each model itself, a weak judge (said when it runs)."),
     ] = None,
     judge_backend: Annotated[
