@@ -55,6 +55,11 @@ def no_projector(model: str) -> str:
     )
 
 
+def _declares_images(dataset: Dataset, task: Any) -> bool:
+    """A task that knows says (a visual-QA task: False for a text-only variant); else a multimodal dataset does."""
+    return bool(getattr(task, "needs_images", dataset.task_type == "multimodal"))
+
+
 def task_needs(dataset: Dataset, task: Any, seed: int) -> Needs:
     """Read from the requests the task builds for its first items (no model involved)."""
     requests = [r for item in task.items(SAMPLE_ITEMS, seed) for r in task.requests(item)]
@@ -67,9 +72,7 @@ def task_needs(dataset: Dataset, task: Any, seed: int) -> Needs:
         loglikelihood="loglikelihood" in kinds,
         generate="generate" in kinds,
         masked_positions="masked_position" in kinds,
-        # a task that knows (a visual-QA task: False for a text-only variant) says; else a multimodal dataset does
-        images=getattr(task, "needs_images", dataset.task_type == "multimodal")
-        or any(getattr(r, "images", None) for r in requests),
+        images=_declares_images(dataset, task) or any(getattr(r, "images", None) for r in requests),
         tools=any(getattr(r, "tools", None) for r in requests),
         prompt_tokens=dataset.prompt_tokens,
         answer_tokens=max(answers) if answers else dataset.answer_tokens,
@@ -78,8 +81,9 @@ def task_needs(dataset: Dataset, task: Any, seed: int) -> Needs:
 
 
 def mismatch(model: Model, dataset: Dataset, backend: str, caps: Capabilities, needs: Needs,
-             options: BackendOptions) -> str | None:
-    """One sentence saying why `model` on `backend` cannot run `dataset`, or None when it can."""
+             options: BackendOptions, text_variant: str | None = None) -> str | None:
+    """One sentence saying why `model` on `backend` cannot run `dataset`, or None when it can; `text_variant`
+    names the dataset's variant without images, offered to a text-only model."""
     server = bool(options.base_url) and backend == "openai"
     engine = f"the server at {options.base_url}" if server else f"the {backend} backend"
     if needs.timing and backend not in TIMED_BACKENDS:
@@ -101,7 +105,9 @@ def mismatch(model: Model, dataset: Dataset, backend: str, caps: Capabilities, n
     if needs.images and model.modality == "text":
         return (
             f"{dataset.id} is an image dataset, but {model.id} is a text-only model; pick a vision-language "
-            "model (`evalmap models --category multimodal`)."
+            "model (`evalmap models --category multimodal`)"
+            + (f", or run its questions without images with --variant {text_variant}" if text_variant else "")
+            + "."
         )
     if needs.images and not caps.images:
         if backend == "llamacpp":
@@ -131,13 +137,11 @@ def mismatch(model: Model, dataset: Dataset, backend: str, caps: Capabilities, n
     return None
 
 
-def check_plan(catalog: Any, pairs: Iterable[tuple[str, str, Any]], tasks: dict[str, Any],
-               options: BackendOptions, seed: int) -> None:
-    """Raise CapabilityError (one sentence, exit 2) for the first job its model cannot serve.
-
-    `tasks` maps each dataset id of `pairs` to its built Task. Each model's capabilities are asked
-    once: a server is probed (GET /v1/models), a local engine loads nothing.
-    """
+def check_declared(catalog: Any, pairs: Iterable[tuple[str, str, Any]], tasks: dict[str, Any],
+                   options: BackendOptions) -> dict[str, Capabilities]:
+    """Raise CapabilityError (one sentence, exit 2) for what is known before any dataset loads: a backend name,
+    a team fine-tune's missing weights, images asked of a model or engine that takes none. Returns each
+    model's declared capabilities (a server is probed once: GET /v1/models; a local engine loads nothing)."""
     from evalmap.backends import backend_name, missing_weights
 
     pairs = list(pairs)
@@ -147,13 +151,40 @@ def check_plan(catalog: Any, pairs: Iterable[tuple[str, str, Any]], tasks: dict[
         if problem:
             raise CapabilityError(problem)
     declared: dict[str, Capabilities] = {}
-    needs: dict[str, Needs] = {}
     for model_id, dataset_id, _ in pairs:
         model, dataset = catalog.model(model_id), catalog.dataset(dataset_id)
         if model_id not in declared:
             declared[model_id] = backend_class(names[model_id]).capabilities_before_load(model, options)
+        task = tasks[dataset_id]
+        if _declares_images(dataset, task):  # said before its items load (the hub may be away)
+            text_variants = getattr(getattr(task, "spec", None), "text_only_variants", ())
+            problem = mismatch(
+                model, dataset, names[model_id], declared[model_id], Needs(images=True), options,
+                text_variants[0] if text_variants else None,
+            )  # fmt: skip
+            if problem:
+                raise CapabilityError(problem)
+    return declared
+
+
+def check_plan(catalog: Any, pairs: Iterable[tuple[str, str, Any]], tasks: dict[str, Any],
+               options: BackendOptions, seed: int, declared: dict[str, Capabilities] | None = None) -> None:
+    """Raise CapabilityError (one sentence, exit 2) for the first job its model cannot serve: `check_declared`
+    (unless its answer is passed as `declared`), then what each dataset's first requests ask (their kinds,
+    tools, context).
+
+    `tasks` maps each dataset id of `pairs` to its built Task.
+    """
+    from evalmap.backends import backend_name
+
+    pairs = list(pairs)
+    if declared is None:
+        declared = check_declared(catalog, pairs, tasks, options)
+    needs: dict[str, Needs] = {}
+    for model_id, dataset_id, _ in pairs:
+        model, dataset = catalog.model(model_id), catalog.dataset(dataset_id)
         if dataset_id not in needs:
             needs[dataset_id] = task_needs(dataset, tasks[dataset_id], seed)
-        problem = mismatch(model, dataset, names[model_id], declared[model_id], needs[dataset_id], options)
+        problem = mismatch(model, dataset, backend_name(model, options), declared[model_id], needs[dataset_id], options)
         if problem:
             raise CapabilityError(problem)

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from itertools import groupby
 
 from evalmap.backends import BackendOptions, backend_name, open_backend
-from evalmap.backends.capabilities import check_plan
+from evalmap.backends.capabilities import check_declared, check_plan
 from evalmap.backends.registry import backend_packages
 from evalmap.catalog.loader import Catalog
 from evalmap.errors import EvalmapError
@@ -208,9 +208,10 @@ def run_plan(
                 config = TaskConfig(**{**asdict(options.task), "seed": options.seed})
                 tasks[dataset_id] = build_task(catalog.dataset(dataset_id), config)
         judging = _Judging(catalog, run_id, tasks, options, store, reporter, open_backend_fn)  # judge and opponent
+        declared = check_declared(catalog, pairs, tasks, options.backend)  # what needs no data: before it loads
         for task in tasks.values():
             preload(task, options.seed)  # records loaded and checked now, not after a model loads
-        check_plan(catalog, pairs, tasks, options.backend, options.seed)  # backend names + capabilities, before a load
+        check_plan(catalog, pairs, tasks, options.backend, options.seed, declared)  # capabilities, before a load
         for model_id, group in groupby(pairs, key=lambda p: p[0]):
             model_jobs = list(group)
             reporter.message(f"loading {model_id}")

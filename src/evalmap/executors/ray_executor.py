@@ -34,7 +34,7 @@ from typing import Any
 
 from evalmap.backends import backend_name, open_backend
 from evalmap.backends.base import Request, Response
-from evalmap.backends.capabilities import check_plan
+from evalmap.backends.capabilities import check_declared, check_plan
 from evalmap.catalog.loader import Catalog
 from evalmap.errors import EvalmapError
 from evalmap.executors.local import Reporter, RunOptions, RunSummary, library_versions, run_key
@@ -614,9 +614,10 @@ def run_plan_on_ray(
             f"{', '.join(judged)} is judged by a second model, which --executor ray does not schedule yet; run it "
             "without --executor ray."
         )
+    declared = check_declared(catalog, pairs, tasks, options.backend)  # what needs no data: before it loads
     for task in tasks.values():
         preload(task, options.seed)
-    check_plan(catalog, pairs, tasks, options.backend, options.seed)
+    check_plan(catalog, pairs, tasks, options.backend, options.seed, declared)
     started = connect(ray, address)
     versions = {**library_versions(), "ray": ray.__version__}
     run_id, resumed = store.open_run(run_key(pairs, options, catalog.version), args or {}, options.seed,
