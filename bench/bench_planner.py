@@ -14,11 +14,16 @@ load excluded), for the model's load (run wall minus its jobs) and for the whole
 from __future__ import annotations
 
 import argparse
+import functools
+import os
+import resource
 import tempfile
+import time
 from pathlib import Path
 
 import evalmap
 
+print = functools.partial(print, flush=True)  # noqa: A001 - progress shows as it happens, also into a file
 DATASETS = "arc_challenge,hellaswag,gsm8k,humaneval"
 GOALS = {"cold": 0.5, "calibrated": 0.2}
 
@@ -33,13 +38,22 @@ def _within(estimate: float | None, actual: float, goal: float) -> str:
     return "ok" if abs(estimate / actual - 1) <= goal else "MISS"
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def phase(name: str, args: argparse.Namespace, seed: int, history: Path, run_store: Path) -> list[tuple]:
     """Plan from `history`, run in `run_store`; print and return (job, estimate, actual) rows."""
     common = dict(samples=args.samples, backend=args.backend, data_dir=args.data_dir, seed=seed)
     est = evalmap.plan(args.model, args.datasets, store=history, **common)
+    load_before, cpu_before, wall_before = os.getloadavg()[0], _cpu_seconds(), time.perf_counter()
     result = evalmap.evaluate(args.model, args.datasets, store=run_store, quiet=True, **common)
+    share = (_cpu_seconds() - cpu_before) / (time.perf_counter() - wall_before)
     goal = GOALS[name]
     print(f"\n{name} (seed {seed}; estimate from {est.store or 'no history: reference profiles'}; goal ±{goal:.0%})")
+    print(f"machine: 1-min load average {load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
+          f"this run used {share:.2f} CPU-seconds per wall second")
     print(f"{'job':<16}{'prompt tok est/act':>20}{'gen tok est [interval] / act':>32}"
           f"{'seconds est [interval]':>26}{'actual':>9}{'est/act':>8}  verdict  source")
     rows = []
