@@ -420,15 +420,8 @@ def print_packing(packing) -> None:
 
 def _span(value: float | None, span: tuple[float, float] | None) -> str:
     """A duration with its interval in the same unit ("87 s (81-95)"), or the duration alone."""
-    if value is None or span is None or round(span[0]) == round(span[1]):
-        return _duration(value)
-    unit, scale = ("s", 1) if value < 120 else ("min", 60) if value < 7200 else ("h", 3600)
-    digits = 1 if unit == "h" else 0
-    return f"{value / scale:.{digits}f} {unit} ({span[0] / scale:.{digits}f}-{span[1] / scale:.{digits}f})"
-
-
-def _span(value: float | None, span: tuple[float, float] | None) -> str:
-    """A duration with its interval in the same unit ("87 s (81-95)"), or the duration alone."""
+    if value is not None and value < 0.5:
+        return "<1 s"
     if value is None or span is None or round(span[0]) == round(span[1]):
         return _duration(value)
     unit, scale = ("s", 1) if value < 120 else ("min", 60) if value < 7200 else ("h", 3600)
@@ -450,8 +443,7 @@ def print_plan(est: planner.PlanEstimate) -> None:
     engines = list(planner.ENGINES)
 
     def reference(job: planner.JobEstimate, engine: str) -> str:
-        seconds = job.seconds[engine]
-        return job.unavailable.get(engine) or ("<1 s" if seconds is not None and seconds < 0.5 else _duration(seconds))
+        return job.unavailable.get(engine) or _span(job.seconds[engine], None)
 
     rows = [
         [j.model, j.dataset, _n(j.samples), _n(j.requests), _n(j.prompt_tokens),
@@ -487,8 +479,8 @@ def print_plan(est: planner.PlanEstimate) -> None:
     )
     for warning in dict.fromkeys(w for j in est.jobs for w in j.warnings):
         err.print(f"warning: {warning}", highlight=False)
-    for line in dict.fromkeys(f"{j.dataset}: tokens by {j.tokens}" + (f"; generated lengths from {j.lengths}"
-                              if j.lengths else "") for j in est.jobs):
+    for line in dict.fromkeys(f"{j.model} · {j.dataset}: tokens by {j.tokens}" + (
+                              f"; generated lengths from {j.lengths}" if j.lengths else "") for j in est.jobs):
         err.print(f"note: {line}", highlight=False)
     for note in est.notes:
         err.print(f"note: {note}", highlight=False)
