@@ -28,7 +28,10 @@ def vlm(request, tmp_path_factory) -> TransformersBackend:
     folder = tmp_path_factory.mktemp(request.param)
     (build_llava if request.param == "llava" else build_qwen2_vl)(folder)
     backend = TransformersBackend(str(folder), vision=True, device="cpu", dtype="float32", batch_size=4)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model's ops wait on OpenMP threads when other processes hold the cores
     yield backend
+    torch.set_num_threads(threads)
     backend.close()
 
 
