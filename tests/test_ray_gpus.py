@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 import evalmap
+from evalmap.store import Store
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'evalmap[ray]')")
 pytest.importorskip("torch")
@@ -37,3 +38,15 @@ def test_tensor_parallel_takes_a_strict_pack_group_of_two_gpus(two_gpu_cluster, 
     local = run(tmp_path / "local.sqlite", shared_data)
     scores = [{s.name: (s.value, s.n) for s in r.jobs[0].scores} for r in (on_ray, local)]
     assert scores[0] == scores[1]
+
+
+def test_a_replica_no_node_can_hold_is_one_sentence_before_a_run(two_gpu_cluster, tmp_path, shared_data):
+    """Tensor parallel 4 on a cluster whose one node has 2 GPUs would wait forever: it fails at once."""
+    with pytest.raises(evalmap.EvalmapError) as caught:
+        evalmap.evaluate("smollm2_135m", "arc_challenge", 2, "transformers", data_dir=str(shared_data),
+                         store=tmp_path / "s.sqlite", quiet=True, tensor_parallel=4, executor="ray")
+    assert str(caught.value) == (
+        "smollm2_135m needs 4 GPUs and 1 CPU on one node, and no node of the Ray cluster has that (the most GPUs "
+        "on a node: 2); add such a node, or lower its tensor parallel in a catalog override."
+    )
+    assert Store(tmp_path / "s.sqlite").runs() == []

@@ -320,20 +320,15 @@ class _Model:
 
 class _Driver:
     def __init__(self, ray, catalog: Catalog, pairs, options: RunOptions, store: Store, reporter: Reporter,
-                 run_id: str, tasks: dict[str, Task], replicas: int | None, unsafe_no_sandbox: bool):
+                 run_id: str, tasks: dict[str, Task], needs: dict[str, Resources], replicas: int | None,
+                 unsafe_no_sandbox: bool):
         self.ray, self.catalog, self.options, self.store, self.reporter = ray, catalog, options, store, reporter
         self.unsafe_no_sandbox = unsafe_no_sandbox
         self.run_id, self.tasks = run_id, tasks
         self.worker_class = ray.remote(max_concurrency=2)(ModelWorker)
-        has_gpus = ray.cluster_resources().get("GPU", 0) > 0
         grouped: dict[str, list[tuple[str, int | None]]] = {}
         for model_id, dataset, limit in pairs:
             grouped.setdefault(model_id, []).append((dataset, limit or options.samples))
-        needs = {
-            m: replica_resources(catalog.model(m), backend_name(catalog.model(m), options.backend), has_gpus,
-                                 options.backend.tensor_parallel, options.backend.device)
-            for m in grouped
-        }
         counts = default_replicas({m: r.gpus for m, r in needs.items()}, ray.available_resources().get("GPU", 0))
         self.models = {m: _Model(m, ps, replicas or counts[m], needs[m]) for m, ps in grouped.items()}
         self.workers: list[_Worker] = []  # every worker started, dead ones included (their stats stay)
@@ -573,6 +568,29 @@ class _Driver:
         return [self.results[b.job_id] for m in self.models.values() for b in m.books]
 
 
+def replica_needs(ray: Any, catalog: Catalog, pairs, options: RunOptions) -> dict[str, Resources]:
+    """What one replica of each model asks of this cluster; a replica that no node can hold would wait
+    forever, so that fails now, in one sentence, before a run is recorded."""
+    has_gpus = ray.cluster_resources().get("GPU", 0) > 0
+    needs = {}
+    for model_id in dict.fromkeys(m for m, _, _ in pairs):
+        model = catalog.model(model_id)
+        needs[model_id] = replica_resources(model, backend_name(model, options.backend), has_gpus,
+                                            options.backend.tensor_parallel, options.backend.device)
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    for model_id, need in needs.items():
+        if any(r.get("GPU", 0) >= need.gpus and r.get("CPU", 0) >= need.cpus for r in nodes):
+            continue
+        most = max((int(r.get("GPU", 0)) for r in nodes), default=0)
+        gpus = f"{need.gpus} GPU{'s' if need.gpus != 1 else ''} and " if need.gpus else ""
+        what = f"{gpus}{need.cpus} CPU"
+        raise EvalmapError(
+            f"{model_id} needs {what} on one node, and no node of the Ray cluster has that (the most GPUs on a "
+            f"node: {most}); add such a node, or lower its tensor parallel in a catalog override."
+        )
+    return needs
+
+
 def _first_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[0][:200] if lines else type(exc).__name__
@@ -619,6 +637,12 @@ def run_plan_on_ray(
         preload(task, options.seed)
     check_plan(catalog, pairs, tasks, options.backend, options.seed, declared)
     started = connect(ray, address)
+    try:
+        needs = replica_needs(ray, catalog, pairs, options)
+    except BaseException:
+        if started:
+            ray.shutdown()
+        raise
     versions = {**library_versions(), "ray": ray.__version__}
     run_id, resumed = store.open_run(run_key(pairs, options, catalog.version), args or {}, options.seed,
                                      catalog.version, versions)
@@ -626,7 +650,8 @@ def run_plan_on_ray(
     driver = None
     status = "interrupted"
     try:
-        driver = _Driver(ray, catalog, pairs, options, store, reporter, run_id, tasks, replicas, unsafe_no_sandbox)
+        driver = _Driver(ray, catalog, pairs, options, store, reporter, run_id, tasks, needs, replicas,
+                         unsafe_no_sandbox)
         results = driver.run()
         status = "incomplete" if any(r.failed for r in results) else "finished"
     finally:
