@@ -82,3 +82,18 @@ def test_score_table_puts_the_stored_headline_first_and_stars_it():
     assert list(table.columns[2].cells) == ["exact_match_flexible *", "exact_match_strict"]
     assert list(table.columns[3].cells)[0] == "0.200 ± 0.030 (n=30)"
     assert "* headline metric" in str(table.caption)
+
+
+def test_a_group_averages_only_zero_to_one_headlines():
+    """life_science: a Spearman rho is not averaged with accuracies; the two accuracies still make a group,
+    and a group left with one averageable member is no group."""
+    catalog = load_catalog()
+    results = [
+        job("m", "genomics_benchmark", ("accuracy", 0.48, 0.07, 50)),
+        job("m", "protein_sequences", ("spearman", 0.30, 0.15, 50)),
+        job("m", "bioasq", ("pubmedqa_accuracy", 0.50, 0.07, 50)),
+    ]
+    (group,) = group_results(catalog, results)
+    assert group.members == ("genomics_benchmark:accuracy", "bioasq:pubmedqa_accuracy")
+    assert group.score.value == pytest.approx(0.49)
+    assert group_results(catalog, results[1:]) == []

@@ -45,6 +45,12 @@ def lower_is_better(metric: str) -> bool:
     return metric.startswith(LOWER_IS_BETTER_PREFIXES)
 
 
+def averageable(metric: str, value: float) -> bool:
+    """A 0-1 score where higher is better: the only kind averaged across datasets (groups, leaderboards);
+    a correlation, a 1-10 judge score or a speed is shown per dataset only."""
+    return not lower_is_better(metric) and metric not in NOT_PROPORTIONS and 0.0 <= value <= 1.0
+
+
 def _float(value) -> float:
     return NAN if value is None else float(value)
 
@@ -208,8 +214,7 @@ class ReportData:
                 j.value for m in self.models if (j := self.cells.get((m, dataset))) and not math.isnan(j.value)
             ]
             self._bounded[dataset] = (
-                metric is not None and not lower_is_better(metric) and metric not in NOT_PROPORTIONS and bool(values)
-                and all(0.0 <= v <= 1.0 for v in values)
+                metric is not None and bool(values) and all(averageable(metric, v) for v in values)
             )
         return self._bounded[dataset]
 

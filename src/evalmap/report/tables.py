@@ -17,7 +17,14 @@ from pathlib import Path
 
 from evalmap.metrics.aggregate import pooled_group_score
 from evalmap.metrics.stats import NAN, Score, empty_score
-from evalmap.report.data import HOME_TASK_TYPES, UNCATALOGUED, JobRecord, ReportData, lower_is_better
+from evalmap.report.data import (
+    HOME_TASK_TYPES,
+    UNCATALOGUED,
+    JobRecord,
+    ReportData,
+    averageable,
+    lower_is_better,
+)
 
 # ---------------------------------------------------------------- formatting
 
@@ -113,13 +120,14 @@ class GroupResult:
 
 
 def run_groups(jobs: Sequence[tuple[str, str, Score | None]], task_type: Callable[[str], str]) -> list[GroupResult]:
-    """Per model, one GroupResult for each task type that two or more of its jobs share.
+    """Per model, one GroupResult for each task type that two or more of its jobs share, over the headlines
+    that are 0-1 scores (`averageable`: a Spearman rho is not averaged with an accuracy).
 
     `jobs` are (model, dataset, headline score) triples; `task_type(dataset)` names a dataset's group.
     """
     buckets: dict[tuple[str, str], list[tuple[str, Score]]] = {}
     for model, dataset, headline in jobs:
-        if headline is not None and headline.n > 0 and not isnan(headline.value):
+        if headline is not None and headline.n > 0 and averageable(headline.name, headline.value):
             buckets.setdefault((model, task_type(dataset)), []).append((dataset, headline))
     return [
         GroupResult(model, group, tuple(f"{d}:{s.name}" for d, s in pairs), group_score(group, [s for _, s in pairs]))
