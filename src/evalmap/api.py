@@ -536,6 +536,7 @@ def evaluate(
     db = store if isinstance(store, Store) else Store(store)
     args = {"pairs": pairs, "backend": backend, "base_url": options.get("base_url"), "samples": samples,
             "seed": seed, **({"weights": chosen_weights} if chosen_weights else {}),
+            **({"executor": executor, "replicas": replicas} if executor != "local" else {}),
             **{k: options[k] for k in ("batch_size", "concurrency") if k in options}}  # the planner's measured batch
     try:
         with sandbox_allowed, _progress(reporter, quiet) as shown:

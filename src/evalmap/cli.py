@@ -638,6 +638,10 @@ def run(
     groups = group_table(result.groups, out.is_terminal, out.width)
     if groups is not None:
         out.print(groups)
+    for w in result.workers:  # --executor ray
+        rate = f"{w['tokens_per_s']:,.1f} tokens/s" if w["tokens_per_s"] else "no model calls"
+        out.print(f"worker {w['worker']} ({w['status']}) on {w['host']} {w['node']}: {w['samples']} samples, "
+                  f"{rate} over {w['busy_seconds']:.1f} s busy", highlight=False, markup=False)
     for job in result.jobs:
         if job.judge:
             j = job.judge
