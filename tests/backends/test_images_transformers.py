@@ -124,3 +124,18 @@ def test_a_text_only_model_refuses_images_in_one_sentence(tmp_path):
     with pytest.raises(Exception, match="text-only model, so it cannot take images") as caught:
         backend.generate([GenerationRequest(prompt=f"{IMAGE_PLACEHOLDER}x", images=(png("red"),))])
     assert "\n" not in str(caught.value)
+
+
+def test_greedy_answers_equal_transformers_own_generate(vlm):
+    """The backend's decode loop (its own positions: 3-D RoPE for Qwen2-VL) against `model.generate`, which
+    builds positions its own way, request by request."""
+    requests = [ask([png("red")]), ask([png("blue", (90, 30))], "Which one?"), ask([png("green"), png("yellow")])]
+    for request, answer in zip(requests, vlm.generate(requests), strict=True):
+        ids, pixels = vision.encode(vlm.processor, request, add_bos=False)
+        input_ids = torch.tensor([ids])
+        with torch.inference_mode():
+            out = vlm.model.generate(
+                input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **pixels,
+                max_new_tokens=request.max_tokens, do_sample=False, pad_token_id=vlm.tokenizer.pad_token_id,
+            )  # fmt: skip
+        assert vlm.tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True) == answer.text
