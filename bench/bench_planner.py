@@ -54,7 +54,7 @@ def phase(name: str, args: argparse.Namespace, seed: int, history: Path, run_sto
     print(f"\n{name} (seed {seed}; estimate from {est.store or 'no history: reference profiles'}; goal ±{goal:.0%})")
     print(f"machine: 1-min load average {load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
           f"this run used {share:.2f} CPU-seconds per wall second")
-    print(f"{'job':<16}{'prompt tok est/act':>20}{'gen tok est [interval] / act':>32}"
+    print(f"{'job':<16}{'sent tok est/act':>20}{'gen tok est [interval] / act':>32}"
           f"{'seconds est [interval]':>26}{'actual':>9}{'est/act':>8}  verdict  source")
     rows = []
     for job, actual in zip(est.jobs, result.jobs, strict=True):
@@ -63,7 +63,8 @@ def phase(name: str, args: argparse.Namespace, seed: int, history: Path, run_sto
         if not job.generated_tokens:
             gen = f"0 / {actual.completion_tokens} (continuations)"
         seconds = f"{job.estimate_seconds:.1f} {interval}" if job.estimate_seconds is not None else "-"
-        print(f"{job.dataset:<16}{f'{job.prompt_tokens} / {actual.prompt_tokens}':>20}{gen:>32}{seconds:>26}"
+        sent = actual.prompt_tokens + (actual.completion_tokens if not job.generated_tokens else 0)  # contexts+conts
+        print(f"{job.dataset:<16}{f'{job.prompt_tokens} / {sent}':>20}{gen:>32}{seconds:>26}"
               f"{actual.wall_seconds:9.1f}{_ratio(job.estimate_seconds, actual.wall_seconds):>8}  "
               f"{_within(job.estimate_seconds, actual.wall_seconds, goal):<8} {job.source}")
         rows.append((job.dataset, job.estimate_seconds, actual.wall_seconds))

@@ -148,3 +148,6 @@ def test_lengths_interval_is_the_mean_s_95_percent_interval():
     low, high = lengths.mean_interval()
     assert lengths.mean == 25 and low < 25 < high and high - 25 == pytest.approx(25 - low)
     assert Lengths((7,), "one").mean_interval() == (7, 7)
+    # the mean of 4 new answers (other items) varies more than the mean of the 4 seen
+    new_low, new_high = lengths.mean_interval(draws=4)
+    assert new_high - new_low == pytest.approx((high - low) * 2**0.5)

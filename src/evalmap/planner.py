@@ -399,31 +399,31 @@ def load_seconds(model: Model, engine: str | EngineProfile) -> float:
 
 
 def _recorded_workload(job: Mapping, like: Workload | None) -> Workload | None:
-    """A stored job as a workload (its fresh tokens, calls and sample lengths): prompt reuse as in `like`
-    (the plan's workload of the same dataset) or none; None for a job mixing kinds or with no kind."""
+    """A stored job as a workload: its recorded tokens, calls, items and answer lengths, laid out as `like`
+    (the plan's rendering of the same dataset, so prompt reuse is counted the same way for both) or as one
+    request shape repeated; None for a job mixing kinds or with no kind."""
     kinds = set(job.get("kinds") or [])
     calls, items = int(job["model_calls"]), max(int(job["n_items"]), 1)
-    if len(kinds) != 1 or calls <= 0:
+    if len(kinds) != 1 or calls <= 0 or (kind := kinds.pop()) not in ("loglikelihood", "generate"):
         return None
-    kind = kinds.pop()
-    per_call = job["prompt_tokens"] / calls
-    if kind == "loglikelihood":
-        shared = 0.0
-        if like is not None and like.requests and like.requests[0].kind == "loglikelihood":
-            shared = sum(min(r.shared, r.prompt) for r in like.requests) / len(like.requests)
-        shapes = [RequestShape("loglikelihood", round(per_call), round(shared),
-                               continuation=round(job["completion_tokens"] / calls))]
-        return Workload(job["dataset"], calls, 1, shapes, None, "recorded")
-    if kind != "generate":
-        return None
-    shared = 0.0
-    if like is not None and like.requests and like.prompt_tokens:
-        shared = per_call * sum(r.shared for r in like.requests) / sum(r.prompt for r in like.requests)
-    per_item = calls / items
-    lengths = [v / per_item for v in job.get("lengths") or []] or [job["completion_tokens"] / calls]
-    cap = max(lengths)
-    shapes = [RequestShape("generate", round(per_call), round(shared), max_tokens=math.ceil(cap))]
-    return Workload(job["dataset"], calls, 1, shapes, Lengths(tuple(lengths), "recorded", observed=True), "recorded")
+    lengths = None
+    if kind == "generate":
+        per_item = calls / items
+        values = [v / per_item for v in job.get("lengths") or []] or [job["completion_tokens"] / calls]
+        lengths = Lengths(tuple(values), "recorded", observed=True)
+    cap = math.ceil(max(lengths.values)) if lengths else 0
+    shaped = like is not None and like.requests and {r.kind for r in like.requests} == {kind}
+    if not shaped:
+        continuation = job["completion_tokens"] / calls if kind == "loglikelihood" else 0
+        shapes = [RequestShape(kind, round(job["prompt_tokens"] / calls), continuation=round(continuation),
+                               max_tokens=cap)]
+        return Workload(job["dataset"], calls, 1, shapes, lengths, "recorded")
+    assert like is not None
+    prompt = job["prompt_tokens"] / max(like.prompt_tokens / like.items * items, 1)  # recorded / rendered
+    cont = job["completion_tokens"] / max(like.continuation_tokens / like.items * items, 1) if not lengths else 0
+    shapes = [RequestShape(kind, round(r.prompt * prompt), round(r.shared * prompt), round(r.continuation * cont),
+                           max(r.max_tokens, cap)) for r in like.requests]
+    return Workload(job["dataset"], items, like.sampled, shapes, lengths, "recorded", turns=like.turns)
 
 
 def _batch_of(job: Mapping) -> int | None:
