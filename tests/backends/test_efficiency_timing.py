@@ -49,6 +49,12 @@ def test_llama_cpp_server_streamed(llama_server_url, smollm2_backend):
         assert t.prompt_tokens == len(smollm2_backend._llm.tokenize(prompt.encode(), add_bos=True))
     for before, after in zip(timed, timed[1:], strict=False):  # one in flight: sent once the one before ended
         assert after.sent >= before.sent + before.latency - 0.01
+    # the server's memory is read from the process listening on its port
+    import psutil
+
+    from evalmap.tasks.kinds.latency import engine_pid
+
+    assert "llama_cpp.server" in " ".join(psutil.Process(engine_pid(backend)).cmdline())
 
 
 def test_streams_the_server_cuts_are_counted_as_failed(llama_server_url):
