@@ -49,6 +49,7 @@ import numpy as np
 from evalmap.backends.base import Backend, GenerationRequest, Request
 from evalmap.backends.timed import Load, Timed, TimingUnsupportedError, run_load
 from evalmap.catalog.schema import Dataset
+from evalmap.hashing import sha256_json
 from evalmap.metrics.serving import RequestTiming, parse_slo, serving_scores
 from evalmap.metrics.stats import Z95, Score, empty_score, mean_score
 from evalmap.tasks.base import Item, SampleResult, TaskConfig, seeded_rng
@@ -141,8 +142,7 @@ class LatencyTask:
         return [GenerationRequest(prompt=prompt, max_tokens=self.output_tokens, temperature=0.0, seed=self.config.seed)]
 
     def prompt_hash(self) -> str:
-        from evalmap.hashing import sha256_json
-
+        """The spec's settings and the first request's key: any change to what is sent changes it."""
         spec = asdict(self.spec)
         spec["source"] = self.spec.source.name
         return sha256_json({"spec": spec, "prompt": self.requests(Item("request-0", {"index": 0}))[0].key()})
