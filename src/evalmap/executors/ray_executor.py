@@ -333,7 +333,6 @@ class _Driver:
         self.models = {m: _Model(m, ps, replicas or counts[m], needs[m]) for m, ps in grouped.items()}
         self.workers: list[_Worker] = []  # every worker started, dead ones included (their stats stay)
         self.results: dict[str, JobResult] = {}
-        self.began = time.perf_counter()
 
     # ------------------------------------------------------------ workers
 
@@ -378,8 +377,9 @@ class _Driver:
         if (model.pending or not model.opened) and not model.workers:
             if model.replaced >= MAX_REPLACEMENTS:
                 raise EvalmapError(
-                    f"{MAX_REPLACEMENTS + 1} workers of {model.model_id} died ({why}); every sample they handed "
-                    "back is saved, so running the same command again resumes the run."
+                    f"The workers of {model.model_id} keep dying ({MAX_REPLACEMENTS} replacements died too; the "
+                    f"last: {why}); every sample they handed back is saved, so running the same command again "
+                    "resumes the run."
                 )
             model.replaced += 1
             self._start(model)
@@ -397,11 +397,12 @@ class _Driver:
                 len(items),
             )
             self.store.clear_failures(job_id)  # a rerun retries the items that failed last time
-            done = self.store.done_items(job_id)
-            model.books.append(_JobBook(job_id, dataset, task, limit, items, {it.id for it in items} & done))
+            stored = {it.id for it in items} & self.store.done_items(job_id)
+            book = _JobBook(job_id, dataset, task, limit, items, stored)
+            model.books.append(book)
             self.reporter.job_started(model.model_id, dataset, len(items))
-            if done:
-                self.reporter.advance(model.model_id, dataset, len(done))
+            if book.settled:
+                self.reporter.advance(model.model_id, dataset, len(book.settled))
         todo = [[it for it in b.items if it.id not in b.settled] for b in model.books]
         n = max(1, min(model.replicas, max((len(t) for t in todo), default=0)))
         for k in range(n):
