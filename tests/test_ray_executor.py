@@ -76,6 +76,19 @@ def test_without_ray_the_executor_says_how_to_install_it(tmp_path):
     assert not (tmp_path / "s.sqlite").exists()
 
 
+def test_ray_options_without_the_ray_executor_are_one_sentence(tmp_path):
+    for options, sentence in (
+        ({"replicas": 2}, "--ray-address and --replicas choose where --executor ray runs; add --executor ray."),
+        ({"ray_address": "auto"}, "--ray-address and --replicas choose where --executor ray runs; add --executor ray."),
+        ({"executor": "dask"}, "Unknown executor 'dask'; choose local or ray."),
+        ({"executor": "ray", "replicas": 0}, "replicas must be a whole number, 1 or more (got 0)."),
+    ):
+        with pytest.raises(evalmap.EvalmapError) as caught:
+            evalmap.evaluate("smollm2_135m", "winogrande", 2, store=tmp_path / "s.sqlite", quiet=True, **options)
+        assert str(caught.value) == sentence
+    assert not (tmp_path / "s.sqlite").exists()
+
+
 def test_an_unreachable_cluster_is_one_sentence(tmp_path, shared_data):
     """Nothing listens at the address: exit 2 within seconds (Ray alone would retry for minutes), no run."""
     with socket.socket() as s:

@@ -502,6 +502,8 @@ def evaluate(
 
     if executor not in EXECUTORS:
         raise EvalmapError(f"Unknown executor {executor!r}; choose local or ray.")
+    if executor == "local" and (ray_address is not None or replicas is not None):
+        raise EvalmapError("--ray-address and --replicas choose where --executor ray runs; add --executor ray.")
     if replicas is not None and not (isinstance(replicas, int) and not isinstance(replicas, bool) and replicas >= 1):
         raise EvalmapError(f"replicas must be a whole number, 1 or more (got {replicas!r}).")
     if executor == "ray":
