@@ -587,6 +587,11 @@ def run(
         typer.Option("--pairwise-against", help="Judge mt_bench pairwise against a stored run id, or a model id "
                      "(its newest stored answers), instead of single 1-10 grades."),
     ] = None,
+    slo: Annotated[
+        str | None,
+        typer.Option("--slo", help="Goodput SLOs of efficiency_bench in ms, e.g. ttft=500,tpot=50 (keys ttft, tpot, "
+                     "e2el; default: the dataset's)."),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     dtype: Annotated[str | None, typer.Option(help="auto, float32, bfloat16, float16.")] = None,
     store_path: Annotated[Path | None, typer.Option("--store", help="SQLite store (default ~/.cache/evalmap).")] = None,
@@ -624,7 +629,7 @@ def run(
             pairwise_against=pairwise_against, judge_backend=judge_backend, judge_base_url=judge_base_url,
             judge_api_key_env=judge_api_key_env, weights=weights, max_tokens=max_tokens,
             unsafe_no_sandbox=unsafe_no_sandbox, executor=executor, ray_address=ray_address,
-            replicas=replicas,
+            replicas=replicas, slo=slo,
         )
     except KeyboardInterrupt:
         err.print("Interrupted: finished samples are saved; run the same command again to resume.")

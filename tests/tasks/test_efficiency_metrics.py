@@ -137,3 +137,14 @@ def test_aggregate_names_points_and_ratios(efficiency_task):
     assert scores["decode_vs_raw"].value == pytest.approx(decode / 20.5)
     assert "output_tok_s:c=1" not in scores  # the first point is the unsuffixed one
     assert efficiency_task.spec.headline_metric() in scores
+
+
+def test_the_run_slo_replaces_the_spec_default(shared_data):
+    dataset = load_catalog().dataset("efficiency_bench")
+    assert build_task(dataset, TaskConfig(data_dir=str(shared_data))).slo == parse_slo(
+        build_task(dataset, TaskConfig()).spec.slo
+    )
+    task = build_task(dataset, TaskConfig(data_dir=str(shared_data), slo="ttft=500,e2el=9000"))
+    assert task.slo == {"ttft": 500.0, "e2el": 9000.0}
+    with pytest.raises(SloError, match="--slo 'tpot' is not"):
+        build_task(dataset, TaskConfig(slo="tpot"))

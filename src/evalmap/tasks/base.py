@@ -36,6 +36,7 @@ class TaskConfig:
     seed: int = 1234
     judge: str | None = None  # the catalog model that grades a judged task (None: the model being evaluated)
     pairwise_against: str | None = None  # a judged task's opponent: a run id or a model id whose answers are stored
+    slo: str | None = None  # efficiency_bench's goodput SLOs, "ttft=ms,tpot=ms" (None: the spec's)
 
 
 @dataclass

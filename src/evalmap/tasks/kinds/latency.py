@@ -111,7 +111,7 @@ class LatencyTask:
 
     def __post_init__(self) -> None:
         self.dataset_id = self.dataset.id
-        self.slo = parse_slo(self.spec.slo)
+        self.slo = parse_slo(self.config.slo or self.spec.slo)
         self._records = LazyRecords(self.dataset, self.config.data_dir, self.spec.source)
 
     @property
