@@ -1,8 +1,8 @@
 """Which datasets have a task, and building one for a run.
 
-`SPECS` maps a catalog dataset id to "module:NAME", the spec that writes it down (a module of
-`evalmap.tasks.specs`, one per task type); a spec module is imported only when one of its
-datasets is asked for. Adding a dataset is adding its spec and one line here. Nothing in
+`SPECS` (in `table.py`) maps a catalog dataset id to "module:NAME", the spec that writes it down (a
+module of `evalmap.tasks.specs`, one per task type); a spec module is imported only when one of its
+datasets is asked for. Adding a dataset is adding its spec and one line there. Nothing in
 `evalmap.tasks` imports this module: it is the way in, not a dependency.
 """
 
@@ -14,46 +14,7 @@ from typing import Any
 from evalmap.catalog.schema import Dataset
 from evalmap.errors import EvalmapError
 from evalmap.tasks.base import Task, TaskConfig
-
-_SPECS = "evalmap.tasks.specs"
-
-SPECS: dict[str, str] = {
-    # coding
-    "humaneval": f"{_SPECS}.coding:HUMANEVAL",
-    "mbpp": f"{_SPECS}.coding:MBPP",
-    "bigcodebench": f"{_SPECS}.coding:BIGCODEBENCH",
-    "codecontests": f"{_SPECS}.coding:CODECONTESTS",
-    "apps": f"{_SPECS}.coding:APPS",
-    # mathematics
-    "gsm8k": f"{_SPECS}.mathematics:GSM8K",
-    "math": f"{_SPECS}.mathematics:MATH",
-    "math_competition": f"{_SPECS}.mathematics:MATH_COMPETITION",
-    "aime": f"{_SPECS}.mathematics:AIME",
-    "mathqa": f"{_SPECS}.mathematics:MATHQA",
-    # reasoning
-    "arc_challenge": f"{_SPECS}.reasoning:ARC_CHALLENGE",
-    "hellaswag": f"{_SPECS}.reasoning:HELLASWAG",
-    "winogrande": f"{_SPECS}.reasoning:WINOGRANDE",
-    # knowledge
-    "mmlu": f"{_SPECS}.knowledge:MMLU",
-    "truthfulqa": f"{_SPECS}.knowledge:TRUTHFULQA",
-    # instruction following
-    "ifeval": f"{_SPECS}.instruction_following:IFEVAL",
-    "mt_bench": f"{_SPECS}.instruction_following:MT_BENCH",
-    # life science
-    "genomics_benchmark": f"{_SPECS}.life_science:GENOMICS_BENCHMARK",
-    "protein_sequences": f"{_SPECS}.life_science:PROTEIN_SEQUENCES",
-    "bioasq": f"{_SPECS}.life_science:BIOASQ",
-    # function calling
-    "bfcl": f"{_SPECS}.function_calling:BFCL",
-    # efficiency
-    "efficiency_bench": f"{_SPECS}.efficiency:EFFICIENCY_BENCH",
-    "mobile_benchmark": f"{_SPECS}.efficiency:MOBILE_BENCHMARK",
-    # multimodal
-    "scienceqa": f"{_SPECS}.multimodal:SCIENCEQA",
-    "vqa_v2": f"{_SPECS}.multimodal:VQA_V2",
-    "chartqa": f"{_SPECS}.multimodal:CHARTQA",
-}
+from evalmap.tasks.table import SPECS
 
 
 def find_spec(dataset_id: str) -> Any | None:
