@@ -61,7 +61,10 @@ def test_the_text_only_variant_passes_the_check():
     catalog = load_catalog()
     task = build_task(catalog.dataset("scienceqa"), TaskConfig(variant="text_only"))
     declared = check_declared(catalog, [("smollm2_135m", "scienceqa", 2)], {"scienceqa": task}, BackendOptions())
-    assert not declared["smollm2_135m"].images
+    assert declared == {}  # no image dataset: nothing asked of the model (a server is probed only for images)
+    with pytest.raises(CapabilityError):
+        image_task = build_task(catalog.dataset("scienceqa"), TaskConfig())
+        check_declared(catalog, [("smollm2_135m", "scienceqa", 2)], {"scienceqa": image_task}, BackendOptions())
 
 
 def test_a_vision_language_model_on_llama_cpp(no_loads):

@@ -140,8 +140,9 @@ def mismatch(model: Model, dataset: Dataset, backend: str, caps: Capabilities, n
 def check_declared(catalog: Any, pairs: Iterable[tuple[str, str, Any]], tasks: dict[str, Any],
                    options: BackendOptions) -> dict[str, Capabilities]:
     """Raise CapabilityError (one sentence, exit 2) for what is known before any dataset loads: a backend name,
-    a team fine-tune's missing weights, images asked of a model or engine that takes none. Returns each
-    model's declared capabilities (a server is probed once: GET /v1/models; a local engine loads nothing)."""
+    a team fine-tune's missing weights, images asked of a model or engine that takes none. Returns the declared
+    capabilities of the models that were asked (those with an image dataset: a server is probed once, GET
+    /v1/models, and only then, so bad data or options fail before any request; a local engine loads nothing)."""
     from evalmap.backends import backend_name, missing_weights
 
     pairs = list(pairs)
@@ -153,10 +154,10 @@ def check_declared(catalog: Any, pairs: Iterable[tuple[str, str, Any]], tasks: d
     declared: dict[str, Capabilities] = {}
     for model_id, dataset_id, _ in pairs:
         model, dataset = catalog.model(model_id), catalog.dataset(dataset_id)
-        if model_id not in declared:
-            declared[model_id] = backend_class(names[model_id]).capabilities_before_load(model, options)
         task = tasks[dataset_id]
         if _declares_images(dataset, task):  # said before its items load (the hub may be away)
+            if model_id not in declared:
+                declared[model_id] = backend_class(names[model_id]).capabilities_before_load(model, options)
             text_variants = getattr(getattr(task, "spec", None), "text_only_variants", ())
             problem = mismatch(
                 model, dataset, names[model_id], declared[model_id], Needs(images=True), options,
@@ -183,8 +184,11 @@ def check_plan(catalog: Any, pairs: Iterable[tuple[str, str, Any]], tasks: dict[
     needs: dict[str, Needs] = {}
     for model_id, dataset_id, _ in pairs:
         model, dataset = catalog.model(model_id), catalog.dataset(dataset_id)
+        name = backend_name(model, options)
+        if model_id not in declared:
+            declared[model_id] = backend_class(name).capabilities_before_load(model, options)
         if dataset_id not in needs:
             needs[dataset_id] = task_needs(dataset, tasks[dataset_id], seed)
-        problem = mismatch(model, dataset, backend_name(model, options), declared[model_id], needs[dataset_id], options)
+        problem = mismatch(model, dataset, name, declared[model_id], needs[dataset_id], options)
         if problem:
             raise CapabilityError(problem)
