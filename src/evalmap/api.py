@@ -290,9 +290,11 @@ def plan(
     store file is not created. `gpu`: whether transformers would run on a GPU here (default: detected);
     `batch_size`: --batch-size (transformers) or --concurrency (a server) of the planned run."""
     from evalmap.backends.registry import known_backend
-    from evalmap.tasks.base import TaskConfig
+    from evalmap.tasks.base import MAX_N_SAMPLES, TaskConfig
     from evalmap.workload import plan_workloads
 
+    if not (isinstance(n_samples, int) and 1 <= n_samples <= MAX_N_SAMPLES):
+        raise EvalmapError(f"n_samples (generations per item) must be 1 to {MAX_N_SAMPLES} (got {n_samples!r}).")
     cat = _catalog(catalog).with_model_refs(_ids(models))
     title, pairs = select_jobs(cat, plan, models, datasets, samples)
     if backend is not None:

@@ -23,6 +23,7 @@ from evalmap.catalog.schema import CATEGORIES, TASK_TYPES, Status
 from evalmap.errors import EvalmapError
 from evalmap.report.cli import register as register_report_commands
 from evalmap.report.fit import Column, fit_table, terminal_width
+from evalmap.tasks.base import MAX_N_SAMPLES
 
 app = typer.Typer(
     add_completion=False,
@@ -329,7 +330,8 @@ def plan(
         int | None, typer.Option(help="ITEMS per dataset (lm-eval's --limit; default: all); not --n-samples.", min=1)
     ] = None,
     n_samples: Annotated[
-        int, typer.Option("--n-samples", help="GENERATIONS per item (pass@k); not --samples.", min=1)
+        int, typer.Option("--n-samples", help=f"GENERATIONS per item (pass@k), up to {MAX_N_SAMPLES}; not --samples.",
+                          min=1, max=MAX_N_SAMPLES)
     ] = 1,
     backend: Annotated[
         str | None,
@@ -553,8 +555,8 @@ def run(
     ] = None,
     n_samples: Annotated[
         int,
-        typer.Option("--n-samples", min=1, max=1000,
-                     help="GENERATIONS per item (pass@k), up to 1000; not --samples (items per dataset)."),
+        typer.Option("--n-samples", min=1, max=MAX_N_SAMPLES,
+                     help=f"GENERATIONS per item (pass@k), up to {MAX_N_SAMPLES}; not --samples (items per dataset)."),
     ] = 1,
     temperature: Annotated[float, typer.Option(min=0.0)] = 0.0,
     max_tokens: Annotated[

@@ -18,7 +18,7 @@ import contextlib
 import os
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -338,6 +338,11 @@ def _tok(tokens: Tokens, units: int) -> int:
     return round(units * tokens.per_unit)
 
 
+def _seed_apart(a: Any, b: Any) -> bool:
+    """Two requests that differ in their sampling seed at most: the same prompt, tokenized once."""
+    return type(a) is type(b) and hasattr(b, "seed") and replace(b, seed=a.seed) == a
+
+
 def _common(a: Sequence, b: Sequence) -> int:
     n = 0
     for x, y in zip(a, b, strict=False):
@@ -363,8 +368,13 @@ def job_workload(
     previous: Sequence = []
     for item in sample:
         answers: list[int] | None = None
+        last: tuple[Any, RequestShape] | None = None
         for request in task.requests(item):
-            shape, previous = _shape(request, tokens, previous)
+            if last is not None and _seed_apart(last[0], request):  # pass@k's n generations: counted once
+                shape = replace(last[1], shared=last[1].prompt)
+            else:
+                shape, previous = _shape(request, tokens, previous)
+            last = (request, shape)
             shapes.append(shape)
             if shape.kind == "generate":
                 if answers is None:

@@ -18,6 +18,7 @@ from evalmap.hashing import sha256_json
 from evalmap.metrics.stats import Score
 
 PROMPT_HASH_ITEMS = 8  # items whose rendered requests make up a task's prompt hash
+MAX_N_SAMPLES = 1000  # generations per item (pass@k) a run or a plan accepts
 
 
 @dataclass(frozen=True)
