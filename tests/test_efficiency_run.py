@@ -69,6 +69,17 @@ def test_efficiency_job_in_the_runner(backend, shared_data, tmp_path):
     for name in ("output_tok_s", "ttft_ms_p99", "tpot_ms_mean", "prefill_vs_raw", "decode_vs_raw", "e2el_vs_raw"):
         assert scores[name].n >= 2 and scores[name].value > 0, name
     assert eff.headline == "output_tok_s" and store.job(eff.job_id)["status"] == "finished"
+    assert eff.measured and not results[1].measured  # the run table says "measured", not "cached"
+    import io
+
+    from rich.console import Console
+
+    from evalmap.report.terminal import score_table
+
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(score_table("r", results, False))
+    line = next(line for line in console.export_text().splitlines() if "efficiency_bench" in line)
+    assert "measured" in line and "cached" not in line
     samples = store.samples(eff.job_id)
     requests = [s for s in samples if s["details"]["part"] == "request"]
     assert len(requests) == 2 and eff.n == len(samples) == 2 + 1 + 4  # requests, memory, 2 pp + 2 tg reps

@@ -73,6 +73,7 @@ class JobResult:
     failed: int = 0  # items the engine gave up on (not scored; a rerun retries them)
     failure: str | None = None  # the first of their errors
     judge: dict | None = None  # a judged job's judge: model, engine, fingerprint, prompt_hash, self, calls, tokens
+    measured: bool = False  # an efficiency job: its engine was timed, no answer came from (or went to) the cache
 
     @property
     def tokens(self) -> int:
@@ -643,6 +644,7 @@ def _measure(backend: Backend, job: Job, store: Store, model: str, progress: Pro
         )
     progress.advance(model, name, len(job.items))
     result = finish_job(job.task, store, job.job_id)
+    result.measured = True
     progress.job_finished(result)
     return result
 

@@ -91,12 +91,13 @@ class RichReporter(Reporter):
         if not self.job_bars and self.engine_bar is not None:
             self.progress.remove_task(self.engine_bar)
             self.engine_bar = None
-        calls = "0 model calls (all cached)" if result.model_calls == 0 else f"{result.model_calls} model calls"
+        if result.measured:
+            calls = "engine timed (never from the cache)"
+        else:
+            calls = "0 model calls (all cached)" if result.model_calls == 0 else f"{result.model_calls} model calls"
+            calls += f", {result.cache_hits} cache hits"
         failed = f", {result.failed} FAILED (first: {result.failure})" if result.failed else ""
-        self.message(
-            f"{result.model} · {result.dataset}: n={result.n}, {calls}, {result.cache_hits} cache hits, "
-            f"{result.wall_seconds:.1f} s{failed}"
-        )
+        self.message(f"{result.model} · {result.dataset}: n={result.n}, {calls}, {result.wall_seconds:.1f} s{failed}")
 
     def message(self, text: str) -> None:
         if not self.quiet:
@@ -136,7 +137,8 @@ def score_table(run_id: str, jobs: Sequence[JobResult], terminal: bool, width: i
                 fmt_score(s), fmt_ci(s),
                 f"{r.backend.get('name')} {r.backend.get('version')}" if first else "",
                 str(r.model_calls) if first else "", str(r.cache_hits) if first else "",
-                (f"{tps:.1f}" if tps else "cached") if first else "", f"{r.wall_seconds:.1f} s" if first else "",
+                (f"{tps:.1f}" if tps else "measured" if r.measured else "cached") if first else "",
+                f"{r.wall_seconds:.1f} s" if first else "",
             ])
     notes = ["* headline metric (groups, the report and compare use it)."]
     small = [r for r in jobs if r.n < 30]
