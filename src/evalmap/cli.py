@@ -46,6 +46,14 @@ CatalogOpt = Annotated[
     typer.Option("--catalog", help="Extra catalog YAML (models, datasets, plans); repeatable.", show_default=False),
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", help="table for people, json for scripts.")]
+EstimateBackendOpt = Annotated[
+    str | None,
+    typer.Option(help=f"The engine to estimate: {', '.join(BACKENDS)} (default: the model's run.default_backend)."),
+]
+MeasuredStoreOpt = Annotated[
+    Path | None,
+    typer.Option("--store", help="Store whose measured speeds to use (default ~/.cache/evalmap; never created)."),
+]
 
 
 def _catalog(paths: list[Path] | None) -> Catalog:
@@ -183,14 +191,8 @@ def recommend(
     include_all: Annotated[
         bool, typer.Option("--all", help="Also datasets the model cannot take (images for a text-only model).")
     ] = False,
-    backend: Annotated[
-        str | None,
-        typer.Option(help=f"The engine to estimate: {', '.join(BACKENDS)} (default: the model's run.default_backend)."),
-    ] = None,
-    store_path: Annotated[
-        Path | None,
-        typer.Option("--store", help="Store whose measured speeds to use (default ~/.cache/evalmap; never created)."),
-    ] = None,
+    backend: EstimateBackendOpt = None,
+    store_path: MeasuredStoreOpt = None,
     catalog: CatalogOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -333,14 +335,8 @@ def plan(
         int, typer.Option("--n-samples", help=f"GENERATIONS per item (pass@k), up to {MAX_N_SAMPLES}; not --samples.",
                           min=1, max=MAX_N_SAMPLES)
     ] = 1,
-    backend: Annotated[
-        str | None,
-        typer.Option(help=f"The engine to estimate: {', '.join(BACKENDS)} (default: the model's run.default_backend)."),
-    ] = None,
-    store_path: Annotated[
-        Path | None,
-        typer.Option("--store", help="Store whose measured speeds to use (default ~/.cache/evalmap; never created)."),
-    ] = None,
+    backend: EstimateBackendOpt = None,
+    store_path: MeasuredStoreOpt = None,
     executor: Annotated[
         str, typer.Option("--executor", help="local, or ray: pack the jobs onto --gpus GPUs of a cluster.")
     ] = "local",
