@@ -164,5 +164,27 @@ def test_an_engine_without_token_timing_is_refused_before_loading(shared_data, t
     from evalmap.backends.capabilities import CapabilityError
 
     with pytest.raises(CapabilityError, match="efficiency_bench times the engine per token.*--backend llamacpp"):
-        evalmap.evaluate("smollm2_135m", ["efficiency_bench"], backend="transformers", data_dir=str(shared_data),
+        evalmap.evaluate("smollm2_135m", ["efficiency_bench"], backend="vllm", data_dir=str(shared_data),
                          store=str(tmp_path / "s.sqlite"), quiet=True)
+
+
+def test_transformers_is_timed_per_decode_step(embedded_on_llamacpp_module):
+    """The default engine of the embedded model: each token timed as its decode loop makes it, the engine's own
+    token counts, FIFO one request at a time; mobile_benchmark finds the GGUF file transformers loaded."""
+    pytest.importorskip("transformers")
+    from evalmap.backends.timed import Load, run_load
+    from evalmap.backends.transformers_backend import TransformersBackend
+    from evalmap.tasks.kinds.latency import model_gguf
+
+    gguf = embedded_on_llamacpp_module
+    engine = TransformersBackend(str(gguf.parent), gguf_file=gguf.name, device="cpu")
+    try:
+        timed = run_load(engine, Load(("Once upon a time", "The capital of France is"), max_tokens=5, concurrency=1))
+        assert model_gguf(engine) == gguf
+    finally:
+        engine.close()
+    for t in timed:
+        assert t.ok and 0 < t.output_tokens <= 5 and t.prompt_tokens > 3
+        assert len(t.itl) == t.output_tokens - 1 and all(gap > 0 for gap in t.itl)
+        assert 0 < t.ttft <= t.latency and t.ttft + sum(t.itl) <= t.latency + 1e-9
+    assert timed[1].sent >= timed[0].sent + timed[0].latency - 1e-6  # the second waited for the first

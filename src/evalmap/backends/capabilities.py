@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from evalmap.catalog.schema import Dataset, Model
 
 SAMPLE_ITEMS = 3  # items whose requests are looked at
-TIMED_BACKENDS = ("llamacpp", "openai")  # engines backends.timed can time per token
+TIMED_BACKENDS = ("llamacpp", "transformers", "openai")  # engines backends.timed can time per token
 
 
 class CapabilityError(EvalmapError):
@@ -88,9 +88,9 @@ def mismatch(model: Model, dataset: Dataset, backend: str, caps: Capabilities, n
     engine = f"the server at {options.base_url}" if server else f"the {backend} backend"
     if needs.timing and backend not in TIMED_BACKENDS:
         return (
-            f"{dataset.id} times the engine per token, which evalmap does on llama.cpp in process or an "
-            f"OpenAI-compatible server, not on {engine}; run it with --backend llamacpp, or serve the model and "
-            "use --backend openai --base-url URL."
+            f"{dataset.id} times the engine per token, which evalmap does on llama.cpp or transformers in process "
+            f"or an OpenAI-compatible server, not on {engine}; run it with --backend llamacpp, or serve the model "
+            "and use --backend openai --base-url URL."
         )
     if needs.masked_positions and not caps.masked_positions:
         return (

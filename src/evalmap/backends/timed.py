@@ -15,7 +15,9 @@
   one request at a time, so a request waits for the ones before it (FIFO), as with a one-slot server; its
   TTFT and E2E latency run from when a client would have sent it (its arrival, or the end of the request
   `concurrency` places before it), so queueing is in them, measured on one thread without contention.
-Other engines have no per-token timing here: one sentence says so.
+- transformers in process (TransformersBackend) is timed through its decode loop's per-step `on_tokens`,
+  one request at a time (FIFO, as llama.cpp); token counts are the engine's; EOS is not banned there.
+Other engines (vLLM in process) have no per-token timing here: one sentence says so.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ def run_load(backend: Backend, load: Load) -> list[Timed]:
     """Every prompt of `load`, timed, in prompt order."""
     from evalmap.backends.llamacpp_backend import LlamaCppBackend
     from evalmap.backends.openai_backend import OpenAIBackend
+    from evalmap.backends.transformers_backend import TransformersBackend
 
     if isinstance(backend, OpenAIBackend):
         return asyncio.run(_ServerLoad(backend, load).run())
@@ -93,10 +96,12 @@ def run_load(backend: Backend, load: Load) -> list[Timed]:
             return time_llama(backend._llm, load, backend._last_logits_only)
         finally:
             backend._cache_from_generation = False  # its next generation starts from an empty cache
+    if isinstance(backend, TransformersBackend):
+        return time_transformers(backend, load)
     raise TimingUnsupportedError(
-        f"Per-token timing needs the llamacpp backend or an OpenAI-compatible server, not {backend.info.name}; "
-        "run the efficiency datasets with --backend llamacpp, or serve the model (vLLM, llama.cpp) and use "
-        "--backend openai --base-url URL."
+        f"Per-token timing needs the llamacpp or transformers backend or an OpenAI-compatible server, not "
+        f"{backend.info.name}; run the efficiency datasets with --backend llamacpp, or serve the model (vLLM, "
+        "llama.cpp) and use --backend openai --base-url URL."
     )
 
 
@@ -217,22 +222,38 @@ class _ServerLoad:
 # ---------------------------------------------------------------------- llama.cpp in process
 
 
-def time_llama(llm, load: Load, scope=contextlib.nullcontext) -> list[Timed]:
-    """`load` on a llama_cpp.Llama, one request at a time; `scope()` wraps each generation (the backend's
-    last-logits-only switch)."""
-    ban = {llm.token_eos(): -math.inf} if load.ignore_eos else None
+def _one_at_a_time(load: Load, timed_call) -> list[Timed]:
+    """An in-process engine serves one request at a time, so a request waits for the ones before it (FIFO),
+    as with a one-slot server: each is sent at its arrival once a slot is free (the request `concurrency`
+    places back has ended), and `timed_call(prompt, t, start)` fills its timings from `start`'s clock."""
     arrivals = load.arrivals()
     cap = len(load.prompts) if load.concurrency is None else max(1, load.concurrency)
     ends: list[float] = []
     out: list[Timed] = []
     start = time.perf_counter()
     for i, prompt in enumerate(load.prompts):
-        # A client sends at its arrival, once a slot is free (the request `cap` places back has ended).
         sent = max(arrivals[i], ends[i - cap] if i >= cap else 0.0)
         wait = sent - (time.perf_counter() - start)
         if wait > 0:
             time.sleep(wait)
-        t = Timed(ok=False, sent=sent, token_source="chunks")
+        t = Timed(ok=False, sent=sent)
+        timed_call(prompt, t, start)
+        end = time.perf_counter() - start
+        t.latency, t.ok = end - sent, t.output_tokens > 0
+        if not t.ok:
+            t.error = "the stream carried no text"
+        ends.append(end)
+        out.append(t)
+    return out
+
+
+def time_llama(llm, load: Load, scope=contextlib.nullcontext) -> list[Timed]:
+    """`load` on a llama_cpp.Llama, one request at a time; `scope()` wraps each generation (the backend's
+    last-logits-only switch)."""
+    ban = {llm.token_eos(): -math.inf} if load.ignore_eos else None
+
+    def timed_call(prompt: str, t: Timed, start: float) -> None:
+        t.token_source = "chunks"
         t.prompt_tokens = len(llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False))
         llm.reset()  # no prefix reuse from the request before: each is timed from an empty cache
         last, text = None, []
@@ -243,7 +264,7 @@ def time_llama(llm, load: Load, scope=contextlib.nullcontext) -> list[Timed]:
             ):  # fmt: skip
                 now = time.perf_counter() - start
                 if last is None:
-                    t.ttft = now - sent
+                    t.ttft = now - t.sent
                 else:
                     t.itl.append(now - last)
                 last = now
@@ -252,10 +273,27 @@ def time_llama(llm, load: Load, scope=contextlib.nullcontext) -> list[Timed]:
                 if piece:
                     t.output_tokens += 1
                     text.append(piece)
-        end = time.perf_counter() - start
-        t.latency, t.text, t.ok = end - sent, "".join(text), t.output_tokens > 0
-        if not t.ok:
-            t.error = "the stream carried no text"
-        ends.append(end)
-        out.append(t)
-    return out
+        t.text = "".join(text)
+
+    return _one_at_a_time(load, timed_call)
+
+
+def time_transformers(backend, load: Load) -> list[Timed]:
+    """`load` on a TransformersBackend, one request at a time, each token timed when its decode loop reports
+    it (`on_tokens`, after every step; the first step is the prefill's token). Token counts are the engine's.
+    EOS cannot be banned there, so a request may end before max_tokens (its TPOT is over what it made)."""
+    from evalmap.backends.base import GenerationRequest
+
+    def timed_call(prompt: str, t: Timed, start: float) -> None:
+        marks: list[float] = []
+        (answer,) = backend.generate(
+            [GenerationRequest(prompt=prompt, max_tokens=load.max_tokens, seed=load.seed)],
+            on_tokens=lambda n: marks.append(time.perf_counter() - start),
+        )
+        if marks:
+            t.ttft = marks[0] - t.sent
+            t.itl = [b - a for a, b in zip(marks, marks[1:], strict=False)]
+        t.prompt_tokens, t.output_tokens = answer.prompt_tokens, answer.completion_tokens
+        t.finish_reason, t.text = answer.finish_reason, answer.text
+
+    return _one_at_a_time(load, timed_call)

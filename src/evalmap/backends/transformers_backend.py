@@ -157,6 +157,7 @@ class TransformersBackend:
             torch.set_num_threads(max(1, cpus or 1))
 
         self.converted_dir: Path | None = None
+        self.gguf_path: Path | None = None  # the GGUF file loaded, when it was one
         self.loaded_from = ""  # "gguf" (dequantized now), "converted-cache", "local" or "hub"
         started = time.perf_counter()
         if gguf_file:
@@ -247,6 +248,7 @@ class TransformersBackend:
 
     def _load_gguf(self, gguf_file: str):
         path = self._gguf_path(gguf_file)
+        self.gguf_path = path  # the file itself (mobile_benchmark runs it on llama.cpp)
         fingerprint = file_fingerprint(path)
         target = converted_dir(fingerprint, self.cache_dir)
         self.converted_dir = target

@@ -396,7 +396,8 @@ def usable_cpus() -> int:
 
 
 def model_gguf(backend: Backend) -> Path:
-    path = getattr(backend, "path", None)
+    """The GGUF file the engine runs: llama.cpp's, or the one transformers dequantized on load (`gguf_path`)."""
+    path = getattr(backend, "path", None) or getattr(backend, "gguf_path", None)
     if isinstance(path, Path) and path.suffix == ".gguf":
         return path
     raise TimingUnsupportedError(
