@@ -170,7 +170,8 @@ def test_an_engine_without_token_timing_is_refused_before_loading(shared_data, t
 
 def test_transformers_is_timed_per_decode_step(embedded_on_llamacpp_module):
     """The default engine of the embedded model: each token timed as its decode loop makes it, the engine's own
-    token counts, FIFO one request at a time; mobile_benchmark finds the GGUF file transformers loaded."""
+    token counts, FIFO one request at a time; mobile_benchmark finds the GGUF file transformers loaded; its raw
+    pp/tg baseline runs."""
     pytest.importorskip("transformers")
     from evalmap.backends.timed import Load, run_load
     from evalmap.backends.transformers_backend import TransformersBackend
@@ -181,6 +182,8 @@ def test_transformers_is_timed_per_decode_step(embedded_on_llamacpp_module):
     try:
         timed = run_load(engine, Load(("Once upon a time", "The capital of France is"), max_tokens=5, concurrency=1))
         assert model_gguf(engine) == gguf
+        raw = engine.raw_bench(8, 3, 2, depth=4)  # the baseline efficiency_bench divides by
+        assert [len(raw["pp"]), len(raw["tg"])] == [2, 2] and min(raw["pp"] + raw["tg"]) > 0
     finally:
         engine.close()
     for t in timed:

@@ -675,6 +675,39 @@ class TransformersBackend:
                 )
         return out
 
+    # ------------------------------------------------------------------ raw speed (efficiency_bench's baseline)
+
+    def raw_bench(self, n_prompt: int, n_gen: int, reps: int, depth: int = 0, seed: int = 0) -> dict[str, list[float]]:
+        """llama-bench's pp/tg measured on this model without evalmap's decode loop: random tokens, one untimed
+        warm-up, each repetition from an empty KV cache; tg feeds one token per forward after `depth` context
+        tokens. {"pp": tok/s per repetition, "tg": ...}; only the forward calls are timed."""
+        self._causal_only()
+        torch = self._torch
+        generator = torch.Generator().manual_seed(seed)
+        vocab = int(self.model.config.get_text_config().vocab_size)
+        keep = {"logits_to_keep": 1} if self._keeps_logits else {}
+
+        def tokens(n: int):
+            return torch.randint(0, vocab, (1, max(1, n)), generator=generator).to(self.device)
+
+        out: dict[str, list[float]] = {"pp": [], "tg": []}
+        with torch.inference_mode():
+            self.model(input_ids=tokens(16), use_cache=False, **keep)  # warm-up
+            for _ in range(reps if n_prompt else 0):
+                ids = tokens(n_prompt)
+                start = time.perf_counter()
+                self.model(input_ids=ids, use_cache=False, **keep)
+                out["pp"].append(n_prompt / (time.perf_counter() - start))
+            for _ in range(reps if n_gen else 0):
+                context, ids = tokens(depth), tokens(n_gen)
+                past = self.model(input_ids=context, use_cache=True, **keep).past_key_values
+                start = time.perf_counter()
+                for k in range(n_gen):
+                    past = self.model(input_ids=ids[:, k : k + 1], past_key_values=past, use_cache=True,
+                                      **keep).past_key_values  # fmt: skip
+                out["tg"].append(n_gen / (time.perf_counter() - start))
+        return out
+
     # ------------------------------------------------------------------ masked LMs
 
     def masked_positions(

@@ -281,23 +281,28 @@ class _Serving:
         return self.records
 
     def raw(self, before: bool) -> bool:
-        """llama-bench on the run's own llama.cpp model, in this process, at the prompt length asked for: half
-        the repetitions before the first sweep point and half after it, so drift on a shared machine hits
-        both sides of the ratio. True when it ran."""
+        """llama-bench's pp/tg on the run's own model, in this process, at the prompt length asked for (llama.cpp:
+        llama_bench.bench; transformers: its raw_bench, forward calls without evalmap's loop): half the
+        repetitions before the first sweep point and half after it, so drift on a shared machine hits both
+        sides of the ratio. True when it ran."""
         from evalmap.backends.llamacpp_backend import LlamaCppBackend
+        from evalmap.backends.transformers_backend import TransformersBackend
 
-        spec = self.task.spec
-        if not (isinstance(self.backend, LlamaCppBackend) and spec.raw_reps):
+        spec, backend = self.task.spec, self.backend
+        if not (isinstance(backend, LlamaCppBackend | TransformersBackend) and spec.raw_reps):
             return False
-        from evalmap.backends.llama_bench import bench
-
         reps = (spec.raw_reps + 1) // 2 if before else spec.raw_reps // 2
         if not reps:
             return True
-        n_prompt, backend = spec.input_tokens, self.backend
-        numbers = bench(backend._llm, n_prompt, self.task.output_tokens, reps, depth=n_prompt,
-                        seed=self.task.config.seed + int(before), scope=backend._last_logits_only)
-        backend._cache_from_generation = False
+        n_prompt, n_gen, seed = spec.input_tokens, self.task.output_tokens, self.task.config.seed + int(before)
+        if isinstance(backend, TransformersBackend):
+            numbers = backend.raw_bench(n_prompt, n_gen, reps, depth=n_prompt, seed=seed)
+        else:
+            from evalmap.backends.llama_bench import bench
+
+            numbers = bench(backend._llm, n_prompt, n_gen, reps, depth=n_prompt, seed=seed,
+                            scope=backend._last_logits_only)  # fmt: skip
+            backend._cache_from_generation = False
         for test, n, depth in (("pp", n_prompt, 0), ("tg", self.task.output_tokens, n_prompt)):
             for rate in numbers[test]:
                 rep = sum(1 for r in self.records if r["details"].get("part") == "raw" and r["details"]["test"] == test)
