@@ -33,7 +33,7 @@ from evalmap.metrics.aggregate import bootstrap_statistic
 from evalmap.metrics.stats import Score, empty_score
 from evalmap.tasks.base import Item, SampleResult, TaskConfig, deterministic_subset, prompt_hash
 from evalmap.tasks.data import DataSource, LazyRecords, Record, load_records, resolve_data_dir
-from evalmap.tasks.kinds.common import SpecBase, mean_scores, subgroup_scores
+from evalmap.tasks.kinds.common import SpecBase, generation, mean_scores, subgroup_scores
 
 MODES = ("loglikelihood", "generate")
 PUBMEDQA_CLASSES = ("yes", "no", "maybe")
@@ -268,10 +268,7 @@ class BiomedicalQATask:
         body: dict[str, Any] = (
             dict(messages=(("user", prompt),), chat=True) if cfg.chat else dict(prompt=prompt)
         )
-        return GenerationRequest(
-            **body, max_tokens=cfg.max_tokens or max_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-            stop=() if cfg.chat else stop, seed=cfg.seed,
-        )  # fmt: skip
+        return generation(cfg, max_tokens, **body, stop=() if cfg.chat else stop)
 
     def bioasq_prompt(self, record: Record) -> str:
         snippets = "\n".join(f"- {s}" for s in record["snippets"][:MAX_SNIPPETS])

@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from evalmap.backends.base import GenerationRequest
 from evalmap.catalog.schema import Dataset
 from evalmap.errors import EvalmapError
 from evalmap.metrics.aggregate import pooled_group_score, proportion_ci
@@ -29,6 +30,20 @@ class SpecBase:
         """The metric that stands for the dataset in a group average (None: the first metric)."""
         names = self.metric_names
         return self.headline or (names[0] if names else None)
+
+
+def generation(config: TaskConfig, max_tokens: int, offset: int = 0, **fields: Any) -> GenerationRequest:
+    """A generation under the run's sampling options: `max_tokens` is the kind's default (--max-tokens wins),
+    the seed is the run's plus `offset`; `fields` are the request's own (prompt or messages, chat, stop, ...)."""
+    return GenerationRequest(
+        **fields, max_tokens=config.max_tokens or max_tokens, temperature=config.temperature, top_p=config.top_p,
+        seed=config.seed + offset,
+    )
+
+
+def generations(config: TaskConfig, max_tokens: int, **fields: Any) -> list[GenerationRequest]:
+    """An item's `n_samples` generations (pass@k), seeds seed, seed + 1, ...: otherwise alike (`generation`)."""
+    return [generation(config, max_tokens, i, **fields) for i in range(max(1, config.n_samples))]
 
 
 def resolve_variant(

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from evalmap.backends.base import Generation, GenerationRequest, Request, Response
+from evalmap.backends.base import Generation, Request, Response
 from evalmap.catalog.schema import Dataset
 from evalmap.errors import EvalmapError
 from evalmap.metrics.passk import ks_for, pass_at_k
@@ -28,7 +28,7 @@ from evalmap.metrics.stats import Score
 from evalmap.sandbox import Limits, Tests, run_tests
 from evalmap.tasks.base import Item, SampleResult, TaskConfig, deterministic_subset, prompt_hash
 from evalmap.tasks.data import DataSource, LazyRecords
-from evalmap.tasks.kinds.common import SpecBase, mean_scores, resolve_variant
+from evalmap.tasks.kinds.common import SpecBase, generations, mean_scores, resolve_variant
 from evalmap.tasks.sanitize import calibrated, sanitize
 
 TEST_CASE_RATE = "test_case_pass_rate"
@@ -133,21 +133,11 @@ class CodeTask:
         return (("user", self.spec.instruct_template.format(prompt=self.prompt(item))),)
 
     def requests(self, item: Item) -> list[Request]:
-        cfg = self.config
         if self.chat:
             body: dict[str, Any] = dict(messages=self.messages(item), chat=True, stop=self.spec.chat_stop)
         else:
             body = dict(prompt=self.prompt(item), stop=self.spec.stop)
-        return [
-            GenerationRequest(
-                **body,
-                max_tokens=cfg.max_tokens or self.spec.max_tokens,
-                temperature=cfg.temperature,
-                top_p=cfg.top_p,
-                seed=cfg.seed + i,
-            )
-            for i in range(max(1, cfg.n_samples))
-        ]
+        return generations(self.config, self.spec.max_tokens, **body)
 
     # -- scoring -----------------------------------------------------------------
 

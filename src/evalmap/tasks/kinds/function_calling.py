@@ -29,7 +29,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from evalmap.backends.base import Generation, GenerationRequest, Request, Response
+from evalmap.backends.base import Generation, Request, Response
 from evalmap.catalog.schema import Dataset
 from evalmap.errors import EvalmapError
 from evalmap.metrics.aggregate import proportion_ci
@@ -42,7 +42,7 @@ from evalmap.tasks.function_calls import (
     decode_text_tool_calls,
     openai_tools,
 )
-from evalmap.tasks.kinds.common import SpecBase, subgroup_scores
+from evalmap.tasks.kinds.common import SpecBase, generations, subgroup_scores
 
 MODES = ("prompt", "native")
 ACCURACY = "accuracy"
@@ -174,10 +174,6 @@ class FunctionCallingTask:
         category = self._category(item)
         docs = hinted_docs(item.data["function"], category.language)
         turn = [(m["role"], m["content"]) for m in item.data["question"]]
-        cfg = self.config
-        common = dict(
-            chat=True, max_tokens=cfg.max_tokens or self.spec.max_tokens, temperature=cfg.temperature, top_p=cfg.top_p
-        )
         tools = ""
         if self.mode == "native":
             tools = json.dumps(openai_tools(docs), sort_keys=True)
@@ -187,10 +183,7 @@ class FunctionCallingTask:
                 turn[0] = ("system", system + "\n\n" + turn[0][1])
             else:
                 turn.insert(0, ("system", system))
-        return [
-            GenerationRequest(messages=tuple(turn), tools=tools, **common, seed=cfg.seed + i)
-            for i in range(max(1, cfg.n_samples))
-        ]
+        return generations(self.config, self.spec.max_tokens, messages=tuple(turn), chat=True, tools=tools)
 
     # -- scoring -------------------------------------------------------------------
 

@@ -13,14 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from evalmap.backends.base import Generation, GenerationRequest, Request, Response
+from evalmap.backends.base import Generation, Request, Response
 from evalmap.catalog.schema import Dataset
 from evalmap.errors import EvalmapError
 from evalmap.metrics.answers import normalize_number
 from evalmap.metrics.stats import Score
 from evalmap.tasks.base import Item, SampleResult, TaskConfig, deterministic_subset, prompt_hash
 from evalmap.tasks.data import DataSource, LazyRecords, Record
-from evalmap.tasks.kinds.common import SpecBase, mean_scores, resolve_variant, subgroup_scores
+from evalmap.tasks.kinds.common import SpecBase, generations, mean_scores, resolve_variant, subgroup_scores
 
 Extractor = Callable[[str], str | None]
 Comparator = Callable[[str | None, str | None], bool]
@@ -129,15 +129,8 @@ class GenerativeTask:
         return tuple(turns)
 
     def requests(self, item: Item) -> list[Request]:
-        cfg = self.config
-        common = dict(
-            max_tokens=cfg.max_tokens or self.spec.max_tokens,
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            stop=self.spec.stop,
-        )
         body = dict(messages=self.messages(item), chat=True) if self.chat else dict(prompt=self.prompt(item))
-        return [GenerationRequest(**body, **common, seed=cfg.seed + i) for i in range(max(1, cfg.n_samples))]
+        return generations(self.config, self.spec.max_tokens, **body, stop=self.spec.stop)
 
     # -- scoring -----------------------------------------------------------------
 

@@ -34,13 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evalmap.backends.base import Generation, GenerationRequest, Request, Response
+from evalmap.backends.base import Generation, Request, Response
 from evalmap.catalog.schema import Dataset
 from evalmap.errors import EvalmapError
 from evalmap.metrics.stats import Score, clustered_mean_score, mean_score
 from evalmap.tasks.base import Item, SampleResult, TaskConfig, deterministic_subset, prompt_hash, seeded_rng
 from evalmap.tasks.data import DataSource, LazyRecords, package_data_path
-from evalmap.tasks.kinds.common import SpecBase
+from evalmap.tasks.kinds.common import SpecBase, generations
 
 METRICS = ("prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc", "inst_level_loose_acc")
 RELATIONS = ("less than", "at least")
@@ -570,11 +570,9 @@ class InstructionTask:
         return deterministic_subset([Item(id=r["id"], data=r) for r in self._records.get()], limit, seed)
 
     def requests(self, item: Item) -> list[Request]:
-        cfg = self.config
         prompt = item.data["prompt"]
         body = dict(messages=(("user", prompt),), chat=True) if self.chat else dict(prompt=prompt)
-        common = dict(max_tokens=cfg.max_tokens or self.spec.max_tokens, temperature=cfg.temperature, top_p=cfg.top_p)
-        return [GenerationRequest(**body, **common, seed=cfg.seed + i) for i in range(max(1, cfg.n_samples))]
+        return generations(self.config, self.spec.max_tokens, **body)
 
     def score(self, item: Item, responses: list[Response]) -> SampleResult:
         """Per instruction, its arguments (naming those drawn), and the share of answers that follow it (1.0 or

@@ -24,14 +24,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from evalmap.backends.base import Generation, GenerationRequest, LogLikelihood, LoglikelihoodRequest, Request, Response
+from evalmap.backends.base import Generation, LogLikelihood, LoglikelihoodRequest, Request, Response
 from evalmap.catalog.schema import Dataset
 from evalmap.errors import EvalmapError
 from evalmap.metrics.answers import extract_choice_letter
 from evalmap.metrics.stats import Score
 from evalmap.tasks.base import Item, SampleResult, TaskConfig, deterministic_subset, prompt_hash, seeded_rng
 from evalmap.tasks.data import DataSource, LazyRecords, Record
-from evalmap.tasks.kinds.common import SpecBase, mean_scores, subgroup_scores
+from evalmap.tasks.kinds.common import SpecBase, generation, mean_scores, subgroup_scores
 
 
 def _no_description(record: Record) -> str:
@@ -220,18 +220,8 @@ class MultipleChoiceTask:
         return tuple(turns)
 
     def generate_requests(self, item: Item) -> list[Request]:
-        cfg = self.config
         body = dict(messages=self.messages(item), chat=True) if self.chat else dict(prompt=self.prompt(item))
-        return [
-            GenerationRequest(
-                **body,
-                max_tokens=cfg.max_tokens or GEN_MAX_TOKENS,
-                temperature=cfg.temperature,
-                top_p=cfg.top_p,
-                stop=("Question:", "</s>", "<|im_end|>"),
-                seed=cfg.seed,
-            )
-        ]
+        return [generation(self.config, GEN_MAX_TOKENS, **body, stop=("Question:", "</s>", "<|im_end|>"))]
 
     def score_generation(self, item: Item, responses: list[Response]) -> SampleResult:
         spec = self.spec

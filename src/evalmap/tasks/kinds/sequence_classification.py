@@ -49,14 +49,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from evalmap.backends.base import Generation, GenerationRequest, LogLikelihood, LoglikelihoodRequest, Request, Response
+from evalmap.backends.base import Generation, LogLikelihood, LoglikelihoodRequest, Request, Response
 from evalmap.catalog.schema import Dataset
 from evalmap.errors import EvalmapError
 from evalmap.metrics.aggregate import bootstrap_statistic
 from evalmap.metrics.stats import Z95, Score, empty_score, mean_score, wilson_interval
 from evalmap.tasks.base import Item, SampleResult, TaskConfig, deterministic_subset, prompt_hash, seeded_rng
 from evalmap.tasks.data import DataSource, LazyRecords, Record, load_records
-from evalmap.tasks.kinds.common import SpecBase
+from evalmap.tasks.kinds.common import SpecBase, generation
 
 MODES = ("generate", "loglikelihood")
 LABELS = ("no", "yes")  # label 0, label 1
@@ -266,18 +266,8 @@ class SequenceClassificationTask:
         if self.mode == "loglikelihood":
             context = self.prompt(item)
             return [LoglikelihoodRequest(context=context, continuation=" " + label) for label in LABELS[::-1]]
-        cfg = self.config
         body = dict(messages=self.messages(item), chat=True) if self.chat else dict(prompt=self.prompt(item))
-        return [
-            GenerationRequest(
-                **body,
-                max_tokens=cfg.max_tokens or GEN_MAX_TOKENS,
-                temperature=cfg.temperature,
-                top_p=cfg.top_p,
-                stop=("\n\n", "DNA sequence:", "Question:"),
-                seed=cfg.seed,
-            )
-        ]
+        return [generation(self.config, GEN_MAX_TOKENS, **body, stop=("\n\n", "DNA sequence:", "Question:"))]
 
     # -- scoring --------------------------------------------------------------------
 

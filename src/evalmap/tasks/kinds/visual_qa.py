@@ -23,13 +23,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from evalmap.backends.base import IMAGE_PLACEHOLDER, Generation, GenerationRequest, Image, Request, Response
+from evalmap.backends.base import IMAGE_PLACEHOLDER, Generation, Image, Request, Response
 from evalmap.catalog.schema import Dataset
 from evalmap.errors import EvalmapError
 from evalmap.metrics.stats import Score, mean_score
 from evalmap.tasks.base import Item, SampleResult, TaskConfig, deterministic_subset, prompt_hash
 from evalmap.tasks.data import DataFormatError, DataSource, ImageRef, LazyRecords, Record
-from evalmap.tasks.kinds.common import SpecBase, resolve_variant
+from evalmap.tasks.kinds.common import SpecBase, generations, resolve_variant
 
 THUMBNAIL_PX = 320
 _THUMBNAIL_QUALITY = 70
@@ -124,20 +124,9 @@ class VisualQATask:
         return () if ref is None else (self._image(item, ref),)
 
     def requests(self, item: Item) -> list[Request]:
-        cfg = self.config
         text, images = self.text(item), self.images(item)
         body = dict(messages=(("user", text),), chat=True) if self.chat else dict(prompt=text)
-        return [
-            GenerationRequest(
-                **body,
-                images=images,
-                max_tokens=cfg.max_tokens or self.spec.max_tokens,
-                temperature=cfg.temperature,
-                top_p=cfg.top_p,
-                seed=cfg.seed + i,
-            )
-            for i in range(max(1, cfg.n_samples))
-        ]
+        return generations(self.config, self.spec.max_tokens, **body, images=images)
 
     def _image(self, item: Item, ref: ImageRef) -> Image:
         try:
