@@ -356,3 +356,12 @@ def test_catalog_json_round_trip(catalog):
     """Every record serialises (the CLI's --format json relies on it)."""
     for record in [*catalog.models.values(), *catalog.datasets.values(), *catalog.plans.values()]:
         json.dumps(record.model_dump(mode="json"))
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
+def test_catalog_numbers_are_finite(tmp_path, value):
+    """A user catalog's .inf or .nan is refused at load, naming file, line and field (it crashed the planner)."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"models:\n  - id: qwen25_7b\n    params_b: {value}\n", encoding="utf-8")
+    with pytest.raises(CatalogError, match=r"line 3 \(qwen25_7b\), field 'params_b': Input should be a finite number"):
+        load_catalog([str(path)])

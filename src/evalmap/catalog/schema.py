@@ -54,9 +54,10 @@ RequestKind = Literal["generate", "loglikelihood", "execute", "judge", "latency"
 
 
 class Strict(BaseModel):
-    """Base for catalog records: unknown keys are errors, not silently ignored."""
+    """Base for catalog records: unknown keys are errors, not silently ignored; a number is finite (.inf or .nan
+    would reach the planner's arithmetic)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class GGUFSource(Strict):
