@@ -173,8 +173,18 @@ class Dataset(Strict):
     metrics: list[str] = Field(min_length=1)
     license: str
     variants: list[Variant] = Field(default_factory=list)
-    prompt_tokens: int = Field(default=200, gt=0, description="Typical prompt length (cost model).")
-    answer_tokens: int = Field(default=64, gt=0, description="Typical answer length (cost model).")
+    prompt_tokens: int = Field(
+        default=200, gt=0,
+        description="Mean tokens per request as the task renders it under its default options, in SmolLM2's "
+        "tokens: a generation's prompt (few-shot and chat template included, images not), a log-likelihood "
+        "request's context. What `evalmap plan` counts when it cannot render the task here.",
+    )
+    answer_tokens: int = Field(
+        default=64, gt=0,
+        description="Mean answer tokens, in SmolLM2's tokens: a log-likelihood request's continuation (one "
+        "choice), or a generation's typical length (the task's reference answers where it shows some); "
+        "the plan's fallback for a dataset it cannot render here.",
+    )
     choices: int | None = Field(
         default=None, ge=2, description="Options per item for log-likelihood tasks."
     )
