@@ -286,7 +286,9 @@ def plan(
     Each job's headline estimate is for the engine that would run it (`backend`, default the model's
     run.default_backend): this machine's history in the store (a Store or a file, default
     $EVALMAP_HOME/store.sqlite) fitted to that engine's profile where it has finished jobs of that model
-    on that engine, else the engine's reference profile; each model's load is counted once. A missing
+    on that engine, else the engine's reference profile; each model's load is counted once. Requests the
+    store's response cache already answers for that model on that engine cost nothing: each job's requests,
+    tokens and time are for the rest (`cached` says how many). A missing
     store file is not created. `gpu`: whether transformers would run on a GPU here (default: detected);
     `batch_size`: --batch-size (transformers) or --concurrency (a server) of the planned run."""
     from evalmap.backends.registry import known_backend
@@ -308,7 +310,7 @@ def plan(
                            f"{', '.join(sorted(task_fields))}.")
     config = TaskConfig(**{k: v for k, v in options.items() if v is not None}, n_samples=n_samples, seed=seed)
     with _measurements(store) as (db, where, note):
-        workloads, rendered = plan_workloads(cat, runnable, config, seed, db)
+        workloads, rendered = plan_workloads(cat, runnable, config, seed, db, backend)
         est = planner.estimate_plan(
             cat, title, runnable, n_samples, backend=backend, measured=db.measured_jobs if db else None, gpu=gpu,
             workloads=workloads, settings=dataclasses.asdict(config), batch=batch_size,

@@ -444,8 +444,9 @@ def print_plan(est: planner.PlanEstimate) -> None:
         return job.unavailable.get(engine) or _span(job.seconds[engine], None)
 
     rows = [
-        [j.model, j.dataset, _n(j.samples), _n(j.requests), _n(j.prompt_tokens),
-         _tokens_span(j.generated_tokens, j.generated_range), j.gpus, j.engine, _plan_time(j), j.speed,
+        [j.model, j.dataset, _n(j.samples), _n(j.requests) + (f" +{_n(j.cached)} cached" if j.cached else ""),
+         _n(j.prompt_tokens), _tokens_span(j.generated_tokens, j.generated_range), j.gpus, j.engine, _plan_time(j),
+         j.speed,
          *[reference(j, e) for e in engines]]
         for j in est.jobs
     ]
@@ -454,9 +455,10 @@ def print_plan(est: planner.PlanEstimate) -> None:
          "measured" if m.source.startswith("measured") else "ref", *[""] * len(engines)]
         for m in est.loads
     ]
-    total = est.estimate_seconds()
+    total, cached = est.estimate_seconds(), est.total("cached")
     rows.append(
-        ["total", f"{len(est.jobs)} jobs", _n(est.total("samples")), _n(est.total("requests")),
+        ["total", f"{len(est.jobs)} jobs", _n(est.total("samples")),
+         _n(est.total("requests")) + (f" +{_n(cached)} cached" if cached else ""),
          _n(est.total("prompt_tokens")), _n(est.total("generated_tokens")), "", "",
          "unknown" if total is None else _span(total, est.estimate_range()), est.speed,
          *[_duration(est.seconds(e)) if not any(e in j.unavailable for j in est.jobs) else "-" for e in engines]]
@@ -468,15 +470,21 @@ def print_plan(est: planner.PlanEstimate) -> None:
             ["model", "dataset", "samples", "requests", "prompt tok", "gen tok", "GPUs", "engine", "time", "speed",
              *engines],
             rows,
-            caption="time: on the engine that would run the job, model load once per model, (low-high) from the "
+            caption="requests, tokens and time: what the engine computes (+N cached: requests the store's response "
+            "cache already answers for that model on that engine, free); "
+            "time: on the engine that would run the job, model load once per model, (low-high) from the "
             "spread of generated lengths; speed: measured = this machine's finished jobs"
             + (f" in {est.store}" if est.store else "") + " fitted to the engine's profile, ref = the engine's "
-            f"reference profile. Reference columns ({hardware}) leave out loading; 'does not fit' = weights exceed "
+            f"reference profile, cached = every request cached. Reference columns ({hardware}) count every "
+            "request and leave out loading; 'does not fit' = weights exceed "
             "that engine's memory, 'no GGUF' etc. = that engine cannot load the model (docs/cost_model.md).",
         )
     )
     for warning in dict.fromkeys(w for j in est.jobs for w in j.warnings):
         err.print(f"warning: {warning}", highlight=False)
+    for j in est.jobs:
+        if j.cache:
+            err.print(f"note: {j.model} · {j.dataset}: {j.cache}", highlight=False)
     for line in dict.fromkeys(f"{j.model} · {j.dataset}: tokens by {j.tokens}" + (
                               f"; generated lengths from {j.lengths}" if j.lengths else "") for j in est.jobs):
         err.print(f"note: {line}", highlight=False)

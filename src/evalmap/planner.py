@@ -401,14 +401,16 @@ def load_seconds(model: Model, engine: str | EngineProfile) -> float:
 def _recorded_workload(job: Mapping, like: Workload | None) -> Workload | None:
     """A stored job as a workload: its recorded tokens, calls, items and answer lengths, laid out as `like`
     (the plan's rendering of the same dataset, so prompt reuse is counted the same way for both) or as one
-    request shape repeated; None for a job mixing kinds or with no kind."""
+    request shape repeated; None for a job mixing kinds or with no kind. Its wall and tokens are its model calls'
+    only: requests the cache answered (`cache_hits`) are left out of its work, not its samples' lengths."""
     kinds = set(job.get("kinds") or [])
     calls, items = int(job["model_calls"]), max(int(job["n_items"]), 1)
     if len(kinds) != 1 or calls <= 0 or (kind := kinds.pop()) not in ("loglikelihood", "generate"):
         return None
+    share = calls / (calls + int(job.get("cache_hits") or 0))  # of the job's requests, those computed
     lengths = None
     if kind == "generate":
-        per_item = calls / items
+        per_item = calls / share / items
         values = [v / per_item for v in job.get("lengths") or []] or [job["completion_tokens"] / calls]
         lengths = Lengths(tuple(values), "recorded", observed=True)
     cap = math.ceil(max(lengths.values)) if lengths else 0
@@ -419,11 +421,12 @@ def _recorded_workload(job: Mapping, like: Workload | None) -> Workload | None:
                                max_tokens=cap)]
         return Workload(job["dataset"], calls, 1, shapes, lengths, "recorded")
     assert like is not None
-    prompt = job["prompt_tokens"] / max(like.prompt_tokens / like.items * items, 1)  # recorded / rendered
-    cont = job["completion_tokens"] / max(like.continuation_tokens / like.items * items, 1) if not lengths else 0
+    computed = items * share
+    prompt = job["prompt_tokens"] / max(like.prompt_tokens / like.items * computed, 1)  # recorded / rendered
+    cont = job["completion_tokens"] / max(like.continuation_tokens / like.items * computed, 1) if not lengths else 0
     shapes = [RequestShape(kind, round(r.prompt * prompt), round(r.shared * prompt), round(r.continuation * cont),
                            max(r.max_tokens, cap)) for r in like.requests]
-    return Workload(job["dataset"], items, like.sampled, shapes, lengths, "recorded", turns=like.turns)
+    return Workload(job["dataset"], items, like.sampled, shapes, lengths, "recorded", turns=like.turns, share=share)
 
 
 def _batch_of(job: Mapping) -> int | None:
@@ -514,12 +517,19 @@ class JobEstimate:
     tokens: str = ""  # how the tokens were counted
     lengths: str = ""  # where the generated lengths come from ("" for log-likelihood jobs)
     measured: dict | None = None  # the fitted Rates (prefill, decode factors) when measured
+    # Requests (and items) the response cache already answers on `engine`: left out of requests, tokens and the
+    # estimate, which are for what the engine computes (the reference columns are every request's).
+    cached: int = 0
+    cached_items: int = 0
+    cache: str = ""  # how they were counted ("": none cached)
 
     @property
     def speed(self) -> str:
-        """The source in one word, for the table: measured, ref or none."""
+        """The source in one word, for the table: measured, ref, cached (every request) or none."""
         if self.measured is not None:
             return "measured"
+        if self.source.startswith("all ") and self.cached:
+            return "cached"
         return "ref" if self.source.startswith("reference") else "none"
 
     def to_dict(self) -> dict:
@@ -572,19 +582,21 @@ def estimate_job(
     if workload is None:
         items = min(samples, ds.count) if samples else ds.count
         workload = catalog_workload(ds, items, n_samples, "no rendered requests")
+    whole, workload = workload, workload.uncached()  # the engine computes only what the cache does not answer
     gen = workload.generations
     low_len, high_len = workload.length_interval()
     est = JobEstimate(
         model_id, dataset_id, workload.items, workload.request_count,
         workload.prompt_tokens + workload.continuation_tokens, workload.generated_tokens,
         (round(gen * low_len), round(gen * high_len)), gpus=gpus_needed(model), tokens=workload.tokens,
-        lengths=workload.lengths.source if workload.lengths else "",
+        lengths=workload.lengths.source if workload.lengths else "", cached=whole.cached,
+        cached_items=whole.cached_items, cache=whole.cache,
     )
     for name, profile in ENGINES.items():
         refusal = engine_refusal(model, profile.backend)
         if refusal:
             est.unavailable[name] = refusal
-        found = None if refusal else job_seconds(model, workload, profile, batch=batch)
+        found = None if refusal else job_seconds(model, whole, profile, batch=batch)
         est.seconds[name] = found.value if found else None
     if model.run.tensor_parallel < est.gpus:
         est.warnings.append(
@@ -602,6 +614,13 @@ def estimate_job(
     if refusal:
         est.source = f"none: {est.engine} cannot load {model_id} ({refusal})"
         return est
+    # cached programs are still scored: the sandbox runs each again
+    rescored = (whole.generations - gen) * SANDBOX_SECONDS_PER_PROGRAM if whole.sandboxed else 0.0
+    if whole.cached and whole.cached >= whole.request_count:
+        est.estimate_seconds, est.estimate_range = rescored, (rescored, rescored)
+        est.source = f"all {whole.cached:,} requests cached on {est.engine}" + (
+            f" (their {whole.generations:,} programs run in the sandbox again)" if rescored else "")
+        return est
     history = _lookup(measured)(model_id, est.engine)
     profile = ENGINES[name] if name else None
     rates = fit_rates(model, profile, history, workloads, dataset_id, settings) if profile else None
@@ -612,7 +631,7 @@ def estimate_job(
     if found is None:
         est.source = f"none: {model_id} does not fit {profile.hardware}"
         return est
-    est.estimate_seconds, est.estimate_range = found.value, (found.low, found.high)
+    est.estimate_seconds, est.estimate_range = found.value + rescored, (found.low + rescored, found.high + rescored)
     if rates is not None:
         est.source, est.measured = rates.source, asdict(rates)
     else:
@@ -701,6 +720,7 @@ class PlanEstimate:
                 "requests": self.total("requests"),
                 "prompt_tokens": self.total("prompt_tokens"),
                 "generated_tokens": self.total("generated_tokens"),
+                "cached": self.total("cached"),
                 "seconds": {e: self.seconds(e) for e in ENGINES},
                 "load_seconds": self.load_seconds(),
                 "estimate_seconds": self.estimate_seconds(),

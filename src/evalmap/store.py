@@ -613,15 +613,15 @@ class Store:
     def measured_jobs(self, model: str, backend: str, host: str | None = None) -> dict:
         """Per-job history of a model on an engine on `host` (default this machine), for the planner's fit:
         `jobs` (finished, unjudged jobs that called the model: dataset, task settings, fresh tokens, calls,
-        items, wall seconds, the request kinds answered, each sample's generated tokens, the run's args)
+        cache hits, items, wall seconds, the request kinds answered, each sample's generated tokens, the run's args)
         and `setup` (per finished run of this model alone: run wall minus its jobs' walls, i.e. loading
         the model and the data)."""
         where = (model, backend, host or socket.gethostname())
         rows = self.db.execute(
             "SELECT j.id, j.run_id, j.dataset, j.task_config, j.prompt_tokens, j.completion_tokens, j.model_calls, "
-            "j.n_items, j.wall_seconds, r.args, (SELECT json_group_array(kind) FROM (SELECT DISTINCT kind FROM "
-            "responses WHERE job_id=j.id)) AS kinds, (SELECT json_group_array(completion_tokens) FROM samples "
-            "WHERE job_id=j.id) AS lengths FROM jobs j JOIN runs r ON r.id = j.run_id WHERE j.model=? AND "
+            "j.cache_hits, j.n_items, j.wall_seconds, r.args, (SELECT json_group_array(kind) FROM (SELECT DISTINCT "
+            "kind FROM responses WHERE job_id=j.id)) AS kinds, (SELECT json_group_array(completion_tokens) FROM "
+            "samples WHERE job_id=j.id) AS lengths FROM jobs j JOIN runs r ON r.id = j.run_id WHERE j.model=? AND "
             "json_extract(j.backend, '$.name')=? AND r.host=? AND j.status='finished' AND j.model_calls > 0 "
             "AND j.wall_seconds > 0 AND j.judge IS NULL ORDER BY r.created, j.rowid",
             where,
@@ -640,9 +640,10 @@ class Store:
     def generated_lengths(self, model: str, dataset: str, settings: dict) -> list[int]:
         """Generated tokens per model call in this model's finished jobs on a dataset under these task settings
         (its TaskConfig as stored, less seed and data_dir; any engine, any host): each scored sample's
-        completion tokens over its job's calls per item."""
+        completion tokens over its job's requests per item (model calls and cache hits: a sample holds both)."""
         rows = self.db.execute(
-            "SELECT s.completion_tokens, CAST(j.model_calls AS REAL) / MAX(j.n_items, 1) AS calls, j.task_config "
+            "SELECT s.completion_tokens, CAST(j.model_calls + j.cache_hits AS REAL) / MAX(j.n_items, 1) AS calls, "
+            "j.task_config "
             "FROM samples s JOIN jobs j ON j.id = s.job_id WHERE j.model=? AND j.dataset=? AND j.status='finished' "
             "AND j.model_calls > 0",
             (model, dataset),
@@ -681,6 +682,39 @@ class Store:
                 if row["job_id"] is not None:
                     askers[row["request_hash"]] = row["job_id"]
         return found, askers
+
+    def _planned_fingerprint(self, model: str, engine: str) -> str | None:
+        """The cache fingerprint (engine:weights) of this model's newest job on this engine, which is what its next
+        run there looks up unless its weights changed since (a plan cannot load them to tell); None: no such job."""
+        row = self.db.execute(
+            "SELECT json_extract(j.backend, '$.fingerprint') AS weights FROM jobs j JOIN runs r ON r.id = j.run_id "
+            "WHERE j.model=? AND json_extract(j.backend, '$.name')=? "
+            "AND json_extract(j.backend, '$.fingerprint') IS NOT NULL ORDER BY r.created DESC, j.rowid DESC LIMIT 1",
+            (model, engine),
+        ).fetchone()
+        return f"{engine}:{row['weights']}" if row else None
+
+    def holds_answers(self, model: str, engine: str) -> bool:
+        """Does the response cache hold any answer of this model on this engine (see cached_keys)?"""
+        fingerprint = self._planned_fingerprint(model, engine)
+        return fingerprint is not None and self.db.execute(
+            "SELECT 1 FROM responses WHERE fingerprint=? LIMIT 1", (fingerprint,)
+        ).fetchone() is not None
+
+    def cached_keys(self, model: str, engine: str, keys: Iterable[str]) -> set[str]:
+        """Which of these request keys a run of this model on this engine would find answered in the cache (the
+        fingerprint of its newest job there): the planner counts them as free."""
+        fingerprint = self._planned_fingerprint(model, engine)
+        wanted = list(set(keys)) if fingerprint else []
+        found: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(r[0] for r in self.db.execute(
+                f"SELECT request_hash FROM responses WHERE fingerprint=? AND request_hash IN ({marks})",
+                (fingerprint, *chunk),
+            ))
+        return found
 
     def cache(
         self,

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from evalmap.tasks.base import Item, Task
 
 SAMPLE_ITEMS = 24  # items of a job whose requests are rendered and counted
+KEYED_REQUESTS = 60_000  # most requests of a job looked up in the response cache (mmlu's 56,168: ~1 s here)
 # SmolLM2's tokenizer over the prompts of the shared datasets (arc_challenge, hellaswag, gsm8k, humaneval,
 # mmlu, ifeval, winogrande, mbpp): 3.9 to 4.4 characters per token; used only when no tokenizer is here
 # and the store holds no samples of the model to calibrate on.
@@ -80,11 +81,22 @@ class Workload:
     turns: int = 1  # requests per rendered request (2: a two-turn conversation, whose 2nd turn needs the 1st answer)
     sandboxed: bool = False  # each generation is a program the sandbox runs
     notes: list[str] = field(default_factory=list)
+    share: float = 1.0  # of the job's requests, the share the engine computes (see uncached)
+    cached: int = 0  # the job's requests the response cache already answers on the planned engine
+    cached_items: int = 0  # the job's items whose every request is answered there
+    cache: str = ""  # how `cached` was counted ("": the cache was not looked up)
 
     @property
     def scale(self) -> float:
-        """Job requests per sampled request."""
-        return self.turns * self.items / self.sampled if self.sampled else 0.0
+        """Job requests (of the computed share) per sampled request."""
+        return self.share * self.turns * self.items / self.sampled if self.sampled else 0.0
+
+    def uncached(self) -> Workload:
+        """The part of the job the engine computes: its requests less those the response cache answers (prompts
+        and generations scale with it; the items are all still scored)."""
+        whole = replace(self, share=1.0)
+        total = whole.request_count
+        return replace(self, share=1 - self.cached / total) if self.cached and total else whole
 
     @property
     def generations(self) -> int:
@@ -403,6 +415,36 @@ def job_workload(
     )
 
 
+def count_cached(
+    workload: Workload, task: Task, limit: int | None, seed: int, cached_keys: Callable[[list[str]], set[str]],
+    engine: str,
+) -> Workload:
+    """The workload with the requests the response cache already answers on `engine` counted (`cached_keys`:
+    request keys -> those answered there). Every item the run would take has its requests rendered and keyed
+    (no tokenizer: ~0.03 ms an item), or, above KEYED_REQUESTS, a seeded sample of items stands for the job."""
+    from evalmap.tasks.base import seeded_rng
+
+    if not workload.requests or not workload.sampled:
+        return workload
+    items = task.items(limit, seed)
+    most = max(1, int(KEYED_REQUESTS * workload.sampled / len(workload.requests)))
+    if len(items) > most:  # not deterministic_subset: its first items by rank are a smaller --samples run's
+        items = [items[i] for i in sorted(seeded_rng(seed, "cache", workload.dataset).sample(range(len(items)), most))]
+    keys = [[r.key() for r in task.requests(item)] for item in items]
+    found = cached_keys([k for item in keys for k in item])
+    hits, total = sum(k in found for item in keys for k in item), sum(map(len, keys))
+    if not hits:
+        return workload
+    whole = workload.request_count
+    cached = whole if hits == total else round(whole * hits / total)
+    full = sum(all(k in found for k in item) for item in keys)
+    sampled = "" if len(items) == workload.items else f" (counted on a seeded sample of {len(items):,} items)"
+    return replace(
+        workload, cached=cached, cached_items=round(workload.items * full / len(items)),
+        cache=f"{cached:,} of {whole:,} requests answered by the response cache on {engine}{sampled}",
+    )
+
+
 def catalog_workload(dataset: Dataset, items: int, n_samples: int = 1, why: str = "") -> Workload:
     """A job counted from the catalog's typical lengths (`prompt_tokens`, `answer_tokens`, `choices`): for a
     dataset whose task cannot be rendered here (no implementation, no data on this machine)."""
@@ -424,12 +466,14 @@ def catalog_workload(dataset: Dataset, items: int, n_samples: int = 1, why: str 
 
 def plan_workloads(
     catalog: Any, pairs: Sequence[tuple[str, str, int | None]], config: Any, seed: int, store: Any = None,
+    backend: str | None = None,
 ) -> tuple[dict[tuple[str, str], Workload], list[str]]:
     """Every job's workload ((model, dataset) -> Workload) and notes on what could not be rendered (those
     jobs fall back to the catalog's typical lengths in the planner).
 
     `config` is the run's TaskConfig (few-shot, chat, mode, max_tokens, data_dir, ...); `store` (a Store or
-    None) gives the generated lengths and the characters-per-token ratio measured here."""
+    None) gives the generated lengths, the characters-per-token ratio measured here and the requests its
+    response cache already answers on the engine the run would use (`backend`, else the model's default)."""
     from dataclasses import asdict
 
     from evalmap.errors import EvalmapError
@@ -448,11 +492,13 @@ def plan_workloads(
             tasks[dataset_id] = None
             notes.append(f"{dataset_id}: counted from the catalog's typical lengths ({_first_sentence(exc)})")
     workloads: dict[tuple[str, str], Workload] = {}
+    answered: dict[str, bool] = {}  # model -> whether the cache holds its answers on its planned engine
     for model_id, dataset_id, limit in pairs:
         task = tasks[dataset_id]
         if task is None:
             continue
         model = catalog.model(model_id)
+        engine = backend or model.run.default_backend
         ratio = store.chars_per_token(model_id) if store is not None else None
         tokens = model_tokens(model, ratio)
 
@@ -465,6 +511,11 @@ def plan_workloads(
         workloads[(model_id, dataset_id)] = job_workload(
             task, catalog.dataset(dataset_id), limit, seed, tokens, history
         )
+        if store is not None and answered.setdefault(model_id, store.holds_answers(model_id, engine)):
+            workloads[(model_id, dataset_id)] = count_cached(
+                workloads[(model_id, dataset_id)], task, limit, seed,
+                lambda keys, m=model_id, e=engine: store.cached_keys(m, e, keys), engine,
+            )
     return workloads, notes
 
 
