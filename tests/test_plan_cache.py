@@ -98,6 +98,18 @@ def test_more_samples_count_the_earlier_ones_cached_and_time_the_rest(ran, catal
     assert cached.estimate_seconds < fresh.estimate_seconds * 0.75
 
 
+def test_a_huge_job_counts_on_a_seeded_sample_and_says_so(ran, catalog, monkeypatch):
+    """Above KEYED_REQUESTS a sample stands for the job: not the first items by rank, which are exactly the ones
+    a smaller --samples run took (here all cached), so the share is not read as 100%."""
+    import evalmap.workload
+
+    whole = _plan(ran, catalog, samples=8, store=False).requests
+    monkeypatch.setattr(evalmap.workload, "KEYED_REQUESTS", whole // 2)
+    job = _plan(ran, catalog, samples=8)
+    assert "(counted on a seeded sample of 4 items)" in job.cache
+    assert 0 < job.cached < whole and job.cached + job.requests == whole  # the first 4 by rank: all 32 cached
+
+
 def test_another_engine_or_model_finds_nothing_cached(ran, catalog):
     other_engine = _plan(ran, catalog, backend="transformers")
     assert other_engine.cached == 0 and other_engine.cache == "" and other_engine.requests == ran[2].model_calls
