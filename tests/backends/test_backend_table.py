@@ -190,7 +190,7 @@ def test_a_server_context_too_short_is_refused_before_any_request(tmp_path):
         result = _run_against(fake, "gsm8k", tmp_path)
         assert fake.posts == 0
     assert error_sentence(result) == (
-        f"gsm8k needs about 1,156 tokens of context (900 prompt + 256 answer), but smollm2_135m on the server at "
+        f"gsm8k needs about 1,046 tokens of context (790 prompt + 256 answer), but smollm2_135m on the server at "
         f"{fake.url} has 1,024; pick a model or server with a longer context."
     )
 
@@ -255,7 +255,7 @@ def test_a_context_too_short_is_refused_before_llama_cpp_loads(no_loads):
     with pytest.raises(CapabilityError) as err:
         check_plan(catalog, [("smollm2_135m", "gsm8k", 2)], {"gsm8k": task}, options, 1234)
     assert str(err.value) == (
-        "gsm8k needs about 1,156 tokens of context (900 prompt + 256 answer), but smollm2_135m on the llamacpp "
+        "gsm8k needs about 1,046 tokens of context (790 prompt + 256 answer), but smollm2_135m on the llamacpp "
         "backend has 1,024; pick a model or server with a longer context."
     )
     check_plan(catalog, [("smollm2_135m", "gsm8k", 2)], {"gsm8k": task}, BackendOptions(backend="llamacpp"), 1234)
