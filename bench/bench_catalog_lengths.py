@@ -11,9 +11,10 @@ counted with the model's tokenizer; no model runs. Per dataset, in `catalog_work
   answer   log-likelihood: continuation tokens per request; generation: the reference answers' length
            (few-shot answers or canonical solutions, cut at stop sequences, capped at max_tokens)
   req/item requests per item (`choices` for log-likelihood; 1 per turn for a generation)
-Each mean is printed with its n (requests or answers) and ± standard error; ratio = rendered / catalog, and
-a row off by more than 25% is flagged. A dataset whose default data is not here is listed as "not here" with
-any variant of it that is here (its prompt is the dataset's, its items a subset).
+Each mean is printed with its n (requests or answers) and ± standard error (the samples of a small dataset
+overlap, so its ± is too narrow); ratio = rendered / catalog, and a row off by more than 25% is flagged.
+A dataset whose default data is not here is listed as "not here", with any variant of it that is here
+(its prompt is the dataset's, its items a subset).
 """
 
 from __future__ import annotations
