@@ -204,3 +204,15 @@ def test_pass_at_k_lengths_of_a_partly_cached_job_are_per_request(tmp_path):
         assert store.generated_lengths(SMOL, "gsm8k", {}) == [30, 30, 30, 30]
     finally:
         store.close()
+
+
+def test_an_item_asked_again_counts_once_in_the_stored_lengths(tmp_path):
+    """A larger run over a smaller one's items holds those items twice; the lengths count each once (the
+    latest answer), else the stored spread looks narrower than it is."""
+    store = Store(tmp_path / "s.sqlite")
+    try:
+        _job(store, "small", "w", 2, 2, 0, [10, 10])
+        _job(store, "large", "w", 4, 2, 2, [20, 20, 30, 40])
+        assert sorted(store.generated_lengths(SMOL, "gsm8k", {})) == [20, 20, 30, 40]
+    finally:
+        store.close()

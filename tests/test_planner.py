@@ -204,8 +204,9 @@ def test_the_interval_comes_from_the_spread_of_generated_lengths(catalog):
     from evalmap.workload import RequestShape
 
     model = catalog.model("smollm2_135m")
-    narrow = _workload([RequestShape("generate", 100, max_tokens=512)], lengths=[100, 101, 99, 100], items=20)
-    wide = _workload([RequestShape("generate", 100, max_tokens=512)], lengths=[10, 300, 20, 70], items=20)
+    # max_tokens at the longest stored answer: no unseen longer answer can come (see the next test)
+    narrow = _workload([RequestShape("generate", 100, max_tokens=101)], lengths=[100, 101, 99, 100] * 10, items=20)
+    wide = _workload([RequestShape("generate", 100, max_tokens=300)], lengths=[10, 300, 20, 70] * 10, items=20)
     a, b = (planner.job_seconds(model, w, "llamacpp") for w in (narrow, wide))
     assert a.low <= a.value <= a.high and b.low < b.value < b.high
     assert (b.high - b.low) / b.value > 5 * (a.high - a.low) / a.value
@@ -215,10 +216,25 @@ def test_the_interval_comes_from_the_spread_of_generated_lengths(catalog):
     # reference answers are not the model's: the high end lets every answer run to max_tokens
     refs = _workload([RequestShape("generate", 100, max_tokens=512)], lengths=[100, 101, 99, 100], items=20,
                      observed=False)
-    assert refs.length_interval()[1] == 512
+    assert planner.generated_interval(refs)[1] == 20 * 512
     all_max = _workload([RequestShape("generate", 100, max_tokens=512)], lengths=[512], items=20)
     assert planner.job_seconds(model, refs, "llamacpp").high == pytest.approx(
         planner.job_seconds(model, all_max, "llamacpp").value)
+
+
+def test_short_stored_answers_leave_room_for_answers_that_run_to_max_tokens(catalog):
+    """A small model's lengths are heavy-tailed: 40 short answers do not show that the next 20 all stop, so
+    the high end allows some at max_tokens; the more answers are stored, the less room it leaves."""
+    from evalmap.workload import RequestShape
+
+    model = catalog.model("smollm2_135m")
+    few, many = (_workload([RequestShape("generate", 100, max_tokens=512)], lengths=[2, 3, 40] * k, items=20)
+                 for k in (10, 300))
+    a, b = (planner.job_seconds(model, w, "llamacpp") for w in (few, many))
+    assert a.value == pytest.approx(b.value)  # the estimate itself is the stored lengths' mean
+    assert a.high > 2 * a.value and a.high > 1.5 * b.high
+    low, high = planner.generated_interval(few)
+    assert low < few.generated_tokens < 20 * 512 / 10 < high  # at least two of 20 answers may run to 512
 
 
 def test_tensor_parallel_divides_gpu_work(catalog):

@@ -14,7 +14,6 @@ from evalmap.tasks.registry import build_task
 from evalmap.workload import (
     DEFAULT_CHARS_PER_TOKEN,
     CharTokens,
-    Lengths,
     job_workload,
     model_tokens,
     plan_workloads,
@@ -141,13 +140,3 @@ def test_a_dataset_without_data_here_falls_back_to_the_catalog_with_a_note(catal
     workloads, notes = plan_workloads(catalog, [(SMOL, "gsm8k", 4)], config, 1)
     assert workloads == {} and len(notes) == 1
     assert notes[0].startswith("gsm8k: counted from the catalog's typical lengths (")
-
-
-def test_lengths_interval_is_the_mean_s_95_percent_interval():
-    lengths = Lengths((10, 20, 30, 40), "test")
-    low, high = lengths.mean_interval()
-    assert lengths.mean == 25 and low < 25 < high and high - 25 == pytest.approx(25 - low)
-    assert Lengths((7,), "one").mean_interval() == (7, 7)
-    # the mean of 4 new answers (other items) varies more than the mean of the 4 seen
-    new_low, new_high = lengths.mean_interval(draws=4)
-    assert new_high - new_low == pytest.approx((high - low) * 2**0.5)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
 
 from evalmap.catalog.loader import Catalog
 from evalmap.catalog.schema import Dataset, Model, Pool
@@ -307,9 +309,16 @@ def _decode_steps(lengths: list[float], generations: float, batch: int, continuo
     return full * _expected_max(lengths, batch) + (_expected_max(lengths, max(1, round(rest))) if rest >= 0.5 else 0)
 
 
-def job_work(workload: Workload, profile: EngineProfile, batch: int | None = None, length_scale: float = 1.0) -> Work:
-    """The prefill tokens and decode steps of a workload on an engine (docs/cost_model.md §3); `length_scale`
-    stretches the generated lengths (the interval's ends)."""
+def _batching(workload: Workload, profile: EngineProfile, batch: int | None) -> tuple[int, bool]:
+    """(sequences decoded together, whether finished ones are replaced at once) for a job on an engine."""
+    b = max(1, batch if batch and profile.batch_option else profile.batch)
+    b = min(b, max(1, workload.generations))
+    return b, profile.reuse == "prefix" and b > 1
+
+
+def job_work(workload: Workload, profile: EngineProfile, batch: int | None = None) -> Work:
+    """The prefill tokens and decode steps of a workload on an engine (docs/cost_model.md §3), the steps
+    at the expected answer lengths."""
     prefill = 0.0
     previous_context = -1
     for r in workload.requests:
@@ -320,15 +329,87 @@ def job_work(workload: Workload, profile: EngineProfile, batch: int | None = Non
         else:
             prefill += r.prompt - (r.shared if profile.reuse == "prefix" else 0)
             previous_context = -1
-    b = max(1, batch if batch and profile.batch_option else profile.batch)
-    lengths = []
-    if workload.lengths is not None:
-        cap = max((r.max_tokens for r in workload.requests if r.kind == "generate"), default=0)
-        lengths = [min(v * length_scale, cap) for v in workload.lengths.values]
-    generations = workload.generations
-    steps = _decode_steps(lengths, generations, min(b, max(1, generations)), profile.reuse == "prefix" and b > 1)
-    return Work(prefill * workload.scale, steps, min(b, max(1, generations)),
-                generations if workload.sandboxed else 0.0)
+    b, continuous = _batching(workload, profile, batch)
+    lengths = [min(v, workload.max_tokens) for v in workload.lengths.values] if workload.lengths else []
+    steps = _decode_steps(lengths, workload.generations, b, continuous)
+    return Work(prefill * workload.scale, steps, b, workload.generations if workload.sandboxed else 0.0)
+
+
+# ---------------------------------------------------------------- the spread of generated lengths
+
+LENGTH_REPLICATES = 400  # draws of a job's answers behind each interval
+DRAWN_GENERATIONS = 4096  # a bigger job is drawn as this many answers, scaled up (its interval a little wide)
+UNSEEN_CAP_WEIGHT = 0.5  # Dirichlet weight of an answer running to max_tokens that the stored ones may not show
+
+
+def _length_draws(workload: Workload) -> tuple[np.ndarray, float] | None:
+    """Possible answer lengths of the job's generations: LENGTH_REPLICATES rows of drawn lengths, and the
+    factor from a row's answers to the job's (None: nothing generated).
+
+    The lengths are heavy-tailed (a small model stops at once or runs to max_tokens), so the interval of
+    a job of new items is not the normal one of a mean: each row first draws a distribution over the
+    known lengths (a Bayesian bootstrap, Dirichlet weights), then the job's answers from it. A model's
+    own answers get one more possible answer at max_tokens with a small weight: twenty short answers do
+    not show that the next twenty will all stop."""
+    lengths, generations = workload.lengths, workload.generations
+    if lengths is None or generations <= 0 or not lengths.values:
+        return None
+    cap = workload.max_tokens
+    values = [float(min(v, cap)) for v in lengths.values]
+    weights = [1.0] * len(values)
+    if lengths.observed and cap > max(values):
+        values.append(float(cap))
+        weights.append(UNSEEN_CAP_WEIGHT)
+    rng = np.random.default_rng(0)  # a plan is reproducible
+    mix = rng.dirichlet(weights, size=LENGTH_REPLICATES) if len(values) > 1 else np.ones((LENGTH_REPLICATES, 1))
+    drawn = min(generations, DRAWN_GENERATIONS)
+    rows = np.arange(LENGTH_REPLICATES)[:, None]
+    cumulative = np.cumsum(mix, axis=1)
+    cumulative[:, -1] = 1.0
+    picks = np.searchsorted((cumulative + rows).ravel(), rng.random((LENGTH_REPLICATES, drawn)) + rows)
+    index = np.clip(picks - rows * len(values), 0, len(values) - 1)
+    return np.asarray(values)[index], generations / drawn
+
+
+def _interval(samples: np.ndarray) -> tuple[float, float]:
+    low, high = np.quantile(samples, [0.025, 0.975])
+    return float(low), float(high)
+
+
+def generated_interval(workload: Workload) -> tuple[float, float]:
+    """The 95% interval of the job's generated tokens; over reference answers (not the model's own) the
+    high end lets every answer run to max_tokens, since a model may stop far earlier or never."""
+    found = _length_draws(workload)
+    if found is None:
+        return 0.0, 0.0
+    lengths, factor = found
+    low, high = _interval(lengths.sum(axis=1) * factor)
+    if not workload.lengths.observed:
+        high = max(high, float(workload.generations * workload.max_tokens))
+    return low, high
+
+
+def _steps_interval(workload: Workload, profile: EngineProfile, batch: int | None) -> tuple[float, float] | None:
+    """The 95% interval of a job's decode steps on an engine, from the drawn lengths (see _length_draws)."""
+    found = _length_draws(workload)
+    if found is None:
+        return None
+    lengths, factor = found
+    b, continuous = _batching(workload, profile, batch)
+    if b <= 1:
+        steps = lengths.sum(axis=1)
+    elif continuous:
+        steps = np.maximum(lengths.sum(axis=1) / b, lengths.max(axis=1) / factor)
+    else:
+        padded = np.pad(lengths, ((0, 0), (0, -lengths.shape[1] % b)))
+        steps = padded.reshape(LENGTH_REPLICATES, -1, b).max(axis=2).sum(axis=1)
+    low, high = _interval(steps * factor)
+    if not workload.lengths.observed:
+        generations, cap = workload.generations, workload.max_tokens
+        every_cap = generations * cap if b <= 1 else (
+            max(generations * cap / b, cap) if continuous else math.ceil(generations / b) * cap)
+        high = max(high, float(every_cap))
+    return low, high
 
 
 @dataclass(frozen=True)
@@ -356,7 +437,7 @@ def profile_seconds(profile: EngineProfile, model: Model, work: Work) -> tuple[f
 
 @dataclass(frozen=True)
 class Seconds:
-    """An estimate and its interval (the generated lengths' spread)."""
+    """An estimate and its 95% interval (from the spread of the answers' lengths, see _length_draws)."""
 
     value: float
     low: float
@@ -374,15 +455,11 @@ def job_seconds(
     if engine_refusal(model, profile.backend):
         return None
     rates = rates or Rates()
-    low_scale, high_scale = 1.0, 1.0
-    if workload.lengths is not None and workload.lengths.mean > 0:
-        low, high = workload.length_interval()
-        low_scale, high_scale = low / workload.lengths.mean, high / workload.lengths.mean
-        if not workload.lengths.observed:  # references: at the high end every answer runs to max_tokens
-            high_scale = max(high_scale, high / max(1, min(workload.lengths.values)))
+    work = job_work(workload, profile, batch)
+    steps = _steps_interval(workload, profile, batch) or (work.decode_steps, work.decode_steps)
     values = []
-    for scale in (1.0, low_scale, high_scale):
-        parts = profile_seconds(profile, model, job_work(workload, profile, batch, scale))
+    for decode_steps in (work.decode_steps, *steps):
+        parts = profile_seconds(profile, model, replace(work, decode_steps=decode_steps))
         if parts is None:
             return None
         values.append(parts[0] * rates.prefill + parts[1] * rates.decode)
@@ -503,7 +580,7 @@ class JobEstimate:
     requests: int
     prompt_tokens: int  # as sent (contexts and continuations of log-likelihood requests included)
     generated_tokens: int
-    generated_range: tuple[int, int] = (0, 0)  # the 95% interval of the mean generated length, times generations
+    generated_range: tuple[int, int] = (0, 0)  # the 95% interval of the job's generated tokens (generated_interval)
     seconds: dict[str, float | None] = field(default_factory=dict)  # every reference profile (None: cannot run)
     unavailable: dict[str, str] = field(default_factory=dict)  # profile -> why it cannot run the model
     gpus: int = 0
@@ -583,12 +660,11 @@ def estimate_job(
         items = min(samples, ds.count) if samples else ds.count
         workload = catalog_workload(ds, items, n_samples, "no rendered requests")
     whole, workload = workload, workload.uncached()  # the engine computes only what the cache does not answer
-    gen = workload.generations
-    low_len, high_len = workload.length_interval()
+    low_tokens, high_tokens = generated_interval(workload)
     est = JobEstimate(
         model_id, dataset_id, workload.items, workload.request_count,
         workload.prompt_tokens + workload.continuation_tokens, workload.generated_tokens,
-        (round(gen * low_len), round(gen * high_len)), gpus=gpus_needed(model), tokens=workload.tokens,
+        (round(low_tokens), round(high_tokens)), gpus=gpus_needed(model), tokens=workload.tokens,
         lengths=workload.lengths.source if workload.lengths else "", cached=whole.cached,
         cached_items=whole.cached_items, cache=whole.cache,
     )
@@ -615,7 +691,7 @@ def estimate_job(
         est.source = f"none: {est.engine} cannot load {model_id} ({refusal})"
         return est
     # cached programs are still scored: the sandbox runs each again
-    rescored = (whole.generations - gen) * SANDBOX_SECONDS_PER_PROGRAM if whole.sandboxed else 0.0
+    rescored = (whole.generations - workload.generations) * SANDBOX_SECONDS_PER_PROGRAM if whole.sandboxed else 0.0
     if whole.cached and whole.cached >= whole.request_count:
         est.estimate_seconds, est.estimate_range = rescored, (rescored, rescored)
         est.source = f"all {whole.cached:,} requests cached on {est.engine}" + (
@@ -695,11 +771,15 @@ class PlanEstimate:
         return sum(values) + load  # type: ignore[arg-type]
 
     def estimate_range(self) -> tuple[float, float] | None:
-        ranges = [j.estimate_range for j in self.jobs]
-        load = self.load_seconds()
-        if any(r is None for r in ranges) or load is None:
+        """The plan's interval: the jobs' answer lengths vary independently, so their distances from the
+        estimate add in quadrature (adding the jobs' 95% ends would make an interval far wider than 95%)."""
+        total = self.estimate_seconds()
+        ranges = [(j.estimate_seconds, *j.estimate_range) for j in self.jobs if j.estimate_range]
+        if total is None or len(ranges) < len(self.jobs):
             return None
-        return sum(r[0] for r in ranges) + load, sum(r[1] for r in ranges) + load  # type: ignore[index]
+        below = math.fsum((value - low) ** 2 for value, low, _ in ranges) ** 0.5
+        above = math.fsum((high - value) ** 2 for value, _, high in ranges) ** 0.5
+        return total - below, total + above
 
     @property
     def measured_jobs(self) -> int:

@@ -640,18 +640,20 @@ class Store:
     def generated_lengths(self, model: str, dataset: str, settings: dict) -> list[int]:
         """Generated tokens per model call in this model's finished jobs on a dataset under these task settings
         (its TaskConfig as stored, less seed and data_dir; any engine, any host): each scored sample's
-        completion tokens over its job's requests per item (model calls and cache hits: a sample holds both)."""
+        completion tokens over its job's requests per item (model calls and cache hits: a sample holds both).
+        An item asked again (a larger run over a smaller one's items) counts once, as last answered."""
         rows = self.db.execute(
-            "SELECT s.completion_tokens, CAST(j.model_calls + j.cache_hits AS REAL) / MAX(j.n_items, 1) AS calls, "
-            "j.task_config "
-            "FROM samples s JOIN jobs j ON j.id = s.job_id WHERE j.model=? AND j.dataset=? AND j.status='finished' "
-            "AND j.model_calls > 0",
+            "SELECT s.item_id, s.prompt, s.completion_tokens, "
+            "CAST(j.model_calls + j.cache_hits AS REAL) / MAX(j.n_items, 1) AS calls, j.task_config "
+            "FROM samples s JOIN jobs j ON j.id = s.job_id JOIN runs r ON r.id = j.run_id WHERE j.model=? AND "
+            "j.dataset=? AND j.status='finished' AND j.model_calls > 0 ORDER BY r.created, j.rowid",
             (model, dataset),
         ).fetchall()
-        return [
-            round(r["completion_tokens"] / max(r["calls"], 1.0)) for r in rows
+        latest = {
+            (r["item_id"], r["prompt"]): round(r["completion_tokens"] / max(r["calls"], 1.0)) for r in rows
             if same_settings(json.loads(r["task_config"] or "{}"), settings)
-        ]
+        }
+        return list(latest.values())
 
     def chars_per_token(self, model: str) -> float | None:
         """Characters per prompt token in this model's stored samples of one call per item (None: none)."""

@@ -58,15 +58,6 @@ class Lengths:
     def mean(self) -> float:
         return statistics.fmean(self.values) if self.values else 0.0
 
-    def mean_interval(self, draws: int | None = None) -> tuple[float, float]:
-        """The 95% interval of the mean length (normal approximation over these lengths); with `draws`, of
-        the mean of that many new answers (other items than these: sd · sqrt(1/n + 1/draws))."""
-        if len(self.values) < 2:
-            return self.mean, self.mean
-        spread = 1 / len(self.values) + (1 / draws if draws else 0)
-        half = 1.96 * statistics.stdev(self.values) * spread**0.5
-        return max(0.0, self.mean - half), self.mean + half
-
 
 @dataclass
 class Workload:
@@ -122,16 +113,6 @@ class Workload:
     @property
     def max_tokens(self) -> int:
         return max((r.max_tokens for r in self.requests if r.kind == "generate"), default=0)
-
-    def length_interval(self) -> tuple[float, float]:
-        """The interval of the job's mean generated length: over the model's own stored answers, the 95%
-        interval of the mean of this job's answers (its items are others than the stored ones); over
-        references (not the model's answers), from that interval's low end to every answer running to
-        max_tokens, since a model may stop far earlier or never."""
-        if self.lengths is None:
-            return 0.0, 0.0
-        low, high = self.lengths.mean_interval(max(1, self.generations))
-        return (low, high) if self.lengths.observed else (low, max(high, float(self.max_tokens)))
 
 
 # ---------------------------------------------------------------- counting tokens
