@@ -115,7 +115,7 @@ def test_plan_uses_the_rendered_requests_and_this_machine_s_history(catalog, tmp
     warm = plan(M, "gsm8k,arc_challenge", 6, catalog=catalog, store=path, gpu=False, data_dir=str(DATA), seed=9)
     gsm8k, arc = warm.jobs
     assert gsm8k.source == "measured on this machine (1 gsm8k job)" and gsm8k.speed == "measured"
-    assert gsm8k.lengths == f"this store's 4 {M} answers under these settings"
+    assert gsm8k.lengths == f"this store's 4 {M} answers on transformers under these settings"
     assert gsm8k.generated_tokens == round(6 * 97.5)  # the mean of the stored answers, for 6 generations
     assert arc.source == "measured on this machine (1 arc_challenge job)"
     assert warm.loads[0].seconds == pytest.approx(7.0) and warm.store == str(path)

@@ -129,8 +129,20 @@ def test_stored_answers_under_the_same_settings_give_the_lengths(catalog, tmp_pa
         assert sorted(store.generated_lengths(SMOL, "gsm8k", vars(config))) == [30, 50]
         workloads, notes = plan_workloads(catalog, [(SMOL, "gsm8k", 4)], config, 1, store)
         work = workloads[(SMOL, "gsm8k")]
-        assert work.lengths.values == (30, 50) and "2 smollm2_135m answers under these settings" in work.lengths.source
+        assert work.lengths.values == (30, 50)
+        assert "2 smollm2_135m answers (other engines) under these settings" in work.lengths.source
         assert notes == []
+        # answers on the planned engine come first: the same weights answer at other lengths elsewhere
+        engine = catalog.model(SMOL).run.default_backend
+        job = store.open_job(run_id, SMOL, "gsm8k", {"name": engine}, vars(config), "h", 1)
+        store.db.execute("UPDATE jobs SET model_calls=1, n_items=1 WHERE id=?", (job,))
+        store.add_samples(job, [{"item_id": "0-own", "position": 0, "prompt": "p", "output": "o", "extracted": None,
+                                 "target": None, "metrics": {}, "details": {}, "prompt_tokens": 10,
+                                 "completion_tokens": 70, "latency_s": 0.1}])
+        store.finish_job(job, "finished")
+        workloads, _ = plan_workloads(catalog, [(SMOL, "gsm8k", 4)], config, 1, store)
+        own = workloads[(SMOL, "gsm8k")].lengths
+        assert own.values == (70,) and f"1 smollm2_135m answer on {engine} under" in own.source
     finally:
         store.close()
 

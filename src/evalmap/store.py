@@ -637,17 +637,18 @@ class Store:
             "setup": [r["seconds"] for r in setup if r["seconds"] is not None and r["seconds"] > 0],
         }
 
-    def generated_lengths(self, model: str, dataset: str, settings: dict) -> list[int]:
+    def generated_lengths(self, model: str, dataset: str, settings: dict, engine: str | None = None) -> list[int]:
         """Generated tokens per model call in this model's finished jobs on a dataset under these task settings
-        (its TaskConfig as stored, less seed and data_dir; any engine, any host): each scored sample's
+        (its TaskConfig as stored, less seed and data_dir; on `engine`, or any; any host): each scored sample's
         completion tokens over its job's requests per item (model calls and cache hits: a sample holds both).
         An item asked again (a larger run over a smaller one's items) counts once, as last answered."""
         rows = self.db.execute(
             "SELECT s.item_id, s.prompt, s.completion_tokens, "
             "CAST(j.model_calls + j.cache_hits AS REAL) / MAX(j.n_items, 1) AS calls, j.task_config "
             "FROM samples s JOIN jobs j ON j.id = s.job_id JOIN runs r ON r.id = j.run_id WHERE j.model=? AND "
-            "j.dataset=? AND j.status='finished' AND j.model_calls > 0 ORDER BY r.created, j.rowid",
-            (model, dataset),
+            "j.dataset=? AND j.status='finished' AND j.model_calls > 0 AND (? IS NULL OR "
+            "json_extract(j.backend, '$.name') = ?) ORDER BY r.created, j.rowid",
+            (model, dataset, engine, engine),
         ).fetchall()
         latest = {
             (r["item_id"], r["prompt"]): round(r["completion_tokens"] / max(r["calls"], 1.0)) for r in rows
