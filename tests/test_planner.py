@@ -181,8 +181,11 @@ def test_prefill_and_decode_follow_the_documented_formulas(catalog):
     work = planner.job_work(gen, cpu)
     assert work.prefill_tokens == 10 * 200 and work.decode_steps == pytest.approx(10 * 150)  # the prefix is reused
     step = max(weights * cpu.bytes_per_param / cpu.bandwidth, 2 * active / cpu.flops) + cpu.step_overhead
+    # a plan's new items leave room for an unseen answer at max_tokens (weight 0.5 beside the two known)
+    new = planner.job_work(gen, cpu, new_items=True)
+    assert new.decode_steps == pytest.approx(10 * (100 + 200 + 0.5 * 256) / 2.5)
     assert planner.job_seconds(model, gen, cpu).value == pytest.approx(
-        2 * active * 2000 / cpu.flops + 1500 * step)
+        2 * active * 2000 / cpu.flops + new.decode_steps * step)
     # vLLM decodes min(batch, requests) sequences per step, continuously refilled, at least its longest answer
     work = planner.job_work(gen, vllm)
     longest = 100 * 0.5**10 + 200 * (1 - 0.5**10)  # E[max of 10 draws from {100, 200}]
@@ -216,7 +219,7 @@ def test_the_interval_comes_from_the_spread_of_generated_lengths(catalog):
     # reference answers are not the model's: the high end lets every answer run to max_tokens
     refs = _workload([RequestShape("generate", 100, max_tokens=512)], lengths=[100, 101, 99, 100], items=20,
                      observed=False)
-    assert planner.generated_interval(refs)[1] == 20 * 512
+    assert planner.generated_spread(refs).high == 20 * 512
     all_max = _workload([RequestShape("generate", 100, max_tokens=512)], lengths=[512], items=20)
     assert planner.job_seconds(model, refs, "llamacpp").high == pytest.approx(
         planner.job_seconds(model, all_max, "llamacpp").value)
@@ -231,10 +234,12 @@ def test_short_stored_answers_leave_room_for_answers_that_run_to_max_tokens(cata
     few, many = (_workload([RequestShape("generate", 100, max_tokens=512)], lengths=[2, 3, 40] * k, items=20)
                  for k in (10, 300))
     a, b = (planner.job_seconds(model, w, "llamacpp") for w in (few, many))
-    assert a.value == pytest.approx(b.value)  # the estimate itself is the stored lengths' mean
-    assert a.high > 2 * a.value and a.high > 1.5 * b.high
-    low, high = planner.generated_interval(few)
-    assert low < few.generated_tokens < 20 * 512 / 10 < high  # at least two of 20 answers may run to 512
+    # the expected length itself leans to max_tokens by the unseen answer's weight, less so with more answers
+    assert 1 < a.value / planner.job_seconds(model, _workload(
+        [RequestShape("generate", 100, max_tokens=40)], lengths=[2, 3, 40], items=20), "llamacpp").value
+    assert a.value > b.value and a.high > 1.5 * a.value and a.high > 1.5 * b.high
+    tokens = planner.generated_spread(few)
+    assert tokens.low < few.generated_tokens < tokens.value < 20 * 512 / 10 < tokens.high  # 2 of 20 may run to 512
 
 
 def test_tensor_parallel_divides_gpu_work(catalog):

@@ -116,7 +116,8 @@ def test_plan_uses_the_rendered_requests_and_this_machine_s_history(catalog, tmp
     gsm8k, arc = warm.jobs
     assert gsm8k.source == "measured on this machine (1 gsm8k job)" and gsm8k.speed == "measured"
     assert gsm8k.lengths == f"this store's 4 {M} answers on transformers under these settings"
-    assert gsm8k.generated_tokens == round(6 * 97.5)  # the mean of the stored answers, for 6 generations
+    # the stored answers' mean (97.5), with room for an unseen answer at max_tokens (256, weight 0.5 beside 4)
+    assert gsm8k.generated_tokens == round(6 * (4 * 97.5 + 0.5 * 256) / 4.5)
     assert arc.source == "measured on this machine (1 arc_challenge job)"
     assert warm.loads[0].seconds == pytest.approx(7.0) and warm.store == str(path)
     assert warm.estimate_seconds() == pytest.approx(gsm8k.estimate_seconds + arc.estimate_seconds + 7.0)

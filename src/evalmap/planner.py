@@ -286,27 +286,43 @@ class Work:
     programs: float = 0.0  # generations the sandbox runs
 
 
-def _expected_max(values: list[float], draws: int) -> float:
-    """E[max of `draws` independent picks from `values`] (the longest answer holds its batch's steps)."""
-    ordered, n = sorted(values), len(values)
-    if not ordered:
-        return 0.0
-    return sum(v * (((k + 1) / n) ** draws - (k / n) ** draws) for k, v in enumerate(ordered))
+def _expected_max(lengths: list[tuple[float, float]], draws: int) -> float:
+    """E[max of `draws` independent picks] from (length, weight) pairs (the longest answer holds its batch's
+    steps): the sum over sorted lengths of v · (F(v)^draws - F(v-)^draws), F the cumulative weight."""
+    total, below, expected = sum(w for _, w in lengths), 0.0, 0.0
+    for v, w in sorted(lengths):
+        expected += v * (((below + w) / total) ** draws - (below / total) ** draws)
+        below += w
+    return expected
 
 
-def _decode_steps(lengths: list[float], generations: float, batch: int, continuous: bool) -> float:
-    """Decode steps for `generations` answers whose lengths are distributed as `lengths`: batch 1 takes one
-    step per token; a static batch runs until its longest answer ends; continuous batching (vLLM) refills
-    a finished slot at once, so it takes total tokens / batch steps, at least the longest answer."""
+def _decode_steps(lengths: list[tuple[float, float]], generations: float, batch: int, continuous: bool) -> float:
+    """Decode steps for `generations` answers whose lengths are distributed as the (length, weight) pairs
+    `lengths`: batch 1 takes one step per token; a static batch runs until its longest answer ends;
+    continuous batching (vLLM) refills a finished slot at once, so it takes total tokens / batch steps, at
+    least the longest answer."""
     if generations <= 0 or not lengths:
         return 0.0
-    mean = sum(lengths) / len(lengths)
+    mean = sum(v * w for v, w in lengths) / sum(w for _, w in lengths)
     if batch <= 1:
         return generations * mean
     full, rest = divmod(generations, batch)
     if continuous:
         return max(generations * mean / batch, _expected_max(lengths, max(1, round(min(generations, batch)))))
     return full * _expected_max(lengths, batch) + (_expected_max(lengths, max(1, round(rest))) if rest >= 0.5 else 0)
+
+
+def _weighted_lengths(workload: Workload, new_items: bool) -> list[tuple[float, float]]:
+    """The job's known answer lengths (capped at max_tokens) as (length, weight) pairs. For `new_items`
+    (answers not yet given) one more, at max_tokens, weighs UNSEEN_CAP_WEIGHT: twenty short answers do
+    not show that the next twenty will all stop, and a static batch runs as long as its longest answer."""
+    if workload.lengths is None or not workload.lengths.values:
+        return []
+    cap = workload.max_tokens
+    pairs = [(float(min(v, cap)), 1.0) for v in workload.lengths.values]
+    if new_items and cap > max(v for v, _ in pairs):
+        pairs.append((float(cap), UNSEEN_CAP_WEIGHT))
+    return pairs
 
 
 def _batching(workload: Workload, profile: EngineProfile, batch: int | None) -> tuple[int, bool]:
@@ -316,9 +332,10 @@ def _batching(workload: Workload, profile: EngineProfile, batch: int | None) -> 
     return b, profile.reuse == "prefix" and b > 1
 
 
-def job_work(workload: Workload, profile: EngineProfile, batch: int | None = None) -> Work:
+def job_work(workload: Workload, profile: EngineProfile, batch: int | None = None, new_items: bool = False) -> Work:
     """The prefill tokens and decode steps of a workload on an engine (docs/cost_model.md §3), the steps
-    at the expected answer lengths."""
+    at the expected answer lengths: those known (a stored job's own), or for `new_items` with room for an
+    unseen answer at max_tokens (see _weighted_lengths)."""
     prefill = 0.0
     previous_context = -1
     for r in workload.requests:
@@ -330,8 +347,7 @@ def job_work(workload: Workload, profile: EngineProfile, batch: int | None = Non
             prefill += r.prompt - (r.shared if profile.reuse == "prefix" else 0)
             previous_context = -1
     b, continuous = _batching(workload, profile, batch)
-    lengths = [min(v, workload.max_tokens) for v in workload.lengths.values] if workload.lengths else []
-    steps = _decode_steps(lengths, workload.generations, b, continuous)
+    steps = _decode_steps(_weighted_lengths(workload, new_items), workload.generations, b, continuous)
     return Work(prefill * workload.scale, steps, b, workload.generations if workload.sandboxed else 0.0)
 
 
@@ -348,18 +364,12 @@ def _length_draws(workload: Workload) -> tuple[np.ndarray, float] | None:
 
     The lengths are heavy-tailed (a small model stops at once or runs to max_tokens), so the interval of
     a job of new items is not the normal one of a mean: each row first draws a distribution over the
-    known lengths (a Bayesian bootstrap, Dirichlet weights), then the job's answers from it. A model's
-    own answers get one more possible answer at max_tokens with a small weight: twenty short answers do
-    not show that the next twenty will all stop."""
-    lengths, generations = workload.lengths, workload.generations
-    if lengths is None or generations <= 0 or not lengths.values:
+    known lengths and an unseen one at max_tokens (a Bayesian bootstrap: Dirichlet weights, see
+    _weighted_lengths), then the job's answers from it."""
+    pairs, generations = _weighted_lengths(workload, new_items=True), workload.generations
+    if not pairs or generations <= 0:
         return None
-    cap = workload.max_tokens
-    values = [float(min(v, cap)) for v in lengths.values]
-    weights = [1.0] * len(values)
-    if lengths.observed and cap > max(values):
-        values.append(float(cap))
-        weights.append(UNSEEN_CAP_WEIGHT)
+    values, weights = [v for v, _ in pairs], [w for _, w in pairs]
     rng = np.random.default_rng(0)  # a plan is reproducible
     mix = rng.dirichlet(weights, size=LENGTH_REPLICATES) if len(values) > 1 else np.ones((LENGTH_REPLICATES, 1))
     drawn = min(generations, DRAWN_GENERATIONS)
@@ -371,26 +381,39 @@ def _length_draws(workload: Workload) -> tuple[np.ndarray, float] | None:
     return np.asarray(values)[index], generations / drawn
 
 
-def _interval(samples: np.ndarray) -> tuple[float, float]:
-    low, high = np.quantile(samples, [0.025, 0.975])
-    return float(low), float(high)
+@dataclass(frozen=True)
+class Spread:
+    """An expected value and its 95% interval (of seconds, tokens or decode steps)."""
+
+    value: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, value: float, samples: np.ndarray, high: float = 0.0) -> Spread:
+        """`value` with the 2.5%/97.5% quantiles of drawn samples around it; `high`: a higher end where one
+        is known."""
+        low, top = np.quantile(samples, [0.025, 0.975])
+        return cls(value, min(float(low), value), max(float(top), high, value))
 
 
-def generated_interval(workload: Workload) -> tuple[float, float]:
-    """The 95% interval of the job's generated tokens; over reference answers (not the model's own) the
+def generated_spread(workload: Workload) -> Spread:
+    """The job's generated tokens (see _length_draws); over reference answers (not the model's own) the
     high end lets every answer run to max_tokens, since a model may stop far earlier or never."""
     found = _length_draws(workload)
     if found is None:
-        return 0.0, 0.0
+        return Spread(0.0, 0.0, 0.0)
     lengths, factor = found
-    low, high = _interval(lengths.sum(axis=1) * factor)
-    if not workload.lengths.observed:
-        high = max(high, float(workload.generations * workload.max_tokens))
-    return low, high
+    pairs = _weighted_lengths(workload, new_items=True)
+    mean = sum(v * w for v, w in pairs) / sum(w for _, w in pairs)
+    every_cap = 0.0 if workload.lengths.observed else float(workload.generations * workload.max_tokens)
+    return Spread.of(workload.generations * mean, lengths.sum(axis=1) * factor, every_cap)
 
 
-def _steps_interval(workload: Workload, profile: EngineProfile, batch: int | None) -> tuple[float, float] | None:
-    """The 95% interval of a job's decode steps on an engine, from the drawn lengths (see _length_draws)."""
+def _steps_spread(workload: Workload, profile: EngineProfile, batch: int | None, expected: float) -> Spread | None:
+    """A job's decode steps on an engine (`expected`: job_work's) with their interval from the drawn lengths
+    (see _length_draws): batch 1 takes a step per token, a static batch as many as its longest answer,
+    continuous batching the tokens over the batch (at least the longest answer)."""
     found = _length_draws(workload)
     if found is None:
         return None
@@ -403,13 +426,12 @@ def _steps_interval(workload: Workload, profile: EngineProfile, batch: int | Non
     else:
         padded = np.pad(lengths, ((0, 0), (0, -lengths.shape[1] % b)))
         steps = padded.reshape(LENGTH_REPLICATES, -1, b).max(axis=2).sum(axis=1)
-    low, high = _interval(steps * factor)
+    every_cap = 0.0
     if not workload.lengths.observed:
         generations, cap = workload.generations, workload.max_tokens
-        every_cap = generations * cap if b <= 1 else (
-            max(generations * cap / b, cap) if continuous else math.ceil(generations / b) * cap)
-        high = max(high, float(every_cap))
-    return low, high
+        every_cap = float(generations * cap if b <= 1 else (
+            max(generations * cap / b, cap) if continuous else math.ceil(generations / b) * cap))
+    return Spread.of(expected, steps * factor, every_cap)
 
 
 @dataclass(frozen=True)
@@ -435,35 +457,27 @@ def profile_seconds(profile: EngineProfile, model: Model, work: Work) -> tuple[f
     return prefill, decode + work.programs * SANDBOX_SECONDS_PER_PROGRAM
 
 
-@dataclass(frozen=True)
-class Seconds:
-    """An estimate and its 95% interval (from the spread of the answers' lengths, see _length_draws)."""
-
-    value: float
-    low: float
-    high: float
-
-
 def job_seconds(
     model: Model, workload: Workload, engine: str | EngineProfile, *, batch: int | None = None,
     rates: Rates | None = None,
-) -> Seconds | None:
-    """Estimated seconds of one job on one engine profile (model load excluded): the public estimate, for
-    plans and for packing jobs onto GPUs. `rates` scale the profile to measured speed (see fit_rates);
-    None when the engine cannot load the model or its weights do not fit."""
+) -> Spread | None:
+    """Estimated seconds of one job on one engine profile (model load excluded), with its interval from the
+    answers' lengths: the public estimate, for plans and for packing jobs onto GPUs. `rates` scale the
+    profile to measured speed (see fit_rates); None when the engine cannot load the model or its weights
+    do not fit."""
     profile = ENGINES[engine] if isinstance(engine, str) else engine
     if engine_refusal(model, profile.backend):
         return None
     rates = rates or Rates()
-    work = job_work(workload, profile, batch)
-    steps = _steps_interval(workload, profile, batch) or (work.decode_steps, work.decode_steps)
+    work = job_work(workload, profile, batch, new_items=True)
+    steps = _steps_spread(workload, profile, batch, work.decode_steps) or Spread(*(work.decode_steps,) * 3)
     values = []
-    for decode_steps in (work.decode_steps, *steps):
+    for decode_steps in (steps.value, steps.low, steps.high):
         parts = profile_seconds(profile, model, replace(work, decode_steps=decode_steps))
         if parts is None:
             return None
         values.append(parts[0] * rates.prefill + parts[1] * rates.decode)
-    return Seconds(values[0], min(values), max(values))
+    return Spread(*values)
 
 
 def load_seconds(model: Model, engine: str | EngineProfile) -> float:
@@ -580,7 +594,7 @@ class JobEstimate:
     requests: int
     prompt_tokens: int  # as sent (contexts and continuations of log-likelihood requests included)
     generated_tokens: int
-    generated_range: tuple[int, int] = (0, 0)  # the 95% interval of the job's generated tokens (generated_interval)
+    generated_range: tuple[int, int] = (0, 0)  # the 95% interval of the job's generated tokens (generated_spread)
     seconds: dict[str, float | None] = field(default_factory=dict)  # every reference profile (None: cannot run)
     unavailable: dict[str, str] = field(default_factory=dict)  # profile -> why it cannot run the model
     gpus: int = 0
@@ -660,11 +674,11 @@ def estimate_job(
         items = min(samples, ds.count) if samples else ds.count
         workload = catalog_workload(ds, items, n_samples, "no rendered requests")
     whole, workload = workload, workload.uncached()  # the engine computes only what the cache does not answer
-    low_tokens, high_tokens = generated_interval(workload)
+    tokens = generated_spread(workload)
     est = JobEstimate(
         model_id, dataset_id, workload.items, workload.request_count,
-        workload.prompt_tokens + workload.continuation_tokens, workload.generated_tokens,
-        (round(low_tokens), round(high_tokens)), gpus=gpus_needed(model), tokens=workload.tokens,
+        workload.prompt_tokens + workload.continuation_tokens, round(tokens.value),
+        (round(tokens.low), round(tokens.high)), gpus=gpus_needed(model), tokens=workload.tokens,
         lengths=workload.lengths.source if workload.lengths else "", cached=whole.cached,
         cached_items=whole.cached_items, cache=whole.cache,
     )
