@@ -37,7 +37,8 @@ def _settings(**changes) -> dict:
 def add_run(store: Store, key: str, jobs: list[dict], run_wall: float, host: str | None = None,
             status: str = "finished") -> str:
     """A run with these jobs: each {model, dataset, backend, kind, prompt, completion, wall, lengths, settings,
-    job_status, judge}; answers cached under the job so their kinds are known."""
+    job_status, judge, latency (each sample's engine seconds)}; answers cached under the job so their kinds are
+    known."""
     run_id, _ = store.open_run(key, {}, 1, "v", {})
     for n, spec in enumerate(jobs):
         lengths = spec.get("lengths", [5, 5])
@@ -50,8 +51,8 @@ def add_run(store: Store, key: str, jobs: list[dict], run_wall: float, host: str
         store.cache("fp", [(request, response, job)])
         store.add_samples(job, [
             {"item_id": str(i), "position": i, "prompt": "p" * 40, "output": "o", "extracted": None, "target": None,
-             "metrics": {}, "details": {}, "prompt_tokens": 10, "completion_tokens": length, "latency_s": 0.1}
-            for i, length in enumerate(lengths)
+             "metrics": {}, "details": {}, "prompt_tokens": 10, "completion_tokens": length,
+             "latency_s": spec.get("latency", 0.1)} for i, length in enumerate(lengths)
         ], model_calls=len(lengths), prompt_tokens=spec.get("prompt", 1000), wall_seconds=spec.get("wall", 10.0),
             completion_tokens=spec.get("completion", sum(lengths)))
         store.finish_job(job, spec.get("job_status", "finished"))
@@ -169,3 +170,21 @@ def test_cli_plan_table_names_hardware_intervals_loads_and_engines_that_cannot_r
     assert data["jobs"][1]["unavailable"] == {"llamacpp": "no GGUF"} and data["jobs"][1]["seconds"]["llamacpp"] is None
     assert data["totals"]["load_seconds"] > 0 and len(data["loads"]) == 2
     assert set(data["engines"]) == set(planner.ENGINES)
+
+
+def test_a_run_s_job_walls_are_re_divided_by_the_engine_s_time_on_each_job(tmp_path):
+    """The runner charged arc_challenge 11 s and hellaswag 5 s, but the engine spent 2 s on arc's requests and
+    14 s on hellaswag's (it sorted both jobs' requests by length): the fit sees 2 s and 14 s, the run's 16 s kept."""
+    store = Store(tmp_path / "s.sqlite")
+    try:
+        add_run(store, "a", [{"dataset": "arc_challenge", "kind": "loglikelihood", "wall": 11.0, "lengths": [1] * 4,
+                              "latency": 0.5},
+                             {"dataset": "hellaswag", "kind": "loglikelihood", "wall": 5.0, "lengths": [1] * 4,
+                              "latency": 3.5}], run_wall=17.0)
+        add_run(store, "b", [{"dataset": "gsm8k", "wall": 7.0, "latency": 0.0}, {"dataset": "mbpp", "wall": 3.0}],
+                run_wall=11.0)
+        jobs = store.measured_jobs(M, E)["jobs"]
+    finally:
+        store.close()
+    assert [round(j["engine_seconds"], 6) for j in jobs] == [2.0, 14.0, 0.0, 0.2]
+    assert planner.engine_walls(jobs) == pytest.approx([2.0, 14.0, 7.0, 3.0])  # no engine seconds: walls kept

@@ -613,7 +613,8 @@ class Store:
     def measured_jobs(self, model: str, backend: str, host: str | None = None) -> dict:
         """Per-job history of a model on an engine on `host` (default this machine), for the planner's fit:
         `jobs` (finished, unjudged jobs that called the model: dataset, task settings, fresh tokens, calls,
-        cache hits, items, wall seconds, the request kinds answered, each sample's generated tokens, the run's args)
+        cache hits, items, wall seconds, the engine's seconds on its samples' requests (each answer's share of its
+        batch), the request kinds answered, each sample's generated tokens, the run's args)
         and `setup` (per finished run of this model alone: run wall minus its jobs' walls, i.e. loading
         the model and the data)."""
         where = (model, backend, host or socket.gethostname())
@@ -621,7 +622,8 @@ class Store:
             "SELECT j.id, j.run_id, j.dataset, j.task_config, j.prompt_tokens, j.completion_tokens, j.model_calls, "
             "j.cache_hits, j.n_items, j.wall_seconds, r.args, (SELECT json_group_array(kind) FROM (SELECT DISTINCT "
             "kind FROM responses WHERE job_id=j.id)) AS kinds, (SELECT json_group_array(completion_tokens) FROM "
-            "samples WHERE job_id=j.id) AS lengths FROM jobs j JOIN runs r ON r.id = j.run_id WHERE j.model=? AND "
+            "samples WHERE job_id=j.id) AS lengths, (SELECT SUM(latency_s) FROM samples WHERE job_id=j.id) AS "
+            "engine_seconds FROM jobs j JOIN runs r ON r.id = j.run_id WHERE j.model=? AND "
             "json_extract(j.backend, '$.name')=? AND r.host=? AND j.status='finished' AND j.model_calls > 0 "
             "AND j.wall_seconds > 0 AND j.judge IS NULL ORDER BY r.created, j.rowid",
             where,
