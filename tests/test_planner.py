@@ -235,8 +235,8 @@ def test_short_stored_answers_leave_room_for_answers_that_run_to_max_tokens(cata
                  for k in (10, 300))
     a, b = (planner.job_seconds(model, w, "llamacpp") for w in (few, many))
     # the expected length itself leans to max_tokens by the unseen answer's weight, less so with more answers
-    assert 1 < a.value / planner.job_seconds(model, _workload(
-        [RequestShape("generate", 100, max_tokens=40)], lengths=[2, 3, 40], items=20), "llamacpp").value
+    assert a.value / planner.job_seconds(model, _workload(
+        [RequestShape("generate", 100, max_tokens=40)], lengths=[2, 3, 40], items=20), "llamacpp").value > 1
     assert a.value > b.value and a.high > 1.5 * a.value and a.high > 1.5 * b.high
     tokens = planner.generated_spread(few)
     assert tokens.low < few.generated_tokens < tokens.value < 20 * 512 / 10 < tokens.high  # 2 of 20 may run to 512
