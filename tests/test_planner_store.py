@@ -42,7 +42,8 @@ def add_run(store: Store, key: str, jobs: list[dict], run_wall: float, host: str
     run_id, _ = store.open_run(key, {}, 1, "v", {})
     for n, spec in enumerate(jobs):
         lengths = spec.get("lengths", [5, 5])
-        job = store.open_job(run_id, spec.get("model", M), spec["dataset"], {"name": spec.get("backend", E)},
+        job = store.open_job(run_id, spec.get("model", M), spec["dataset"],
+                             {"name": spec.get("backend", E), **spec.get("backend_facts", {})},
                              spec.get("settings", _settings()), "h", len(lengths), judge=spec.get("judge"))
         kind = spec.get("kind", "generate")
         request = (GenerationRequest(prompt=f"{key}{n}") if kind == "generate"
@@ -188,3 +189,16 @@ def test_a_run_s_job_walls_are_re_divided_by_the_engine_s_time_on_each_job(tmp_p
         store.close()
     assert [round(j["engine_seconds"], 6) for j in jobs] == [2.0, 14.0, 0.0, 0.2]
     assert planner.engine_walls(jobs) == pytest.approx([2.0, 14.0, 7.0, 3.0])  # no engine seconds: walls kept
+
+
+def test_a_gguf_conversion_done_once_is_left_out_of_the_setup(tmp_path):
+    """transformers converts a GGUF once per machine (SmolLM2: 4.5 s of setup, then 0.9 s): a run that did records
+    its seconds with its jobs' engine, and the measured setup leaves them out."""
+    store = Store(tmp_path / "s.sqlite")
+    try:
+        add_run(store, "first", [{"dataset": "gsm8k", "wall": 10.0, "backend_facts": {"conversion_seconds": 3.5}}],
+                run_wall=14.5)
+        add_run(store, "later", [{"dataset": "gsm8k", "wall": 10.0}], run_wall=11.2)
+        assert sorted(store.measured_jobs(M, E)["setup"]) == pytest.approx([1.0, 1.2])
+    finally:
+        store.close()

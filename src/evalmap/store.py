@@ -616,7 +616,7 @@ class Store:
         cache hits, items, wall seconds, the engine's seconds on its samples' requests (each answer's share of its
         batch), the request kinds answered, each sample's generated tokens, the run's args)
         and `setup` (per finished run of this model alone: run wall minus its jobs' walls, i.e. loading
-        the model and the data)."""
+        the model and the data, less a GGUF conversion done once per machine)."""
         where = (model, backend, host or socket.gethostname())
         rows = self.db.execute(
             "SELECT j.id, j.run_id, j.dataset, j.task_config, j.prompt_tokens, j.completion_tokens, j.model_calls, "
@@ -629,7 +629,8 @@ class Store:
             where,
         ).fetchall()
         setup = self.db.execute(
-            "SELECT r.wall_seconds - SUM(j.wall_seconds) AS seconds FROM runs r JOIN jobs j ON j.run_id = r.id "
+            "SELECT r.wall_seconds - SUM(j.wall_seconds) - COALESCE(MAX(json_extract(j.backend, "
+            "'$.conversion_seconds')), 0) AS seconds FROM runs r JOIN jobs j ON j.run_id = r.id "
             "WHERE r.status='finished' AND r.host=? GROUP BY r.id HAVING COUNT(DISTINCT j.model)=1 AND "
             "MIN(j.model)=? AND SUM(json_extract(j.backend, '$.name')=?)=COUNT(*) AND SUM(j.model_calls) > 0",
             (where[2], model, backend),

@@ -159,6 +159,7 @@ class TransformersBackend:
         self.converted_dir: Path | None = None
         self.gguf_path: Path | None = None  # the GGUF file loaded, when it was one
         self.loaded_from = ""  # "gguf" (dequantized now), "converted-cache", "local" or "hub"
+        self.conversion_seconds = 0.0  # of the load, converting the GGUF to the cached copy (a first load only)
         started = time.perf_counter()
         if gguf_file:
             model, tokenizer, fingerprint = self._load_gguf(gguf_file)
@@ -262,6 +263,7 @@ class TransformersBackend:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         torch = self._torch
+        converting = time.perf_counter()
         tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
         model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
         # The weights are plain tensors now; drop the GGUF quantizer so the model saves and casts normally.
@@ -269,7 +271,9 @@ class TransformersBackend:
         model.config.__dict__.pop("quantization_config", None)
         self.loaded_from = "gguf"
         versions = {"transformers": self._transformers.__version__, "torch": self._torch.__version__}
-        if write_converted_copy(model, tokenizer, target, path, fingerprint, versions):
+        written = write_converted_copy(model, tokenizer, target, path, fingerprint, versions)
+        self.conversion_seconds = time.perf_counter() - converting  # once per machine: the planner leaves it out
+        if written:
             # Run from the copy, so the first and every later run use the very same files.
             try:
                 return (*self._from_folder(target), fingerprint)

@@ -218,6 +218,8 @@ def run_plan(
             backend = open_backend_fn(catalog.model(model_id), options.backend)
             try:
                 info = asdict(backend.info)
+                if getattr(backend, "conversion_seconds", 0):  # a first load on this machine: the planner's setup
+                    info["conversion_seconds"] = round(backend.conversion_seconds, 3)  # leaves it out
                 judge = judging.judge_for(model_id, backend, [d for _, d, _ in model_jobs])
                 jobs = []
                 for _, dataset_id, limit in model_jobs:
