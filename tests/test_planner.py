@@ -385,15 +385,21 @@ def _reference(catalog, job, profile="transformers-cpu"):
 
 
 def test_jobs_of_the_same_dataset_and_settings_scale_the_whole_job(catalog):
-    job = _job("gsm8k", "generate", 8000, 1500, 90.0)
+    job = _job("arc_challenge", "loglikelihood", 4000, 400, 12.0, calls=40)
     rates = planner.fit_rates(catalog.model(M), planner.ENGINES["transformers-cpu"], {"jobs": [job]},
-                              dataset="gsm8k", settings={**SETTINGS, "seed": 99})  # another seed: other items only
-    factor = 90.0 / sum(_reference(catalog, job))
+                              dataset="arc_challenge", settings={**SETTINGS, "seed": 99})  # another seed: other items
+    factor = 12.0 / sum(_reference(catalog, job))
     assert rates.prefill == rates.decode == pytest.approx(factor)
-    assert rates.source == "measured on this machine (1 gsm8k job)"
+    assert rates.source == "measured on this machine (1 arc_challenge job)"
     other = planner.fit_rates(catalog.model(M), planner.ENGINES["transformers-cpu"], {"jobs": [job]},
-                              dataset="gsm8k", settings={**SETTINGS, "num_fewshot": 0})  # other prompts
-    assert other.source == "measured on this machine (rates of 1 generation job)"
+                              dataset="arc_challenge", settings={**SETTINGS, "num_fewshot": 0})  # other prompts
+    assert other.source == "measured on this machine (rates of 1 log-likelihood job)"
+    # a generation job's own history is not a whole-job factor: other items answer at other lengths
+    gen = _job("gsm8k", "generate", 8000, 1500, 90.0)
+    both = planner.fit_rates(catalog.model(M), planner.ENGINES["transformers-cpu"], {"jobs": [job, gen]},
+                             dataset="gsm8k", settings=SETTINGS)
+    assert both.source == "measured on this machine (rates of 1 log-likelihood job, 1 generation job)"
+    assert both.prefill == pytest.approx(factor) and both.decode != pytest.approx(factor)
 
 
 def test_loglikelihood_jobs_give_prefill_and_generation_jobs_decode(catalog):
@@ -414,7 +420,7 @@ def test_a_measured_estimate_replaces_the_reference_and_says_so(catalog):
     gen = _job("gsm8k", "generate", 8000, 1500, 90.0)
     history = {"jobs": [gen], "setup": [4.0, 6.0, 5.0]}
     est = planner.estimate_job(catalog, M, "gsm8k", 10, backend=E, measured={(M, E): history}, settings=SETTINGS)
-    assert est.speed == "measured" and est.source == "measured on this machine (1 gsm8k job)"
+    assert est.speed == "measured" and est.source == "measured on this machine (rates of 1 generation job)"
     reference = planner.estimate_job(catalog, M, "gsm8k", 10, backend=E)
     assert reference.speed == "ref" and reference.source.startswith("reference 2-core CPU profile")
     assert est.estimate_seconds == pytest.approx(reference.estimate_seconds * est.measured["prefill"])

@@ -554,10 +554,13 @@ def fit_rates(
 ) -> Rates | None:
     """Factors that turn the reference profile into this machine's measured speed (None: no usable history).
 
-    `history` is Store.measured_jobs(model, engine). Jobs of this very dataset under the same task `settings`
-    (TaskConfig as a dict; seed and data folder aside) give one
-    factor for the whole job; otherwise log-likelihood jobs give the prefill factor and generation jobs the
-    decode factor (their prefill taken out at that rate); with only one kind measured, one factor serves both.
+    `history` is Store.measured_jobs(model, engine), each job's wall as engine_walls re-divides it. Log-likelihood
+    jobs of this very dataset under the same task `settings` (TaskConfig as a dict; seed and data folder aside)
+    give one factor for the whole job (its per-request overheads are the dataset's own); otherwise log-likelihood
+    jobs give the prefill factor and generation jobs the decode factor (their prefill taken out at that rate);
+    with only one kind measured, one factor serves both. A generation job never gets a whole-job factor from
+    its dataset's history: other items answer at other lengths, so the share of decoding changes, and a
+    factor fitted on short answers (SmolLM2's humaneval: 341 tokens) over-estimated long ones (1,935) by 44%.
     `workloads` (dataset -> the plan's workload) tell how much of a stored job's prompt an engine reuses."""
     parts: list[tuple[str, str, float, float, float]] = []  # (dataset, kind, wall, prefill s, decode s)
     same: list[tuple[float, float]] = []
@@ -572,7 +575,8 @@ def fit_rates(
             continue
         kind = recorded.requests[0].kind
         parts.append((job["dataset"], kind, wall, *seconds))
-        if job["dataset"] == dataset and settings is not None and same_settings(job.get("task_config") or {}, settings):
+        if (kind == "loglikelihood" and job["dataset"] == dataset and settings is not None
+                and same_settings(job.get("task_config") or {}, settings)):
             same.append((wall, sum(seconds)))
     if same:
         factor = sum(w for w, _ in same) / sum(s for _, s in same)
