@@ -398,8 +398,12 @@ def test_jobs_of_the_same_dataset_and_settings_scale_the_whole_job(catalog):
     gen = _job("gsm8k", "generate", 8000, 1500, 90.0)
     both = planner.fit_rates(catalog.model(M), planner.ENGINES["transformers-cpu"], {"jobs": [job, gen]},
                              dataset="gsm8k", settings=SETTINGS)
-    assert both.source == "measured on this machine (rates of 1 log-likelihood job, 1 generation job)"
-    assert both.prefill == pytest.approx(factor) and both.decode != pytest.approx(factor)
+    assert both.source == "measured on this machine (1 gsm8k job; decode rate of 1 generation job)"
+    pooled = planner.fit_rates(catalog.model(M), planner.ENGINES["transformers-cpu"], {"jobs": [job, gen]},
+                               dataset="humaneval", settings=SETTINGS)
+    assert both.decode == pooled.decode and pooled.prefill == pytest.approx(factor)
+    prefill_s, decode_s = _reference(catalog, gen)  # gsm8k's own prefill factor: its wall less the decoding
+    assert both.prefill == pytest.approx((90.0 - both.decode * decode_s) / prefill_s)
 
 
 def test_loglikelihood_jobs_give_prefill_and_generation_jobs_decode(catalog):
@@ -420,7 +424,8 @@ def test_a_measured_estimate_replaces_the_reference_and_says_so(catalog):
     gen = _job("gsm8k", "generate", 8000, 1500, 90.0)
     history = {"jobs": [gen], "setup": [4.0, 6.0, 5.0]}
     est = planner.estimate_job(catalog, M, "gsm8k", 10, backend=E, measured={(M, E): history}, settings=SETTINGS)
-    assert est.speed == "measured" and est.source == "measured on this machine (rates of 1 generation job)"
+    assert est.speed == "measured"
+    assert est.source == "measured on this machine (1 gsm8k job; decode rate of 1 generation job)"
     reference = planner.estimate_job(catalog, M, "gsm8k", 10, backend=E)
     assert reference.speed == "ref" and reference.source.startswith("reference 2-core CPU profile")
     assert est.estimate_seconds == pytest.approx(reference.estimate_seconds * est.measured["prefill"])

@@ -116,7 +116,8 @@ def test_plan_uses_the_rendered_requests_and_this_machine_s_history(catalog, tmp
         store.close()
     warm = plan(M, "gsm8k,arc_challenge", 6, catalog=catalog, store=path, gpu=False, data_dir=str(DATA), seed=9)
     gsm8k, arc = warm.jobs
-    assert gsm8k.source.startswith("measured on this machine (rates of") and gsm8k.speed == "measured"
+    assert gsm8k.source == "measured on this machine (1 gsm8k job; decode rate of 1 generation job)"
+    assert gsm8k.speed == "measured"
     assert gsm8k.lengths == f"this store's 4 {M} answers on transformers under these settings"
     # the stored answers' mean (97.5), with room for an unseen answer at max_tokens (256, weight 0.5 beside 4)
     assert gsm8k.generated_tokens == round(6 * (4 * 97.5 + 0.5 * 256) / 4.5)

@@ -558,9 +558,10 @@ def fit_rates(
     jobs of this very dataset under the same task `settings` (TaskConfig as a dict; seed and data folder aside)
     give one factor for the whole job (its per-request overheads are the dataset's own); otherwise log-likelihood
     jobs give the prefill factor and generation jobs the decode factor (their prefill taken out at that rate);
-    with only one kind measured, one factor serves both. A generation job never gets a whole-job factor from
-    its dataset's history: other items answer at other lengths, so the share of decoding changes, and a
-    factor fitted on short answers (SmolLM2's humaneval: 341 tokens) over-estimated long ones (1,935) by 44%.
+    with only one kind measured, one factor serves both. A generation dataset's own history sets its prefill
+    factor (its prompts, prefix reuse and overheads) with the decode factor of all generation jobs (a decode
+    step is the engine's): not one whole-job factor, since other items answer at other lengths and the share of
+    decoding changes (fitted on SmolLM2's short humaneval answers, 341 tokens, it over-estimated 1,935 by 44%).
     `workloads` (dataset -> the plan's workload) tell how much of a stored job's prompt an engine reuses."""
     parts: list[tuple[str, str, float, float, float]] = []  # (dataset, kind, wall, prefill s, decode s)
     same: list[tuple[float, float]] = []
@@ -575,11 +576,10 @@ def fit_rates(
             continue
         kind = recorded.requests[0].kind
         parts.append((job["dataset"], kind, wall, *seconds))
-        if (kind == "loglikelihood" and job["dataset"] == dataset and settings is not None
-                and same_settings(job.get("task_config") or {}, settings)):
-            same.append((wall, sum(seconds)))
-    if same:
-        factor = sum(w for w, _ in same) / sum(s for _, s in same)
+        if job["dataset"] == dataset and settings is not None and same_settings(job.get("task_config") or {}, settings):
+            same.append((kind, wall, *seconds))
+    if same and all(kind == "loglikelihood" for kind, *_ in same):
+        factor = sum(p[1] for p in same) / sum(p[2] + p[3] for p in same)
         return Rates(factor, factor, f"measured on this machine ({_plural(len(same), f'{dataset} job')})")
     ll = [p for p in parts if p[1] == "loglikelihood"]
     gen = [p for p in parts if p[1] == "generate"]
@@ -597,6 +597,11 @@ def fit_rates(
         decode = prefill
     fitted = (f"{_plural(len(ll), 'log-likelihood job')}, " if ll else "") + (
         _plural(len(gen), "generation job") if gen else "")
+    own = sum(p[1] - decode * p[3] for p in same)
+    if same and own > 0:  # the dataset's own prompt work and overheads, at the engine's decode rate
+        jobs_here = _plural(len(same), f"{dataset} job")
+        return Rates(own / sum(p[2] for p in same), decode,
+                     f"measured on this machine ({jobs_here}; decode rate of {_plural(len(gen), 'generation job')})")
     return Rates(prefill, decode, f"measured on this machine (rates of {fitted.rstrip(', ')})")
 
 
