@@ -469,3 +469,23 @@ def test_batch_size_sets_transformers_batch_only(catalog):
     assert planner.job_work(gen, planner.ENGINES["vllm"], batch=8).batch == 32  # vLLM schedules its own
     # a stored job's batch comes from its run's arguments (`evalmap run --batch-size`), else the default
     assert planner._batch_of({"args": {"batch_size": 4}}) == 4 and planner._batch_of({"args": {}}) is None
+
+
+def test_how_far_the_fit_misses_its_own_jobs_widens_the_interval(catalog):
+    """Four stored jobs that two rates cannot all explain: the misses' spread is the speed's own uncertainty,
+    added to the lengths' in the interval; two jobs fit exactly and tell nothing."""
+    from evalmap.workload import RequestShape
+
+    model, cpu = catalog.model(M), planner.ENGINES["transformers-cpu"]
+    jobs = [_job("arc_challenge", "loglikelihood", 4000, 400, 12.0, calls=40),
+            _job("hellaswag", "loglikelihood", 8000, 800, 18.0, calls=40),
+            _job("gsm8k", "generate", 8000, 1500, 90.0), _job("mbpp", "generate", 6000, 900, 50.0)]
+    rates = planner.fit_rates(model, cpu, {"jobs": jobs}, dataset="humaneval", settings=SETTINGS)
+    assert rates.spread > 0.05
+    two = planner.fit_rates(model, cpu, {"jobs": jobs[1:3]}, dataset="humaneval", settings=SETTINGS)
+    assert two.spread == 0
+    ll = _workload([RequestShape("loglikelihood", 100, continuation=3)], items=5)
+    exact = planner.job_seconds(model, ll, cpu, rates=planner.Rates(rates.prefill, rates.decode))
+    wide = planner.job_seconds(model, ll, cpu, rates=rates)
+    assert exact.low == exact.value == exact.high  # log-likelihood: no lengths to vary
+    assert wide.value == exact.value and wide.high - wide.value == pytest.approx(1.96 * rates.spread * wide.value)

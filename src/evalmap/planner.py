@@ -442,6 +442,7 @@ class Rates:
     prefill: float = 1.0
     decode: float = 1.0
     source: str = ""
+    spread: float = 0.0  # relative standard error of a job's seconds at these rates (how far the fit missed)
 
 
 def profile_seconds(profile: EngineProfile, model: Model, work: Work) -> tuple[float, float] | None:
@@ -477,7 +478,11 @@ def job_seconds(
         if parts is None:
             return None
         values.append(parts[0] * rates.prefill + parts[1] * rates.decode)
-    return Spread(*values)
+    value, low, high = values
+    if rates.spread:  # the speed's own uncertainty and the lengths' are independent: add them in quadrature
+        speed = 1.96 * rates.spread * value
+        low, high = value - math.hypot(value - low, speed), value + math.hypot(high - value, speed)
+    return Spread(value, max(0.0, low), high)
 
 
 def load_seconds(model: Model, engine: str | EngineProfile) -> float:
@@ -597,12 +602,23 @@ def fit_rates(
         decode = prefill
     fitted = (f"{_plural(len(ll), 'log-likelihood job')}, " if ll else "") + (
         _plural(len(gen), "generation job") if gen else "")
+    spread = _fit_spread(parts, prefill, decode)
     own = sum(p[1] - decode * p[3] for p in same)
     if same and own > 0:  # the dataset's own prompt work and overheads, at the engine's decode rate
         jobs_here = _plural(len(same), f"{dataset} job")
         return Rates(own / sum(p[2] for p in same), decode,
-                     f"measured on this machine ({jobs_here}; decode rate of {_plural(len(gen), 'generation job')})")
-    return Rates(prefill, decode, f"measured on this machine (rates of {fitted.rstrip(', ')})")
+                     f"measured on this machine ({jobs_here}; decode rate of {_plural(len(gen), 'generation job')})",
+                     spread)
+    return Rates(prefill, decode, f"measured on this machine (rates of {fitted.rstrip(', ')})", spread)
+
+
+def _fit_spread(parts: list[tuple[str, str, float, float, float]], prefill: float, decode: float) -> float:
+    """How far two rates miss the stored jobs they were fitted on: the root mean square of wall / fitted - 1
+    over the jobs, with two degrees of freedom spent (0 with fewer than three jobs: nothing to tell)."""
+    if len(parts) < 3:
+        return 0.0
+    misses = [wall / (prefill * p + decode * d) - 1 for _, _, wall, p, d in parts if prefill * p + decode * d > 0]
+    return math.sqrt(math.fsum(m * m for m in misses) / max(len(misses) - 2, 1))
 
 
 def measured_setup(history: Mapping | None) -> float | None:
