@@ -216,6 +216,7 @@ class EngineProfile:
     load_fixed: float = 0.0  # seconds to start the engine and build the model
     load_rate: float = 1e9  # bytes/s of weights read from disk while loading
     batch_option: bool = False  # --batch-size sets the batch (transformers); others schedule their own
+    kv_bytes: float = 2.0  # bytes per KV-cache value, which every decode step reads for each sequence
 
     @property
     def label(self) -> str:
@@ -228,7 +229,7 @@ class EngineProfile:
 ENGINES: dict[str, EngineProfile] = {
     "transformers-cpu": EngineProfile(
         "transformers-cpu", "transformers", "2-core CPU, fp32", 1.5e11, 8e9, 4.0, 8, 24, False,
-        step_overhead=0.035, load_fixed=3.0, load_rate=4e8, batch_option=True,
+        step_overhead=0.035, load_fixed=3.0, load_rate=4e8, batch_option=True, kv_bytes=4.0,
     ),
     "llamacpp": EngineProfile(
         "llamacpp", "llamacpp", "2-core CPU, Q4 GGUF", 5e10, 8e9, 0.6, 1, 24, False,
@@ -284,6 +285,7 @@ class Work:
     decode_steps: float
     batch: int
     programs: float = 0.0  # generations the sandbox runs
+    kv_read: float = 0.0  # KV-cache values a decode step reads (batch × mean context × values per token)
 
 
 def _expected_max(lengths: list[tuple[float, float]], draws: int) -> float:
@@ -347,8 +349,14 @@ def job_work(workload: Workload, profile: EngineProfile, batch: int | None = Non
             prefill += r.prompt - (r.shared if profile.reuse == "prefix" else 0)
             previous_context = -1
     b, continuous = _batching(workload, profile, batch)
-    steps = _decode_steps(_weighted_lengths(workload, new_items), workload.generations, b, continuous)
-    return Work(prefill * workload.scale, steps, b, workload.generations if workload.sandboxed else 0.0)
+    pairs = _weighted_lengths(workload, new_items)
+    steps = _decode_steps(pairs, workload.generations, b, continuous)
+    prompts = [r.prompt for r in workload.requests if r.kind == "generate"]
+    context = 0.0
+    if prompts and pairs:  # a step attends to the prompt and, on average, half the answer so far
+        context = sum(prompts) / len(prompts) + sum(v * w for v, w in pairs) / sum(w for _, w in pairs) / 2
+    return Work(prefill * workload.scale, steps, b, workload.generations if workload.sandboxed else 0.0,
+                b * context * workload.kv_values)
 
 
 # ---------------------------------------------------------------- the spread of generated lengths
@@ -454,6 +462,7 @@ def profile_seconds(profile: EngineProfile, model: Model, work: Work) -> tuple[f
     prefill = 2 * active * work.prefill_tokens / (profile.flops * devices)
     step_bytes = model.params_b * 1e9 * profile.bytes_per_param / devices
     step = max(step_bytes / profile.bandwidth, 2 * active * work.batch / (profile.flops * devices))
+    step += work.kv_read * profile.kv_bytes / (profile.bandwidth * devices)  # the KV cache, read every step
     decode = work.decode_steps * (step + profile.step_overhead)
     return prefill, decode + work.programs * SANDBOX_SECONDS_PER_PROGRAM
 
@@ -494,7 +503,7 @@ def load_seconds(model: Model, engine: str | EngineProfile) -> float:
 # ---------------------------------------------------------------- fitting rates to this machine's history
 
 
-def _recorded_workload(job: Mapping, like: Workload | None) -> Workload | None:
+def _recorded_workload(job: Mapping, like: Workload | None, kv_values: int = 0) -> Workload | None:
     """A stored job as a workload: its recorded tokens, calls, items and answer lengths, laid out as `like`
     (the plan's rendering of the same dataset, so prompt reuse is counted the same way for both) or as one
     request shape repeated; None for a job mixing kinds or with no kind. Its wall and tokens are its model calls'
@@ -515,14 +524,15 @@ def _recorded_workload(job: Mapping, like: Workload | None) -> Workload | None:
         continuation = job["completion_tokens"] / calls if kind == "loglikelihood" else 0
         shapes = [RequestShape(kind, round(job["prompt_tokens"] / calls), continuation=round(continuation),
                                max_tokens=cap)]
-        return Workload(job["dataset"], calls, 1, shapes, lengths, "recorded")
+        return Workload(job["dataset"], calls, 1, shapes, lengths, "recorded", kv_values=kv_values)
     assert like is not None
     computed = items * share
     prompt = job["prompt_tokens"] / max(like.prompt_tokens / like.items * computed, 1)  # recorded / rendered
     cont = job["completion_tokens"] / max(like.continuation_tokens / like.items * computed, 1) if not lengths else 0
     shapes = [RequestShape(kind, round(r.prompt * prompt), round(r.shared * prompt), round(r.continuation * cont),
                            max(r.max_tokens, cap)) for r in like.requests]
-    return Workload(job["dataset"], items, like.sampled, shapes, lengths, "recorded", turns=like.turns, share=share)
+    return Workload(job["dataset"], items, like.sampled, shapes, lengths, "recorded", turns=like.turns, share=share,
+                    kv_values=like.kv_values)
 
 
 def _batch_of(job: Mapping) -> int | None:
@@ -572,8 +582,9 @@ def fit_rates(
     same: list[tuple[float, float]] = []
     jobs = (history or {}).get("jobs", [])
     walls = engine_walls(jobs)
+    kv_values = next((w.kv_values for w in (workloads or {}).values() if w.kv_values), 0)  # the model's own
     for job, wall in zip(jobs, walls, strict=True):
-        recorded = _recorded_workload(job, (workloads or {}).get(job["dataset"]))
+        recorded = _recorded_workload(job, (workloads or {}).get(job["dataset"]), kv_values)
         if recorded is None:
             continue
         seconds = profile_seconds(profile, model, job_work(recorded, profile, _batch_of(job)))

@@ -76,6 +76,7 @@ class Workload:
     cached: int = 0  # the job's requests the response cache already answers on the planned engine
     cached_items: int = 0  # the job's items whose every request is answered there
     cache: str = ""  # how `cached` was counted ("": the cache was not looked up)
+    kv_values: int = 0  # values a token adds to the model's KV cache (0: unknown), for decoding at long contexts
 
     @property
     def scale(self) -> float:
@@ -123,6 +124,7 @@ class Tokens:
 
     how = ""
     per_unit = 1.0  # tokens per unit (1: units are token ids; 1/ratio: units are characters)
+    kv_values = 0  # values one token adds to the KV cache (2 × layers × KV heads × head size; 0: unknown)
 
     def units(self, text: str, bos: bool = True) -> Sequence:
         raise NotImplementedError
@@ -141,6 +143,7 @@ class _LlamaTokens(Tokens):
             self.llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
         atexit.register(self.llm.close)  # before interpreter teardown, where its __del__ would fail noisily
         self.how = f"{model_id}'s tokenizer ({path.name})"
+        self.kv_values = _gguf_kv_values(self.llm.metadata)
         template = self.llm.metadata.get("tokenizer.chat_template")
         self.formatter = None
         if template:
@@ -160,6 +163,20 @@ class _LlamaTokens(Tokens):
         return self.llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True)
 
 
+def _gguf_kv_values(metadata: dict) -> int:
+    """KV-cache values per token from a GGUF's header (0 where it does not say)."""
+    arch = metadata.get("general.architecture", "")
+    try:
+        layers = int(metadata[f"{arch}.block_count"])
+        heads = int(metadata[f"{arch}.attention.head_count"])
+        kv_heads = int(metadata.get(f"{arch}.attention.head_count_kv", heads))
+        width = int(metadata[f"{arch}.embedding_length"])
+        head_size = int(metadata.get(f"{arch}.attention.key_length", width // heads))
+    except (KeyError, ValueError, ZeroDivisionError):
+        return 0
+    return 2 * layers * kv_heads * head_size
+
+
 @contextlib.contextmanager
 def _quiet_stderr():
     """stderr to /dev/null for the block, file descriptor 2 too (C libraries write there directly)."""
@@ -176,8 +193,8 @@ def _quiet_stderr():
 class _HFTokens(Tokens):
     """A transformers tokenizer found on this machine (a local folder or the hub cache, never a download)."""
 
-    def __init__(self, tokenizer: Any, how: str):
-        self.tokenizer, self.how = tokenizer, how
+    def __init__(self, tokenizer: Any, how: str, kv_values: int = 0):
+        self.tokenizer, self.how, self.kv_values = tokenizer, how, kv_values
 
     def units(self, text: str, bos: bool = True) -> Sequence:
         return self.tokenizer(text, add_special_tokens=bos)["input_ids"]
@@ -237,7 +254,21 @@ def _local_hf_tokenizer(model: Model) -> _HFTokens | None:
         )
     except Exception:  # noqa: BLE001 - not in the cache, or transformers missing: no tokenizer here
         return None
-    return _HFTokens(tokenizer, f"{model.id}'s tokenizer ({ref})")
+    return _HFTokens(tokenizer, f"{model.id}'s tokenizer ({ref})", _hf_kv_values(ref, folder, model))
+
+
+def _hf_kv_values(ref: str, folder: Path, model: Model) -> int:
+    """KV-cache values per token from the model's config on this machine (0 where it is not here)."""
+    try:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(str(folder) if folder.is_dir() else ref, local_files_only=True,
+                                            trust_remote_code=model.run.trust_remote_code).get_text_config()
+        heads = config.num_attention_heads
+        head_size = getattr(config, "head_dim", None) or config.hidden_size // heads
+        return 2 * config.num_hidden_layers * getattr(config, "num_key_value_heads", heads) * head_size
+    except Exception:  # noqa: BLE001 - no config here, or one without these fields
+        return 0
 
 
 _LOADED: dict[str, Tokens | None] = {}  # a model's tokenizer, loaded once per process (by id and run hints)
@@ -391,7 +422,7 @@ def job_workload(
         "estimated"]
     return Workload(
         dataset=dataset.id, items=len(job_items), sampled=len(sample), requests=shapes, lengths=lengths,
-        tokens=tokens.how, turns=2 if dataset.request_kind == "judge" else 1,
+        tokens=tokens.how, kv_values=tokens.kv_values, turns=2 if dataset.request_kind == "judge" else 1,
         sandboxed=dataset.request_kind == "execute", notes=notes,
     )
 
