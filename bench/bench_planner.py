@@ -4,21 +4,24 @@ on this machine), then after one calibration run.
     python bench/bench_planner.py [--backend transformers|llamacpp] [--samples 20] [--data-dir DIR]
 
 Two log-likelihood datasets (arc_challenge, hellaswag) and two generative ones (gsm8k, humaneval), 20 items
-each. Cold: `evalmap.plan` on an empty store (reference profiles), then `evalmap.evaluate` of the same jobs.
-Calibrated: `plan` with a new seed (other items) reading the first run's store, then the run of those jobs in
-a fresh store (so no answer comes from the cache). Prints estimate / actual per job, for the model's load (run
-wall minus its jobs) and for the whole run; goal: within ±50% cold, ±20% calibrated, and the actual inside the
-plan's 95% interval. A job's actual is its share of the run's job walls by the engine's time on its own requests
-(planner.engine_walls: the runner charges the pipeline to the first unfinished job while the engine already
-works on the next job's requests). "given lengths" is the planner's time model fed the lengths the run actually
-generated: it separates the speed model from the answers' lengths, which new items make unknowable (the
-planner's interval is for those). Timings on a shared machine are noisy: run it on a quiet one, twice.
+each. Cold: `evalmap.plan` on an empty store (reference profiles), then `evalmap.evaluate` of the same jobs
+(each run in a new process, as `evalmap run` is). Calibrated: `plan` with a new seed (other items) reading the
+first run's store, then the run of those jobs in a fresh store (so no answer comes from the cache).
+
+Prints estimate / actual per job, for the model's load (run wall minus its jobs) and for the whole run; goal:
+within ±50% cold, ±20% calibrated, and the actual inside the plan's 95% interval. A job's actual is its share
+of the run's job walls by the engine's time on its own requests (planner.engine_walls: the runner charges the
+pipeline to the first unfinished job while the engine already works on the next job's requests). "given
+lengths" is the planner's time model fed the lengths the run actually generated: it separates the speed model
+from the answers' lengths, which new items make unknowable (the planner's interval is for those). Timings on a
+shared machine are noisy: run it on a quiet one, twice.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import multiprocessing
 import os
 import resource
 import tempfile
@@ -51,8 +54,19 @@ def _within(estimate: float | None, actual: float, goal: float, span: tuple[floa
 
 
 def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def _evaluate(kwargs: dict):
+    return evalmap.evaluate(**kwargs)
+
+
+def _run(**kwargs):
+    """evalmap.evaluate in a new process, as `evalmap run` is: it imports torch and transformers itself (about
+    3.5 s of a transformers run's setup that a second run in one process would not pay)."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_evaluate, (kwargs,))
 
 
 def _run_facts(run_store: Path, result) -> tuple[list[float], dict[str, list[int]]]:
@@ -94,7 +108,7 @@ def phase(name: str, args: argparse.Namespace, seed: int, history: Path, run_sto
     est = evalmap.plan(args.model, args.datasets, store=history, **common)
     given = {}
     load_before, cpu_before, wall_before = os.getloadavg()[0], _cpu_seconds(), time.perf_counter()
-    result = evalmap.evaluate(args.model, args.datasets, store=run_store, quiet=True, **common)
+    result = _run(models=args.model, datasets=args.datasets, store=run_store, quiet=True, **common)
     share = (_cpu_seconds() - cpu_before) / (time.perf_counter() - wall_before)
     walls, lengths = _run_facts(run_store, result)
     for job in est.jobs:
