@@ -220,6 +220,7 @@ def test_the_interval_comes_from_the_spread_of_generated_lengths(catalog):
     refs = _workload([RequestShape("generate", 100, max_tokens=512)], lengths=[100, 101, 99, 100], items=20,
                      observed=False)
     assert planner.generated_spread(refs).high == 20 * 512
+    assert planner.generated_spread(refs).low == 20  # ... or stop after one token: references are not the model
     all_max = _workload([RequestShape("generate", 100, max_tokens=512)], lengths=[512], items=20)
     assert planner.job_seconds(model, refs, "llamacpp").high == pytest.approx(
         planner.job_seconds(model, all_max, "llamacpp").value)

@@ -400,30 +400,46 @@ class Spread:
     high: float
 
     @classmethod
-    def of(cls, value: float, samples: np.ndarray, high: float = 0.0) -> Spread:
-        """`value` with the 2.5%/97.5% quantiles of drawn samples around it; `high`: a higher end where one
-        is known."""
-        low, top = np.quantile(samples, [0.025, 0.975])
-        return cls(value, min(float(low), value), max(float(top), high, value))
+    def of(cls, value: float, samples: np.ndarray, ends: tuple[float, float] | None = None) -> Spread:
+        """`value` with the 2.5%/97.5% quantiles of drawn samples around it, widened to `ends` if given."""
+        low, high = (float(q) for q in np.quantile(samples, [0.025, 0.975]))
+        if ends is not None:
+            low, high = min(low, ends[0]), max(high, ends[1])
+        return cls(value, min(low, value), max(high, value))
+
+
+def _every_answer(workload: Workload, b: int, continuous: bool, length: float) -> float:
+    """Decode steps when every answer is `length` tokens long."""
+    generations = workload.generations
+    if b <= 1:
+        return generations * length
+    return max(generations * length / b, length) if continuous else math.ceil(generations / b) * length
+
+
+def _reference_ends(workload: Workload, b: int = 1, continuous: bool = False) -> tuple[float, float] | None:
+    """Over reference answers (not the model's own) the interval runs from every answer stopping after one
+    token to every answer running to max_tokens: references do not say how this model answers (SmolLM2's
+    median humaneval answer is 2 tokens where the canonical solutions have about 70). None: the model's own."""
+    if workload.lengths.observed:
+        return None
+    return _every_answer(workload, b, continuous, 1.0), _every_answer(workload, b, continuous, workload.max_tokens)
 
 
 def generated_spread(workload: Workload) -> Spread:
-    """The job's generated tokens (see _length_draws); over reference answers (not the model's own) the
-    high end lets every answer run to max_tokens, since a model may stop far earlier or never."""
+    """The job's generated tokens (see _length_draws and _reference_ends)."""
     found = _length_draws(workload)
     if found is None:
         return Spread(0.0, 0.0, 0.0)
     lengths, factor = found
     pairs = _weighted_lengths(workload, new_items=True)
     mean = sum(v * w for v, w in pairs) / sum(w for _, w in pairs)
-    every_cap = 0.0 if workload.lengths.observed else float(workload.generations * workload.max_tokens)
-    return Spread.of(workload.generations * mean, lengths.sum(axis=1) * factor, every_cap)
+    return Spread.of(workload.generations * mean, lengths.sum(axis=1) * factor, _reference_ends(workload))
 
 
 def _steps_spread(workload: Workload, profile: EngineProfile, batch: int | None, expected: float) -> Spread | None:
     """A job's decode steps on an engine (`expected`: job_work's) with their interval from the drawn lengths
-    (see _length_draws): batch 1 takes a step per token, a static batch as many as its longest answer,
-    continuous batching the tokens over the batch (at least the longest answer)."""
+    (see _length_draws and _reference_ends): batch 1 takes a step per token, a static batch as many as its
+    longest answer, continuous batching the tokens over the batch (at least the longest answer)."""
     found = _length_draws(workload)
     if found is None:
         return None
@@ -436,12 +452,7 @@ def _steps_spread(workload: Workload, profile: EngineProfile, batch: int | None,
     else:
         padded = np.pad(lengths, ((0, 0), (0, -lengths.shape[1] % b)))
         steps = padded.reshape(LENGTH_REPLICATES, -1, b).max(axis=2).sum(axis=1)
-    every_cap = 0.0
-    if not workload.lengths.observed:
-        generations, cap = workload.generations, workload.max_tokens
-        every_cap = float(generations * cap if b <= 1 else (
-            max(generations * cap / b, cap) if continuous else math.ceil(generations / b) * cap))
-    return Spread.of(expected, steps * factor, every_cap)
+    return Spread.of(expected, steps * factor, _reference_ends(workload, b, continuous))
 
 
 @dataclass(frozen=True)
