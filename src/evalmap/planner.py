@@ -10,6 +10,7 @@ this machine (fit_rates). `job_seconds` is the one public "seconds of a job on a
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -300,6 +301,11 @@ def _expected_max(lengths: list[tuple[float, float]], draws: int) -> float:
     return expected
 
 
+def _mean(lengths: list[tuple[float, float]]) -> float:
+    """The mean of (length, weight) pairs."""
+    return sum(v * w for v, w in lengths) / sum(w for _, w in lengths)
+
+
 def _decode_steps(lengths: list[tuple[float, float]], generations: float, batch: int, continuous: bool) -> float:
     """Decode steps for `generations` answers whose lengths are distributed as the (length, weight) pairs
     `lengths`: batch 1 takes one step per token; a static batch runs until its longest answer ends;
@@ -307,7 +313,7 @@ def _decode_steps(lengths: list[tuple[float, float]], generations: float, batch:
     least the longest answer."""
     if generations <= 0 or not lengths:
         return 0.0
-    mean = sum(v * w for v, w in lengths) / sum(w for _, w in lengths)
+    mean = _mean(lengths)
     if batch <= 1:
         return generations * mean
     full, rest = divmod(generations, batch)
@@ -356,7 +362,7 @@ def job_work(workload: Workload, profile: EngineProfile, batch: int | None = Non
     prompts = [r.prompt for r in workload.requests if r.kind == "generate"]
     context = 0.0
     if prompts and pairs:  # a step attends to the prompt and, on average, half the answer so far
-        context = sum(prompts) / len(prompts) + sum(v * w for v, w in pairs) / sum(w for _, w in pairs) / 2
+        context = sum(prompts) / len(prompts) + _mean(pairs) / 2
     return Work(prefill * workload.scale, steps, b, workload.generations if workload.sandboxed else 0.0,
                 b * context * workload.kv_values)
 
@@ -379,6 +385,12 @@ def _length_draws(workload: Workload) -> tuple[np.ndarray, float] | None:
     pairs, generations = _weighted_lengths(workload, new_items=True), workload.generations
     if not pairs or generations <= 0:
         return None
+    return _drawn(tuple(pairs), generations)
+
+
+@functools.lru_cache(maxsize=256)
+def _drawn(pairs: tuple[tuple[float, float], ...], generations: int) -> tuple[np.ndarray, float]:
+    """_length_draws's draws, made once per distribution and job size (every engine's interval reads them)."""
     values, weights = [v for v, _ in pairs], [w for _, w in pairs]
     rng = np.random.default_rng(0)  # a plan is reproducible
     mix = rng.dirichlet(weights, size=LENGTH_REPLICATES) if len(values) > 1 else np.ones((LENGTH_REPLICATES, 1))
@@ -388,7 +400,9 @@ def _length_draws(workload: Workload) -> tuple[np.ndarray, float] | None:
     cumulative[:, -1] = 1.0
     picks = np.searchsorted((cumulative + rows).ravel(), rng.random((LENGTH_REPLICATES, drawn)) + rows)
     index = np.clip(picks - rows * len(values), 0, len(values) - 1)
-    return np.asarray(values)[index], generations / drawn
+    lengths = np.asarray(values)[index]
+    lengths.flags.writeable = False  # shared by every caller through the cache
+    return lengths, generations / drawn
 
 
 @dataclass(frozen=True)
@@ -431,8 +445,7 @@ def generated_spread(workload: Workload) -> Spread:
     if found is None:
         return Spread(0.0, 0.0, 0.0)
     lengths, factor = found
-    pairs = _weighted_lengths(workload, new_items=True)
-    mean = sum(v * w for v, w in pairs) / sum(w for _, w in pairs)
+    mean = _mean(_weighted_lengths(workload, new_items=True))
     return Spread.of(workload.generations * mean, lengths.sum(axis=1) * factor, _reference_ends(workload))
 
 
@@ -525,7 +538,7 @@ def _recorded_workload(job: Mapping, like: Workload | None, kv_values: int = 0) 
     calls, items = int(job["model_calls"]), max(int(job["n_items"]), 1)
     if len(kinds) != 1 or calls <= 0 or (kind := kinds.pop()) not in ("loglikelihood", "generate"):
         return None
-    share = calls / (calls + int(job.get("cache_hits") or 0))  # of the job's requests, those computed
+    share = _computed_share(job)
     lengths = None
     if kind == "generate":
         per_item = calls / share / items
@@ -548,6 +561,12 @@ def _recorded_workload(job: Mapping, like: Workload | None, kv_values: int = 0) 
                     kv_values=like.kv_values)
 
 
+def _computed_share(job: Mapping) -> float:
+    """Of a stored job's requests, the share the engine computed (the rest the response cache answered)."""
+    calls = int(job["model_calls"])
+    return calls / max(calls + int(job.get("cache_hits") or 0), 1)
+
+
 def _batch_of(job: Mapping) -> int | None:
     """The --batch-size a stored job ran with (None: the default), read from its run's arguments."""
     size = (job.get("args") or {}).get("batch_size")
@@ -565,10 +584,7 @@ def engine_walls(jobs: list[Mapping]) -> list[float]:
         by_run.setdefault(job.get("run_id", ""), []).append(i)
     walls = [float(job["wall_seconds"]) for job in jobs]
     for members in by_run.values():
-        engine = []
-        for i in members:
-            calls, hits = int(jobs[i]["model_calls"]), int(jobs[i].get("cache_hits") or 0)
-            engine.append(float(jobs[i].get("engine_seconds") or 0) * calls / max(calls + hits, 1))
+        engine = [float(jobs[i].get("engine_seconds") or 0) * _computed_share(jobs[i]) for i in members]
         if len(members) > 1 and all(e > 0 for e in engine):
             total = sum(walls[i] for i in members)
             for i, e in zip(members, engine, strict=True):
@@ -592,7 +608,7 @@ def fit_rates(
     decoding changes (fitted on SmolLM2's short humaneval answers, 341 tokens, it over-estimated 1,935 by 44%).
     `workloads` (dataset -> the plan's workload) tell how much of a stored job's prompt an engine reuses."""
     parts: list[tuple[str, str, float, float, float]] = []  # (dataset, kind, wall, prefill s, decode s)
-    same: list[tuple[float, float]] = []
+    same: list[tuple[str, float, float, float]] = []  # this dataset's jobs: (kind, wall, prefill s, decode s)
     jobs = (history or {}).get("jobs", [])
     walls = engine_walls(jobs)
     kv_values = next((w.kv_values for w in (workloads or {}).values() if w.kv_values), 0)  # the model's own
@@ -693,7 +709,7 @@ class JobEstimate:
         """The source in one word, for the table: measured, ref, cached (every request) or none."""
         if self.measured is not None:
             return "measured"
-        if self.source.startswith("all ") and self.cached:
+        if self.cached and not self.requests:
             return "cached"
         return "ref" if self.source.startswith("reference") else "none"
 

@@ -673,21 +673,25 @@ class Store:
     def cached(self, fingerprint: str, requests: list[Request]) -> tuple[dict[str, Response], dict[str, str]]:
         """The cached answers to these requests by request key, and the job that asked for each (answers
         cached before schema 4 have none)."""
-        keys = list({r.key() for r in requests})
         found: dict[str, Response] = {}
         askers: dict[str, str] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self.db.execute(
-                f"SELECT request_hash, kind, response, job_id FROM responses WHERE fingerprint=? "
-                f"AND request_hash IN ({marks})",
-                (fingerprint, *chunk),
-            ):
-                found[row["request_hash"]] = response_from_dict(row["kind"], json.loads(row["response"]))
-                if row["job_id"] is not None:
-                    askers[row["request_hash"]] = row["job_id"]
+        for row in self._cached_rows(fingerprint, {r.key() for r in requests}, "kind, response, job_id"):
+            found[row["request_hash"]] = response_from_dict(row["kind"], json.loads(row["response"]))
+            if row["job_id"] is not None:
+                askers[row["request_hash"]] = row["job_id"]
         return found, askers
+
+    def _cached_rows(self, fingerprint: str, keys: Iterable[str], columns: str = "") -> Iterator[sqlite3.Row]:
+        """The response cache's rows (request_hash and `columns`) for these request keys under a fingerprint,
+        asked 500 keys at a time (SQLite's variable limit)."""
+        wanted = list(set(keys))
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            yield from self.db.execute(
+                f"SELECT request_hash{', ' + columns if columns else ''} FROM responses WHERE fingerprint=? "
+                f"AND request_hash IN ({','.join('?' * len(chunk))})",
+                (fingerprint, *chunk),
+            )
 
     def _planned_fingerprint(self, model: str, engine: str) -> str | None:
         """The cache fingerprint (engine:weights) of this model's newest job on this engine, which is what its next
@@ -711,16 +715,7 @@ class Store:
         """Which of these request keys a run of this model on this engine would find answered in the cache (the
         fingerprint of its newest job there): the planner counts them as free."""
         fingerprint = self._planned_fingerprint(model, engine)
-        wanted = list(set(keys)) if fingerprint else []
-        found: set[str] = set()
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            found.update(r[0] for r in self.db.execute(
-                f"SELECT request_hash FROM responses WHERE fingerprint=? AND request_hash IN ({marks})",
-                (fingerprint, *chunk),
-            ))
-        return found
+        return {row["request_hash"] for row in self._cached_rows(fingerprint, keys)} if fingerprint else set()
 
     def cache(
         self,
